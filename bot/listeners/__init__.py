@@ -1,0 +1,1 @@
+"""Thin Bolt adapters, one per Slack surface: parse, ack, hand over to one flow function."""

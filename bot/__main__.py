@@ -1,0 +1,111 @@
+"""`python -m bot` serves; `python -m bot migrate` upgrades the database and exits.
+
+The only place that reads the environment. Bad settings or a bad config file end start-up
+with one line naming the problem and exit code 2, never a traceback.
+"""
+
+import asyncio
+import logging
+import signal
+import sys
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from bot.app import Threadgate, build_app
+from bot.config import ConfigError
+from bot.http_server import build_web_app
+from bot.log_redaction import configure_logging
+from bot.settings import Settings
+from storage import schema
+from storage.database import Database
+
+log = logging.getLogger("threadgate")
+
+USAGE = "usage: python -m bot [serve | migrate]"
+
+
+def _settings_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    name = "_".join(str(p) for p in first["loc"]).upper()
+    reason = first["msg"].removeprefix("Value error, ")
+    if not name:
+        return f"threadgate: {reason}"
+    if first["type"] == "missing":
+        return f"threadgate: setting {name} is missing"
+    return f"threadgate: setting {name} is invalid: {reason}"
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()  # the environment fills the required fields
+    except ValidationError as exc:
+        print(_settings_error(exc), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+async def migrate(settings: Settings) -> None:
+    db = Database(settings.database_url)
+    try:
+        await schema.upgrade(db)
+        log.info("database at revision %s", await schema.current_revision(db))
+    finally:
+        await db.dispose()
+
+
+async def serve(threadgate: Threadgate) -> None:
+    settings = threadgate.settings
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    runner = web.AppRunner(
+        build_web_app(threadgate, serve_events=not settings.socket_mode), access_log=None
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, "0.0.0.0", settings.port)  # noqa: S104  (a server must listen)
+    await site.start()
+    log.info("listening on port %d", settings.port)
+    socket_handler = None
+    try:
+        await threadgate.start()
+        if settings.socket_mode and settings.slack_app_token is not None:
+            from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+            socket_handler = AsyncSocketModeHandler(
+                threadgate.bolt, settings.slack_app_token.get_secret_value()
+            )
+            await socket_handler.connect_async()  # type: ignore[no-untyped-call]
+            log.info("connected to Slack in Socket Mode")
+        await stop.wait()
+        log.info("stopping: finishing running work (up to %.0fs)", settings.drain_timeout)
+    finally:
+        if socket_handler is not None:
+            await socket_handler.close_async()  # type: ignore[no-untyped-call]
+        finished = await threadgate.stop()
+        await runner.cleanup()
+        log.info("stopped%s", "" if finished else " (unfinished work was recorded)")
+
+
+def main(argv: list[str]) -> int:
+    command = argv[0] if argv else "serve"
+    if command not in ("serve", "migrate") or len(argv) > 1:
+        print(USAGE, file=sys.stderr)
+        return 2
+    settings = load_settings()
+    configure_logging(settings)
+    if command == "migrate":
+        asyncio.run(migrate(settings))
+        return 0
+    try:
+        threadgate = build_app(settings)
+    except ConfigError as exc:
+        print(f"threadgate: config {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(serve(threadgate))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,80 @@
+"""Builds the Agent from the admin's config: its model, its tools, and their approval policy."""
+
+import dataclasses
+import importlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from agents import Agent, FunctionTool, Model, RunContextWrapper, Tool
+from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
+from agents.models.openai_responses import OpenAIResponsesModel
+from openai import AsyncOpenAI
+
+from bot.config import Config, ConfigError
+from bot.policy import Policy
+
+
+def load_tool_modules(modules: list[str], *, config_path: Path | None) -> dict[str, FunctionTool]:
+    """Import each admin module and collect its `TOOLS`; a broken module stops start-up."""
+    tools: dict[str, FunctionTool] = {}
+    for index, name in enumerate(modules):
+        key = f"tools.modules.{index}"
+        try:
+            module = importlib.import_module(name)
+        except Exception as exc:
+            raise ConfigError(config_path, key, f"cannot import {name!r}: {exc}") from None
+        exported = getattr(module, "TOOLS", None)
+        if not isinstance(exported, list):
+            raise ConfigError(config_path, key, f"module {name!r} has no TOOLS list")
+        for tool in exported:
+            if not isinstance(tool, FunctionTool):
+                raise ConfigError(
+                    config_path, key, f"{name}.TOOLS holds {tool!r}, which is not a function tool"
+                )
+            if tool.name in tools:
+                raise ConfigError(config_path, key, f"tool {tool.name!r} is defined twice")
+            tools[tool.name] = tool
+    return tools
+
+
+def check_policy_tools(
+    config: Config, tools: Mapping[str, Any], *, config_path: Path | None
+) -> None:
+    for name in config.approvals.tools:
+        if name not in tools:
+            raise ConfigError(
+                config_path,
+                f"approvals.tools.{name}",
+                "no loaded tool has this name (check [tools] modules and builtins)",
+            )
+
+
+def with_policy(tool: FunctionTool, policy: Policy) -> FunctionTool:
+    """Route the SDK's approval question to our policy, always answering a strict bool."""
+    name = tool.name
+
+    async def needs_approval(
+        _ctx: RunContextWrapper[Any], _args: dict[str, Any], _call: str
+    ) -> bool:
+        return bool(policy.needs_approval(name))
+
+    return dataclasses.replace(tool, needs_approval=needs_approval)
+
+
+def build_model(config: Config, client: AsyncOpenAI) -> Model:
+    if config.agent.api == "chat_completions":
+        return OpenAIChatCompletionsModel(model=config.agent.model, openai_client=client)
+    return OpenAIResponsesModel(model=config.agent.model, openai_client=client)
+
+
+def build_agent(
+    config: Config, tools: Mapping[str, FunctionTool], policy: Policy, model: Model
+) -> Agent[Any]:
+    agent_tools: list[Tool] = [with_policy(tool, policy) for tool in tools.values()]
+    return Agent(
+        name=config.agent.name,
+        instructions=config.agent.instructions,
+        model=model,
+        tools=agent_tools,
+    )

@@ -1,0 +1,198 @@
+"""The one wiring place: settings and config in, a ready-to-serve threadgate out."""
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from agents import Model, set_tracing_disabled
+from agents.extensions.memory import SQLAlchemySession
+from agents.memory import Session, SessionSettings
+from openai import AsyncOpenAI
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.agent import build_agent, build_model, check_policy_tools, load_tool_modules
+from bot.approvals import Approvals
+from bot.background import Background
+from bot.builtin_tools import SENSITIVE, slack_tools
+from bot.config import Config, load_config
+from bot.conversations import Conversations
+from bot.listeners import actions, commands, events, views
+from bot.policy import Policy
+from bot.runs import AgentRuns
+from bot.settings import Settings
+from bot.slack_client import build_slack_client
+from bot.sweeper import Sweeper
+from bot.thread_queue import ThreadQueue
+from bot.thread_replies import ThreadReplies
+from bot.user_groups import UserGroups
+from storage import schema
+from storage.database import Database
+from storage.models import Job, JobKind, JobStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Health:
+    migrated: bool = False
+    slack_ok: bool = False
+    bot_user_id: str | None = None
+    team_id: str | None = None
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return self.migrated and self.slack_ok
+
+
+@dataclass
+class Threadgate:
+    """Everything one process runs; `start` and `stop` bracket its life."""
+
+    settings: Settings
+    config: Config
+    db: Database
+    client: AsyncWebClient
+    bolt: AsyncApp
+    background: Background
+    queue: ThreadQueue
+    conversations: Conversations
+    approvals: Approvals
+    sweeper: Sweeper
+    policy: Policy
+    health: Health = field(default_factory=Health)
+    _sweeper_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self.settings.migrate_on_start:
+            await schema.upgrade(self.db)
+        elif not await schema.is_up_to_date(self.db):
+            raise RuntimeError("the database schema is behind: run `python -m bot migrate`")
+        self.health.migrated = True
+        response = await self.client.auth_test()
+        self.health.bot_user_id = response.get("user_id")
+        self.health.team_id = response.get("team_id")
+        self.health.slack_ok = True
+        self._sweeper_task = asyncio.create_task(self.sweeper.run(), name="sweeper")
+        log.info("threadgate ready as %s in %s", self.health.bot_user_id, self.health.team_id)
+
+    async def stop(self, *, drain_timeout: float | None = None) -> bool:
+        """Finish or hand back running work, then let go of the database."""
+        self.health.slack_ok = False
+        timeout = self.settings.drain_timeout if drain_timeout is None else drain_timeout
+        finished = await self.background.drain(timeout)
+        if self._sweeper_task is not None:
+            self._sweeper_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper_task
+        await self.db.dispose()
+        return finished
+
+
+def process_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def build_app(
+    settings: Settings,
+    *,
+    config: Config | None = None,
+    slack_client: AsyncWebClient | None = None,
+    model: Model | None = None,
+) -> Threadgate:
+    """Build without I/O: nothing connects until `start`. Tests pass their own client and model."""
+    set_tracing_disabled(True)
+    config = config if config is not None else load_config(settings.threadgate_config)
+    db = Database(settings.database_url)
+    client = slack_client or build_slack_client(
+        settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
+    )
+    tools = load_tool_modules(config.tools.modules, config_path=settings.threadgate_config)
+    builtins = slack_tools(client)
+    for name in config.tools.builtins:
+        tools[name] = builtins[name]
+    check_policy_tools(config, tools, config_path=settings.threadgate_config)
+    policy = Policy.from_config(
+        config.approvals,
+        tool_defaults={name: SENSITIVE[name] for name in config.tools.builtins},
+    )
+    if model is None:
+        openai_client = AsyncOpenAI(
+            api_key=(
+                settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unset"
+            ),
+            base_url=settings.openai_base_url,
+        )
+        model = build_model(config, openai_client)
+    runs = AgentRuns(build_agent(config, tools, policy, model), max_turns=config.agent.max_turns)
+
+    history = SessionSettings(limit=config.agent.history_limit)
+
+    def session_for(thread_key: str) -> Session:
+        return SQLAlchemySession(thread_key, engine=db.engine, session_settings=history)
+
+    background = Background()
+    queue = ThreadQueue(
+        db, background, owner=process_owner(), lease=timedelta(seconds=settings.lease_seconds)
+    )
+    replies = ThreadReplies(client)
+    approvals = Approvals(
+        db,
+        client=client,
+        replies=replies,
+        runs=runs,
+        policy=policy,
+        groups=UserGroups(client),
+        sessions=session_for,
+        kick=queue.kick,
+    )
+    conversations = Conversations(
+        db,
+        runs=runs,
+        approvals=approvals,
+        replies=replies,
+        sessions=session_for,
+        kick=queue.kick,
+    )
+
+    async def handle_job(job: Job) -> JobStatus:
+        if job.kind == JobKind.RESUME:
+            return await approvals.handle_resume(job)
+        return await conversations.handle_message(job)
+
+    queue.handler = handle_job
+
+    secret = settings.slack_signing_secret
+    bolt = AsyncApp(
+        client=client,
+        signing_secret=secret.get_secret_value() if secret is not None else "",
+        request_verification_enabled=not settings.socket_mode,
+        process_before_response=True,
+        logger=logging.getLogger("threadgate.bolt"),
+    )
+    app = Threadgate(
+        settings=settings,
+        config=config,
+        db=db,
+        client=client,
+        bolt=bolt,
+        background=background,
+        queue=queue,
+        conversations=conversations,
+        approvals=approvals,
+        sweeper=Sweeper(
+            approvals=approvals, db=db, kick=queue.kick, interval=settings.sweep_interval
+        ),
+        policy=policy,
+    )
+    events.register(bolt, app)
+    actions.register(bolt, app)
+    views.register(bolt, app)
+    commands.register(bolt, app)
+    return app

@@ -1,0 +1,39 @@
+"""May this person decide this approval? Pure: group membership is looked up by the caller."""
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    reason: str = ""
+
+
+def is_user_group(slack_id: str) -> bool:
+    return slack_id.startswith("S")
+
+
+def may_decide(
+    *,
+    user_id: str,
+    requested_by: str,
+    approvers: Sequence[str],
+    group_members: Mapping[str, Collection[str]],
+    allow_self_approval: bool,
+) -> Verdict:
+    """Self-approval is checked first: being an approver does not let you approve your own ask."""
+    if not approvers:
+        return Verdict(
+            False,
+            "No approvers are configured for this tool, so nobody can approve it. "
+            "Ask an admin to set `approvers` under `[approvals]`.",
+        )
+    if user_id == requested_by and not allow_self_approval:
+        return Verdict(False, "You asked for this call, and self-approval is turned off.")
+    for approver in approvers:
+        if approver == user_id:
+            return Verdict(True)
+        if is_user_group(approver) and user_id in group_members.get(approver, ()):
+            return Verdict(True)
+    return Verdict(False, "You are not one of the approvers for this tool.")

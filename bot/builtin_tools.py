@@ -1,0 +1,49 @@
+"""Tools that ship with threadgate; admins switch them on in `[tools] builtins`."""
+
+from agents import FunctionTool, function_tool
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+# Whether each built-in needs approval when the admin's policy does not say.
+SENSITIVE = {"slack_post_message": True, "slack_lookup_user": False}
+
+
+def slack_tools(client: AsyncWebClient) -> dict[str, FunctionTool]:
+    """Built per app so each tool talks to that app's Slack client, never a global one."""
+
+    @function_tool
+    async def slack_post_message(channel: str, text: str) -> str:
+        """Post a message to a Slack channel.
+
+        Args:
+            channel: The channel id (C…) or name to post in.
+            text: The message text (Slack mrkdwn).
+        """
+        try:
+            response = await client.chat_postMessage(channel=channel, text=text)
+        except SlackApiError as exc:
+            return f"Slack refused the message: {exc.response.get('error', 'unknown error')}"
+        return f"Posted to {response.get('channel', channel)} at ts {response.get('ts')}"
+
+    @function_tool
+    async def slack_lookup_user(user_id: str) -> str:
+        """Look up a Slack user's name, title and time zone.
+
+        Args:
+            user_id: The user's id, like U024BE7LH.
+        """
+        try:
+            response = await client.users_info(user=user_id)
+        except SlackApiError as exc:
+            return f"Slack could not find that user: {exc.response.get('error', 'unknown error')}"
+        user = response.get("user") or {}
+        profile = user.get("profile") or {}
+        name = profile.get("real_name") or user.get("real_name") or user.get("name") or user_id
+        parts = [f"name: {name}"]
+        if profile.get("title"):
+            parts.append(f"title: {profile['title']}")
+        if user.get("tz"):
+            parts.append(f"time zone: {user['tz']}")
+        return ", ".join(parts)
+
+    return {"slack_post_message": slack_post_message, "slack_lookup_user": slack_lookup_user}

@@ -1,0 +1,63 @@
+"""Approve and Reject buttons. The button's value is untrusted: only an id to look up."""
+
+import re
+from typing import TYPE_CHECKING, Any, Literal
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.response import BoltResponse
+
+from bot.approvals import Click
+from bot.blocks import APPROVE_ACTION, REJECT_ACTION
+from bot.listeners.parsing import MalformedPayload, bad_request, field_str, require
+
+if TYPE_CHECKING:
+    from bot.app import Threadgate
+
+APPROVAL_ID = re.compile(r"^ap_[A-Za-z0-9_-]{8,40}$")
+INVALID_BUTTON = "That button is not valid. Ask the bot again in the thread if you need it."
+
+
+def _click(body: dict[str, Any], action: Literal["approve", "reject"]) -> tuple[Click, bool]:
+    actions = body.get("actions")
+    if not isinstance(actions, list) or not actions or not isinstance(actions[0], dict):
+        raise MalformedPayload("missing actions")
+    value = actions[0].get("value")
+    channel = field_str(body, "channel", "id", required=False) or require(
+        body, "container", "channel_id"
+    )
+    click = Click(
+        approval_id=value if isinstance(value, str) else "",
+        action=action,
+        user_id=require(body, "user", "id"),
+        team_id=field_str(body, "team", "id", required=False) or require(body, "user", "team_id"),
+        channel_id=channel,
+        trigger_id=field_str(body, "trigger_id", required=False),
+    )
+    return click, bool(APPROVAL_ID.match(click.approval_id))
+
+
+def register(app: AsyncApp, threadgate: "Threadgate") -> None:
+    async def on_click(
+        body: dict[str, Any], ack: AsyncAck, action: Literal["approve", "reject"]
+    ) -> BoltResponse | None:
+        try:
+            click, valid = _click(body, action)
+        except MalformedPayload as exc:
+            return bad_request(exc)
+        await ack()
+        if not valid:
+            note = threadgate.approvals.replies.private(
+                channel=click.channel_id, user=click.user_id, thread_ts=None, text=INVALID_BUTTON
+            )
+            threadgate.background.spawn(note, name="invalid button")
+            return None
+        threadgate.background.spawn(threadgate.approvals.click(click), name=f"click {action}")
+        return None
+
+    @app.action(APPROVE_ACTION)
+    async def handle_approve(body: dict[str, Any], ack: AsyncAck) -> BoltResponse | None:
+        return await on_click(body, ack, "approve")
+
+    @app.action(REJECT_ACTION)
+    async def handle_reject(body: dict[str, Any], ack: AsyncAck) -> BoltResponse | None:
+        return await on_click(body, ack, "reject")

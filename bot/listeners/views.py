@@ -1,0 +1,46 @@
+"""The reject-reason modal: submitting rejects, closing leaves the approval pending."""
+
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.response import BoltResponse
+
+from bot.approvals import Rejection
+from bot.blocks import REASON_BLOCK, REASON_INPUT, REASON_LIMIT, REJECT_VIEW
+from bot.listeners.actions import APPROVAL_ID
+from bot.listeners.parsing import MalformedPayload, bad_request, field_str, require
+
+if TYPE_CHECKING:
+    from bot.app import Threadgate
+
+
+def _rejection(body: dict[str, Any]) -> Rejection:
+    approval_id = require(body, "view", "private_metadata")
+    if not APPROVAL_ID.match(approval_id):
+        raise MalformedPayload("view.private_metadata is not an approval id")
+    values = body["view"].get("state", {}).get("values", {})
+    reason = ""
+    if isinstance(values, dict):
+        reason = field_str(values, REASON_BLOCK, REASON_INPUT, "value", required=False) or ""
+    return Rejection(
+        approval_id=approval_id,
+        user_id=require(body, "user", "id"),
+        team_id=field_str(body, "team", "id", required=False) or require(body, "user", "team_id"),
+        reason=reason[:REASON_LIMIT],
+    )
+
+
+def register(app: AsyncApp, threadgate: "Threadgate") -> None:
+    @app.view(REJECT_VIEW)
+    async def handle_reject_submission(body: dict[str, Any], ack: AsyncAck) -> BoltResponse | None:
+        try:
+            rejection = _rejection(body)
+        except MalformedPayload as exc:
+            return bad_request(exc)
+        await ack()
+        threadgate.background.spawn(threadgate.approvals.reject(rejection), name="reject")
+        return None
+
+    @app.view_closed(REJECT_VIEW)
+    async def handle_reject_closed(ack: AsyncAck) -> None:
+        await ack()

@@ -1,0 +1,159 @@
+"""Start and resume agent runs. The only module that touches RunState.
+
+A run ends in one of two ways we care about: a final answer, or a pause with the tool calls
+that wait for a person. A pause comes back as a serialized state plus the calls, ready to be
+stored in one transaction.
+"""
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from typing import Any
+
+from agents import Agent, Runner, RunResult, RunState, ToolApprovalItem
+from agents.items import ToolCallOutputItem
+from agents.memory import Session
+from agents.run_state import CURRENT_SCHEMA_VERSION
+
+from storage.repositories import SavedState
+
+SDK_VERSION = version("openai-agents")
+
+
+@dataclass(frozen=True)
+class PendingCall:
+    call_id: str
+    tool_name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class CallDecision:
+    approved: bool
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    final_text: str | None
+    pending: list[PendingCall] = field(default_factory=list)
+    saved: SavedState | None = None
+    tool_outputs: dict[str, str] = field(default_factory=dict)
+
+
+class StateLoadError(Exception):
+    """A stored state this SDK or this agent cannot resume; the message is for the thread."""
+
+
+def thread_context(
+    *, team_id: str, channel_id: str, thread_ts: str, user_id: str
+) -> dict[str, str]:
+    """Plain JSON only: RunState serializes the context with the state."""
+    return {
+        "team_id": team_id,
+        "channel_id": channel_id,
+        "thread_ts": thread_ts,
+        "user_id": user_id,
+    }
+
+
+class AgentRuns:
+    def __init__(self, agent: Agent[Any], *, max_turns: int) -> None:
+        self.agent = agent
+        self.max_turns = max_turns
+
+    async def start(self, text: str, *, session: Session, context: Mapping[str, str]) -> RunOutcome:
+        result = await Runner.run(
+            self.agent, text, session=session, context=dict(context), max_turns=self.max_turns
+        )
+        return _outcome(result)
+
+    async def load(self, saved_state: str) -> RunState[Any, Agent[Any]]:
+        try:
+            schema = json.loads(saved_state).get("$schemaVersion")
+        except (ValueError, AttributeError):
+            raise StateLoadError("the stored run state is not valid JSON") from None
+        try:
+            return await RunState.from_string(self.agent, saved_state)
+        except Exception as exc:
+            raise StateLoadError(
+                f"the paused run cannot be loaded by this version of threadgate "
+                f"(state schema {schema}, SDK {SDK_VERSION}): {_short(exc)}"
+            ) from None
+
+    async def resume(
+        self,
+        saved_state: str,
+        *,
+        decisions: Mapping[str, CallDecision],
+        new_messages: Sequence[str],
+        session: Session,
+    ) -> tuple[RunOutcome, list[int]]:
+        """Apply the decisions and go on; returns the outcome and the indexes of the messages
+        that the paused state could not take (they go back to the thread's queue).
+
+        Every pending call must have a decision: resuming with an undecided call would pause
+        again on the same call and strand it.
+        """
+        state = await self.load(saved_state)
+        for item in state.get_interruptions():
+            decision = decisions.get(item.call_id or "")
+            if decision is None:
+                raise StateLoadError(f"no decision was stored for the call {item.call_id}")
+            if decision.approved:
+                state.approve(item)
+            else:
+                state.reject(item, rejection_message=decision.message)
+        refused: list[int] = []
+        for index, text in enumerate(new_messages):
+            try:
+                state.add_input(text)
+            except Exception:
+                refused.append(index)
+        result = await Runner.run(self.agent, state, session=session)
+        return _outcome(result), refused
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 300 else text[:300] + "…"
+
+
+def _outcome(result: RunResult) -> RunOutcome:
+    outputs = {
+        str(item.raw_item.get("call_id") if isinstance(item.raw_item, dict) else ""): _as_text(
+            item.output
+        )
+        for item in result.new_items
+        if isinstance(item, ToolCallOutputItem)
+    }
+    outputs.pop("", None)
+    if result.interruptions:
+        return RunOutcome(
+            final_text=None,
+            pending=[_pending(item) for item in result.interruptions],
+            saved=SavedState(
+                state=result.to_state().to_string(),
+                sdk_version=SDK_VERSION,
+                schema_version=CURRENT_SCHEMA_VERSION,
+            ),
+            tool_outputs=outputs,
+        )
+    final = result.final_output
+    return RunOutcome(
+        final_text=final if isinstance(final, str) else json.dumps(final, default=str),
+        tool_outputs=outputs,
+    )
+
+
+def _pending(item: ToolApprovalItem) -> PendingCall:
+    return PendingCall(
+        call_id=item.call_id or "",
+        tool_name=item.name or "unknown_tool",
+        arguments=item.arguments or "{}",
+    )
+
+
+def _as_text(output: Any) -> str:
+    return output if isinstance(output, str) else json.dumps(output, default=str)

@@ -1,0 +1,106 @@
+"""One worker at a time per thread, across processes, in the order the work arrived.
+
+Work is rows in the `jobs` table. A process drains a thread only while it holds the thread's
+lease, renewing it as it goes. Whoever queues a job then tries to take the lease; whoever
+releases the lease looks again for queued jobs; so no job waits for a wake-up that never comes.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from bot.background import Background, new_ref
+from storage import repositories as repo
+from storage.database import Database
+from storage.models import Job, JobStatus
+
+log = logging.getLogger(__name__)
+
+JobHandler = Callable[[Job], Awaitable[JobStatus]]
+
+
+class ThreadQueue:
+    def __init__(
+        self,
+        db: Database,
+        background: Background,
+        *,
+        owner: str,
+        lease: timedelta,
+    ) -> None:
+        self.db = db
+        self.background = background
+        self.owner = owner
+        self.lease = lease
+        self.handler: JobHandler | None = None
+        self._draining: set[str] = set()
+        self._again: set[str] = set()
+
+    def kick(self, thread_key: str) -> None:
+        """Make sure somebody works on this thread soon; cheap to call too often."""
+        if thread_key in self._draining:
+            self._again.add(thread_key)
+            return
+        self._draining.add(thread_key)
+        task = self.background.spawn(self._drain(thread_key), name=f"thread {thread_key}")
+        if task is None:
+            self._draining.discard(thread_key)
+
+    async def _drain(self, thread_key: str) -> None:
+        try:
+            while self.background.accepting:
+                self._again.discard(thread_key)
+                if await repo.acquire_thread_lease(
+                    self.db, thread_key=thread_key, owner=self.owner, ttl=self.lease
+                ):
+                    await self._work(thread_key)
+                elif thread_key not in self._again:
+                    return  # the holder looks for queued jobs after it lets go
+                if thread_key in self._again:
+                    continue
+                if not await repo.has_queued_job(self.db, thread_key=thread_key):
+                    return
+        finally:
+            self._draining.discard(thread_key)
+            self._again.discard(thread_key)
+
+    async def _work(self, thread_key: str) -> None:
+        renewer = asyncio.create_task(self._renew(thread_key))
+        try:
+            while self.background.accepting and (
+                job := await repo.start_next_job(self.db, thread_key=thread_key)
+            ):
+                await self._run(job)
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            await asyncio.shield(
+                repo.release_thread_lease(self.db, thread_key=thread_key, owner=self.owner)
+            )
+
+    async def _run(self, job: Job) -> None:
+        assert job.id is not None
+        assert self.handler is not None
+        try:
+            status = await self.handler(job)
+        except asyncio.CancelledError:
+            await asyncio.shield(repo.finish_job(self.db, job_id=job.id, status=JobStatus.FAILED))
+            raise
+        except Exception:
+            log.exception("job %s of thread %s failed (ref %s)", job.id, job.thread_key, new_ref())
+            status = JobStatus.FAILED
+        if status != JobStatus.DEFERRED:
+            await repo.finish_job(self.db, job_id=job.id, status=status)
+
+    async def _renew(self, thread_key: str) -> None:
+        interval = self.lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(interval)
+            if not await repo.renew_thread_lease(
+                self.db, thread_key=thread_key, owner=self.owner, ttl=self.lease
+            ):
+                log.warning("lost the lease of thread %s", thread_key)
+                return

@@ -1,0 +1,162 @@
+"""Tables threadgate owns, and the persisted statuses that drive its state machines.
+
+The SDK's conversation tables (`agent_sessions`, `agent_messages`) are not declared here: the
+SDK owns their shape. The migrations create them and never drop them.
+"""
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import JSON, Column, DateTime, Index, String, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on both databases: SQLite drops the zone, PostgreSQL keeps it."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class JobKind(StrEnum):
+    MESSAGE = "message"
+    RESUME = "resume"
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    # A message that arrived while its thread waited for approval: folded into the resume.
+    DEFERRED = "deferred"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    WAITING = "waiting"
+    RESUMING = "resuming"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+class ApprovalStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+class SlackEvent(SQLModel, table=True):
+    """One row per Events API delivery we accepted: Slack retries reuse the event_id."""
+
+    __tablename__ = "slack_events"
+
+    event_id: str = Field(primary_key=True, max_length=64)
+    received_at: datetime = Field(default_factory=utcnow, index=True, sa_type=UTCDateTime)
+
+
+class Thread(SQLModel, table=True):
+    """A Slack thread the bot takes part in; its lease serialises work across processes."""
+
+    __tablename__ = "threads"
+
+    key: str = Field(primary_key=True, max_length=200)
+    team_id: str = Field(max_length=32)
+    channel_id: str = Field(max_length=32)
+    thread_ts: str = Field(max_length=32)
+    lease_owner: str | None = Field(default=None, max_length=100)
+    lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Job(SQLModel, table=True):
+    """A unit of thread work: a message to answer or a run to resume, done in id order."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("dedupe_key", name="uq_jobs_dedupe_key"),
+        Index("ix_jobs_thread_status_id", "thread_key", "status", "id"),
+        Index("ix_jobs_run_status", "run_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    thread_key: str = Field(max_length=200, foreign_key="threads.key")
+    kind: JobKind = Field(sa_type=String(16))
+    status: JobStatus = Field(default=JobStatus.QUEUED, sa_type=String(16))
+    dedupe_key: str = Field(max_length=250)
+    user_id: str | None = Field(default=None, max_length=32)
+    message_ts: str | None = Field(default=None, max_length=32)
+    text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    run_id: str | None = Field(default=None, max_length=40)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Run(SQLModel, table=True):
+    """One agent run in a thread; while it waits for approval it holds the serialized RunState."""
+
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_thread_status", "thread_key", "status"),)
+
+    id: str = Field(primary_key=True, max_length=40)
+    thread_key: str = Field(max_length=200, foreign_key="threads.key")
+    status: RunStatus = Field(default=RunStatus.RUNNING, sa_type=String(16))
+    requested_by: str = Field(max_length=32)
+    # Bumped at every pause so approvals of an older pause can never resume a newer one.
+    generation: int = Field(default=0)
+    state: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    sdk_version: str | None = Field(default=None, max_length=32)
+    state_schema_version: str | None = Field(default=None, max_length=16)
+    error_ref: str | None = Field(default=None, max_length=32)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, index=True, sa_type=UTCDateTime)
+
+
+class Approval(SQLModel, table=True):
+    """One pending tool call of a paused run; its id is the only thing a button carries."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (
+        Index("ix_approvals_run_generation", "run_id", "generation"),
+        Index("ix_approvals_status_expires", "status", "expires_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    run_id: str = Field(max_length=40, foreign_key="runs.id")
+    generation: int
+    team_id: str = Field(max_length=32)
+    channel_id: str = Field(max_length=32)
+    thread_ts: str = Field(max_length=32)
+    message_ts: str | None = Field(default=None, max_length=32)
+    call_id: str = Field(max_length=200)
+    tool_name: str = Field(max_length=200)
+    arguments: str = Field(sa_column=Column(Text, nullable=False))
+    requested_by: str = Field(max_length=32)
+    approvers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    status: ApprovalStatus = Field(default=ApprovalStatus.PENDING, sa_type=String(16))
+    decided_by: str | None = Field(default=None, max_length=32)
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    outcome: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -1,0 +1,484 @@
+"""Intent-named queries. Every state change is a compare-and-set inside one transaction.
+
+Exactly-once lives here: an approval is decided by `UPDATE … WHERE status = 'pending'`, a run is
+handed to a resume job by `UPDATE … WHERE status = 'waiting'`, and a job is started by
+`UPDATE … WHERE status = 'queued'`. Whoever changes the row wins; everyone else is told so.
+"""
+
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import SQLModel, col
+
+from storage.database import Database
+from storage.models import (
+    Approval,
+    ApprovalStatus,
+    Job,
+    JobKind,
+    JobStatus,
+    Run,
+    RunStatus,
+    SlackEvent,
+    Thread,
+    utcnow,
+)
+
+
+def new_approval_id() -> str:
+    """Opaque and unguessable: a button value is attacker-controlled, so ids must not be."""
+    return "ap_" + secrets.token_urlsafe(18)
+
+
+def new_run_id() -> str:
+    return "run_" + uuid.uuid4().hex
+
+
+async def _insert_ignoring_conflict(
+    session: AsyncSession, model: type[SQLModel], values: dict[str, Any]
+) -> bool:
+    """Insert a row unless a unique key already holds it; True when this call inserted it."""
+    table = model.__table__  # type: ignore[attr-defined]
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(table).values(**values).on_conflict_do_nothing()
+    result = await session.execute(stmt)
+    return _rowcount(result) == 1
+
+
+def _rowcount(result: Any) -> int:
+    return result.rowcount if isinstance(result, CursorResult) else 0
+
+
+# --- events and messages -------------------------------------------------------------------
+
+
+class Accepted(StrEnum):
+    QUEUED = "queued"
+    DUPLICATE_EVENT = "duplicate_event"
+    DUPLICATE_MESSAGE = "duplicate_message"
+    NOT_OUR_THREAD = "not_our_thread"
+
+
+@dataclass(frozen=True)
+class ThreadRef:
+    team_id: str
+    channel_id: str
+    thread_ts: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.team_id}:{self.channel_id}:{self.thread_ts}"
+
+
+async def accept_message(
+    db: Database,
+    *,
+    event_id: str,
+    thread: ThreadRef,
+    user_id: str,
+    message_ts: str,
+    text: str,
+    only_known_thread: bool,
+) -> Accepted:
+    """Durably queue a message for its thread, once, however often Slack delivers it.
+
+    The event id catches Slack's retries; the message's own ts catches the second event Slack
+    sends for a message that mentions the bot (`app_mention` and `message`).
+    """
+    async with db.write() as session:
+        if not await _insert_ignoring_conflict(session, SlackEvent, {"event_id": event_id}):
+            return Accepted.DUPLICATE_EVENT
+        known = await session.get(Thread, thread.key) is not None
+        if only_known_thread and not known:
+            return Accepted.NOT_OUR_THREAD
+        if not known:
+            await _insert_ignoring_conflict(
+                session,
+                Thread,
+                {
+                    "key": thread.key,
+                    "team_id": thread.team_id,
+                    "channel_id": thread.channel_id,
+                    "thread_ts": thread.thread_ts,
+                    "created_at": utcnow(),
+                },
+            )
+        inserted = await _insert_ignoring_conflict(
+            session,
+            Job,
+            {
+                "thread_key": thread.key,
+                "kind": JobKind.MESSAGE,
+                "status": JobStatus.QUEUED,
+                "dedupe_key": f"msg:{thread.team_id}:{thread.channel_id}:{message_ts}",
+                "user_id": user_id,
+                "message_ts": message_ts,
+                "text": text,
+                "created_at": utcnow(),
+            },
+        )
+        return Accepted.QUEUED if inserted else Accepted.DUPLICATE_MESSAGE
+
+
+async def get_thread(db: Database, key: str) -> Thread | None:
+    async with db.read() as session:
+        return await session.get(Thread, key)
+
+
+# --- the thread lease and its job queue ----------------------------------------------------
+
+
+async def acquire_thread_lease(
+    db: Database, *, thread_key: str, owner: str, ttl: timedelta
+) -> bool:
+    now = utcnow()
+    async with db.write() as session:
+        result = await session.execute(
+            update(Thread)
+            .where(
+                col(Thread.key) == thread_key,
+                or_(
+                    col(Thread.lease_owner).is_(None),
+                    col(Thread.lease_owner) == owner,
+                    col(Thread.lease_expires_at) < now,
+                ),
+            )
+            .values(lease_owner=owner, lease_expires_at=now + ttl)
+        )
+        return _rowcount(result) == 1
+
+
+async def renew_thread_lease(db: Database, *, thread_key: str, owner: str, ttl: timedelta) -> bool:
+    async with db.write() as session:
+        result = await session.execute(
+            update(Thread)
+            .where(col(Thread.key) == thread_key, col(Thread.lease_owner) == owner)
+            .values(lease_expires_at=utcnow() + ttl)
+        )
+        return _rowcount(result) == 1
+
+
+async def release_thread_lease(db: Database, *, thread_key: str, owner: str) -> None:
+    async with db.write() as session:
+        await session.execute(
+            update(Thread)
+            .where(col(Thread.key) == thread_key, col(Thread.lease_owner) == owner)
+            .values(lease_owner=None, lease_expires_at=None)
+        )
+
+
+async def has_queued_job(db: Database, *, thread_key: str) -> bool:
+    async with db.read() as session:
+        found = await session.scalar(
+            select(col(Job.id))
+            .where(col(Job.thread_key) == thread_key, col(Job.status) == JobStatus.QUEUED)
+            .limit(1)
+        )
+        return found is not None
+
+
+async def start_next_job(db: Database, *, thread_key: str) -> Job | None:
+    """The thread's oldest queued job, now running. Only the lease holder calls this."""
+    async with db.write() as session:
+        job = await session.scalar(
+            select(Job)
+            .where(col(Job.thread_key) == thread_key, col(Job.status) == JobStatus.QUEUED)
+            .order_by(col(Job.id))
+            .limit(1)
+        )
+        if job is None:
+            return None
+        result = await session.execute(
+            update(Job)
+            .where(col(Job.id) == job.id, col(Job.status) == JobStatus.QUEUED)
+            .values(status=JobStatus.RUNNING)
+        )
+        if _rowcount(result) != 1:
+            return None
+        job.status = JobStatus.RUNNING
+        return job
+
+
+async def finish_job(db: Database, *, job_id: int, status: JobStatus) -> None:
+    async with db.write() as session:
+        await session.execute(
+            update(Job).where(col(Job.id) == job_id).values(status=status, finished_at=utcnow())
+        )
+
+
+async def defer_job(db: Database, *, job_id: int, run_id: str) -> None:
+    """Park a message that arrived while its thread waits; the resume folds it into the run."""
+    async with db.write() as session:
+        await session.execute(
+            update(Job)
+            .where(col(Job.id) == job_id)
+            .values(status=JobStatus.DEFERRED, run_id=run_id)
+        )
+
+
+async def deferred_messages(db: Database, *, run_id: str) -> list[Job]:
+    async with db.read() as session:
+        rows = await session.scalars(
+            select(Job)
+            .where(col(Job.run_id) == run_id, col(Job.status) == JobStatus.DEFERRED)
+            .order_by(col(Job.id))
+        )
+        return list(rows)
+
+
+async def requeue_jobs(db: Database, *, job_ids: Sequence[int]) -> None:
+    """Hand deferred messages back to the queue when a resume could not take them."""
+    if not job_ids:
+        return
+    async with db.write() as session:
+        await session.execute(
+            update(Job).where(col(Job.id).in_(job_ids)).values(status=JobStatus.QUEUED, run_id=None)
+        )
+
+
+async def threads_needing_work(db: Database, *, limit: int = 100) -> list[str]:
+    """Threads with queued jobs and nobody holding a live lease: lost wake-ups and dead owners."""
+    now = utcnow()
+    async with db.read() as session:
+        rows = await session.scalars(
+            select(col(Thread.key))
+            .join(Job, col(Job.thread_key) == col(Thread.key))
+            .where(
+                col(Job.status) == JobStatus.QUEUED,
+                or_(col(Thread.lease_owner).is_(None), col(Thread.lease_expires_at) < now),
+            )
+            .distinct()
+            .limit(limit)
+        )
+        return list(rows)
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+async def create_run(db: Database, *, thread_key: str, requested_by: str) -> Run:
+    run = Run(id=new_run_id(), thread_key=thread_key, requested_by=requested_by)
+    async with db.write() as session:
+        session.add(run)
+    return run
+
+
+async def get_run(db: Database, run_id: str) -> Run | None:
+    async with db.read() as session:
+        return await session.get(Run, run_id)
+
+
+async def waiting_run(db: Database, *, thread_key: str) -> Run | None:
+    async with db.read() as session:
+        return await session.scalar(
+            select(Run)
+            .where(
+                col(Run.thread_key) == thread_key,
+                col(Run.status).in_([RunStatus.WAITING, RunStatus.RESUMING]),
+            )
+            .order_by(col(Run.created_at).desc())
+            .limit(1)
+        )
+
+
+@dataclass(frozen=True)
+class NewApproval:
+    call_id: str
+    tool_name: str
+    arguments: str
+    approvers: list[str]
+
+
+@dataclass(frozen=True)
+class SavedState:
+    state: str
+    sdk_version: str
+    schema_version: str
+
+
+async def pause_run(
+    db: Database,
+    *,
+    run_id: str,
+    saved: SavedState,
+    approvals: Sequence[NewApproval],
+    thread: ThreadRef,
+    requested_by: str,
+    expire_after: timedelta,
+) -> list[Approval]:
+    """Store the state and its approvals together, replacing any older snapshot of the run."""
+    now = utcnow()
+    async with db.write() as session:
+        run = await session.get(Run, run_id, with_for_update=True)
+        if run is None or run.status != RunStatus.RUNNING:
+            raise LookupError(f"run {run_id} is not running")
+        run.generation += 1
+        run.status = RunStatus.WAITING
+        run.state = saved.state
+        run.sdk_version = saved.sdk_version
+        run.state_schema_version = saved.schema_version
+        run.updated_at = now
+        rows = [
+            Approval(
+                id=new_approval_id(),
+                run_id=run_id,
+                generation=run.generation,
+                team_id=thread.team_id,
+                channel_id=thread.channel_id,
+                thread_ts=thread.thread_ts,
+                call_id=item.call_id,
+                tool_name=item.tool_name,
+                arguments=item.arguments,
+                requested_by=requested_by,
+                approvers=item.approvers,
+                expires_at=now + expire_after,
+                created_at=now,
+            )
+            for item in approvals
+        ]
+        session.add_all(rows)
+        return rows
+
+
+async def finish_run(
+    db: Database, *, run_id: str, status: RunStatus, error_ref: str | None = None
+) -> None:
+    """End a run. A completed run drops its state; a failed one keeps it for inspection."""
+    values: dict[str, Any] = {"status": status, "error_ref": error_ref, "updated_at": utcnow()}
+    if status == RunStatus.COMPLETED:
+        values["state"] = None
+    async with db.write() as session:
+        await session.execute(update(Run).where(col(Run.id) == run_id).values(**values))
+
+
+async def claim_run_for_resume(db: Database, *, run_id: str) -> Run | None:
+    """Exactly one resume job gets the run; any other (a duplicate, a stale retry) gets None."""
+    async with db.write() as session:
+        result = await session.execute(
+            update(Run)
+            .where(col(Run.id) == run_id, col(Run.status) == RunStatus.RESUMING)
+            .values(status=RunStatus.RUNNING, updated_at=utcnow())
+        )
+        if _rowcount(result) != 1:
+            return None
+        return await session.get(Run, run_id, populate_existing=True)
+
+
+# --- approvals -----------------------------------------------------------------------------
+
+
+async def get_approval(db: Database, approval_id: str) -> Approval | None:
+    async with db.read() as session:
+        return await session.get(Approval, approval_id)
+
+
+async def approvals_of_run(db: Database, *, run_id: str, generation: int) -> list[Approval]:
+    async with db.read() as session:
+        rows = await session.scalars(
+            select(Approval)
+            .where(col(Approval.run_id) == run_id, col(Approval.generation) == generation)
+            .order_by(col(Approval.created_at), col(Approval.id))
+        )
+        return list(rows)
+
+
+async def set_approval_message(db: Database, *, approval_id: str, message_ts: str) -> None:
+    async with db.write() as session:
+        await session.execute(
+            update(Approval).where(col(Approval.id) == approval_id).values(message_ts=message_ts)
+        )
+
+
+async def record_outcome(db: Database, *, approval_id: str, outcome: str) -> None:
+    async with db.write() as session:
+        await session.execute(
+            update(Approval).where(col(Approval.id) == approval_id).values(outcome=outcome)
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    approval: Approval
+    won: bool
+    resume_queued: bool
+
+
+async def decide_approval(
+    db: Database,
+    *,
+    approval_id: str,
+    status: ApprovalStatus,
+    decided_by: str | None,
+    reason: str | None = None,
+) -> Decision | None:
+    """Decide a pending approval once; queue the resume when it was the run's last one.
+
+    The run row is locked first so that two approvals of one run decided at the same moment
+    cannot both see the other still pending and leave the run waiting forever.
+    """
+    async with db.write() as session:
+        approval = await session.get(Approval, approval_id)
+        if approval is None:
+            return None
+        run = await session.get(Run, approval.run_id, with_for_update=True)
+        result = await session.execute(
+            update(Approval)
+            .where(col(Approval.id) == approval_id, col(Approval.status) == ApprovalStatus.PENDING)
+            .values(status=status, decided_by=decided_by, decided_at=utcnow(), reason=reason)
+        )
+        won = _rowcount(result) == 1
+        await session.refresh(approval)
+        if not won or run is None or run.status != RunStatus.WAITING:
+            return Decision(approval=approval, won=won, resume_queued=False)
+        still_pending = await session.scalar(
+            select(func.count())
+            .select_from(Approval)
+            .where(
+                col(Approval.run_id) == run.id,
+                col(Approval.generation) == run.generation,
+                col(Approval.status) == ApprovalStatus.PENDING,
+            )
+        )
+        if still_pending:
+            return Decision(approval=approval, won=True, resume_queued=False)
+        run.status = RunStatus.RESUMING
+        run.updated_at = utcnow()
+        await _insert_ignoring_conflict(
+            session,
+            Job,
+            {
+                "thread_key": run.thread_key,
+                "kind": JobKind.RESUME,
+                "status": JobStatus.QUEUED,
+                "dedupe_key": f"resume:{run.id}:{run.generation}",
+                "run_id": run.id,
+                "created_at": utcnow(),
+            },
+        )
+        return Decision(approval=approval, won=True, resume_queued=True)
+
+
+async def due_approval_ids(db: Database, *, now: datetime, limit: int = 100) -> list[str]:
+    async with db.read() as session:
+        rows = await session.scalars(
+            select(col(Approval.id))
+            .where(
+                and_(
+                    col(Approval.status) == ApprovalStatus.PENDING,
+                    col(Approval.expires_at) <= now,
+                )
+            )
+            .order_by(col(Approval.expires_at))
+            .limit(limit)
+        )
+        return list(rows)
