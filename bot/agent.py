@@ -6,13 +6,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agents import Agent, FunctionTool, Model, RunContextWrapper, Tool
+from agents import Agent, FunctionTool, Model, RunContextWrapper, Tool, set_tracing_disabled
 from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
 from agents.models.openai_responses import OpenAIResponsesModel
 from openai import AsyncOpenAI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import Config, ConfigError
 from bot.policy import Policy
+from bot.runs import AgentRuns
 
 
 def load_tool_modules(modules: list[str], *, config_path: Path | None) -> dict[str, FunctionTool]:
@@ -77,4 +79,26 @@ def build_agent(
         instructions=config.agent.instructions,
         model=model,
         tools=agent_tools,
+    )
+
+
+def build_runs(
+    config: Config,
+    tools: Mapping[str, FunctionTool],
+    policy: Policy,
+    *,
+    engine: AsyncEngine,
+    model: Model | None,
+    api_key: str | None,
+    base_url: str | None,
+) -> AgentRuns:
+    """Tracing stays off: it would send conversation content to a third party by default."""
+    set_tracing_disabled(True)
+    if model is None:
+        model = build_model(config, AsyncOpenAI(api_key=api_key or "unset", base_url=base_url))
+    return AgentRuns(
+        build_agent(config, tools, policy, model),
+        max_turns=config.agent.max_turns,
+        engine=engine,
+        history_limit=config.agent.history_limit,
     )

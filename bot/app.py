@@ -8,15 +8,12 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from agents import Model, set_tracing_disabled
-from agents.extensions.memory import SQLAlchemySession
-from agents.memory import Session, SessionSettings
-from openai import AsyncOpenAI
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.agent import build_agent, build_model, check_policy_tools, load_tool_modules
+from bot.agent import build_runs, check_policy_tools, load_tool_modules
 from bot.approvals import Approvals
 from bot.background import Background
 from bot.builtin_tools import SENSITIVE, slack_tools
@@ -24,7 +21,6 @@ from bot.config import Config, load_config
 from bot.conversations import Conversations
 from bot.listeners import actions, commands, events, views
 from bot.policy import Policy
-from bot.runs import AgentRuns
 from bot.settings import Settings
 from bot.slack_client import build_slack_client
 from bot.sweeper import Sweeper
@@ -34,6 +30,9 @@ from bot.user_groups import UserGroups
 from storage import schema
 from storage.database import Database
 from storage.models import Job, JobKind, JobStatus
+
+if TYPE_CHECKING:
+    from agents import Model
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +103,9 @@ def build_app(
     *,
     config: Config | None = None,
     slack_client: AsyncWebClient | None = None,
-    model: Model | None = None,
+    model: "Model | None" = None,
 ) -> Threadgate:
     """Build without I/O: nothing connects until `start`. Tests pass their own client and model."""
-    set_tracing_disabled(True)
     config = config if config is not None else load_config(settings.threadgate_config)
     db = Database(settings.database_url)
     client = slack_client or build_slack_client(
@@ -122,20 +120,15 @@ def build_app(
         config.approvals,
         tool_defaults={name: SENSITIVE[name] for name in config.tools.builtins},
     )
-    if model is None:
-        openai_client = AsyncOpenAI(
-            api_key=(
-                settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unset"
-            ),
-            base_url=settings.openai_base_url,
-        )
-        model = build_model(config, openai_client)
-    runs = AgentRuns(build_agent(config, tools, policy, model), max_turns=config.agent.max_turns)
-
-    history = SessionSettings(limit=config.agent.history_limit)
-
-    def session_for(thread_key: str) -> Session:
-        return SQLAlchemySession(thread_key, engine=db.engine, session_settings=history)
+    runs = build_runs(
+        config,
+        tools,
+        policy,
+        engine=db.engine,
+        model=model,
+        api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
+        base_url=settings.openai_base_url,
+    )
 
     background = Background()
     queue = ThreadQueue(
@@ -149,7 +142,6 @@ def build_app(
         runs=runs,
         policy=policy,
         groups=UserGroups(client),
-        sessions=session_for,
         kick=queue.kick,
     )
     conversations = Conversations(
@@ -157,7 +149,6 @@ def build_app(
         runs=runs,
         approvals=approvals,
         replies=replies,
-        sessions=session_for,
         kick=queue.kick,
     )
 

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from agents.memory import Session
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -90,7 +89,6 @@ class Approvals:
         runs: AgentRuns,
         policy: Policy,
         groups: UserGroups,
-        sessions: Callable[[str], Session],
         kick: Callable[[str], None],
     ) -> None:
         self.db = db
@@ -99,7 +97,6 @@ class Approvals:
         self.runs = runs
         self.policy = policy
         self.groups = groups
-        self.sessions = sessions
         self.kick = kick
 
     # --- a run ends or pauses --------------------------------------------------------------
@@ -269,7 +266,7 @@ class Approvals:
                 run.state,
                 decisions=decisions,
                 new_messages=[job.text or "" for job in deferred],
-                session=self.sessions(job.thread_key),
+                thread_key=job.thread_key,
             )
         except asyncio.CancelledError:
             await asyncio.shield(self._resume_failed(run, thread, deferred, "I was restarted"))

@@ -6,8 +6,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agents.memory import Session
-
 from bot.approvals import Approvals
 from bot.background import new_ref
 from bot.runs import AgentRuns, thread_context
@@ -59,14 +57,12 @@ class Conversations:
         runs: AgentRuns,
         approvals: Approvals,
         replies: ThreadReplies,
-        sessions: Callable[[str], Session],
         kick: Callable[[str], None],
     ) -> None:
         self.db = db
         self.runs = runs
         self.approvals = approvals
         self.replies = replies
-        self.sessions = sessions
         self.kick = kick
 
     async def receive(self, message: IncomingMessage) -> repo.Accepted:
@@ -98,7 +94,7 @@ class Conversations:
         try:
             outcome = await self.runs.start(
                 job.text or "",
-                session=self.sessions(job.thread_key),
+                thread_key=job.thread_key,
                 context=thread_context(
                     team_id=thread.team_id,
                     channel_id=thread.channel_id,

@@ -12,9 +12,11 @@ from importlib.metadata import version
 from typing import Any
 
 from agents import Agent, Runner, RunResult, RunState, ToolApprovalItem
+from agents.extensions.memory import SQLAlchemySession
 from agents.items import ToolCallOutputItem
-from agents.memory import Session
+from agents.memory import Session, SessionSettings
 from agents.run_state import CURRENT_SCHEMA_VERSION
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.repositories import SavedState
 
@@ -59,13 +61,31 @@ def thread_context(
 
 
 class AgentRuns:
-    def __init__(self, agent: Agent[Any], *, max_turns: int) -> None:
+    """Runs the agent with each thread's own history, kept by the SDK's SQLAlchemySession."""
+
+    def __init__(
+        self, agent: Agent[Any], *, max_turns: int, engine: AsyncEngine, history_limit: int
+    ) -> None:
         self.agent = agent
         self.max_turns = max_turns
+        self.engine = engine
+        self.history = SessionSettings(limit=history_limit)
 
-    async def start(self, text: str, *, session: Session, context: Mapping[str, str]) -> RunOutcome:
+    def session(self, thread_key: str) -> Session:
+        """Same id on start and resume, or the tool output never reaches the history."""
+        return SQLAlchemySession(thread_key, engine=self.engine, session_settings=self.history)
+
+    @property
+    def tool_names(self) -> list[str]:
+        return sorted(tool.name for tool in self.agent.tools)
+
+    async def start(self, text: str, *, thread_key: str, context: Mapping[str, str]) -> RunOutcome:
         result = await Runner.run(
-            self.agent, text, session=session, context=dict(context), max_turns=self.max_turns
+            self.agent,
+            text,
+            session=self.session(thread_key),
+            context=dict(context),
+            max_turns=self.max_turns,
         )
         return _outcome(result)
 
@@ -88,7 +108,7 @@ class AgentRuns:
         *,
         decisions: Mapping[str, CallDecision],
         new_messages: Sequence[str],
-        session: Session,
+        thread_key: str,
     ) -> tuple[RunOutcome, list[int]]:
         """Apply the decisions and go on; returns the outcome and the indexes of the messages
         that the paused state could not take (they go back to the thread's queue).
@@ -111,7 +131,7 @@ class AgentRuns:
                 state.add_input(text)
             except Exception:
                 refused.append(index)
-        result = await Runner.run(self.agent, state, session=session)
+        result = await Runner.run(self.agent, state, session=self.session(thread_key))
         return _outcome(result), refused
 
 

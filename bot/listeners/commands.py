@@ -14,7 +14,7 @@ COMMAND = "/threadgate"
 
 def help_text(threadgate: "Threadgate") -> str:
     policy = threadgate.policy
-    tools = sorted(t.name for t in threadgate.conversations.runs.agent.tools)
+    tools = threadgate.conversations.runs.tool_names
     lines = [
         "*threadgate* runs an AI agent in every thread it is mentioned in.",
         "Mention me in a channel or write to me directly; I answer in the thread.",
