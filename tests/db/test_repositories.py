@@ -1,0 +1,182 @@
+"""Storage on both databases: dedupe, leases, and the compare-and-set transitions."""
+
+import asyncio
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlmodel import col
+
+from storage import repositories as repo
+from storage.database import Database
+from storage.models import Approval, ApprovalStatus, Job, JobKind, JobStatus, RunStatus, utcnow
+
+THREAD = repo.ThreadRef("T1", "C1", "100.000")
+
+
+async def _accept(
+    db: Database, event_id: str, ts: str, *, known_only: bool = False
+) -> repo.Accepted:
+    return await repo.accept_message(
+        db,
+        event_id=event_id,
+        thread=THREAD,
+        user_id="U1",
+        message_ts=ts,
+        text="hello",
+        only_known_thread=known_only,
+    )
+
+
+async def _paused_run(db: Database, calls: int = 2) -> tuple[str, list[Approval]]:
+    await _accept(db, "Ev0", "100.000")
+    run = await repo.create_run(db, thread_key=THREAD.key, requested_by="U1")
+    approvals = await repo.pause_run(
+        db,
+        run_id=run.id,
+        saved=repo.SavedState(
+            state='{"$schemaVersion": "1.21"}', sdk_version="x", schema_version="1.21"
+        ),
+        approvals=[
+            repo.NewApproval(
+                call_id=f"call_{i}", tool_name="delete", arguments="{}", approvers=["U9"]
+            )
+            for i in range(calls)
+        ],
+        thread=THREAD,
+        requested_by="U1",
+        expire_after=timedelta(hours=1),
+    )
+    return run.id, approvals
+
+
+async def test_a_retried_event_and_a_double_delivered_message_queue_one_job(db: Database) -> None:
+    assert await _accept(db, "Ev1", "100.000") == repo.Accepted.QUEUED
+    assert await _accept(db, "Ev1", "100.000") == repo.Accepted.DUPLICATE_EVENT
+    # The same message as a second event (app_mention and message).
+    assert await _accept(db, "Ev2", "100.000") == repo.Accepted.DUPLICATE_MESSAGE
+    async with db.read() as session:
+        assert await session.scalar(select(func.count()).select_from(Job)) == 1
+
+
+async def test_unknown_threads_are_not_joined_without_a_mention(db: Database) -> None:
+    assert await _accept(db, "Ev1", "200.000", known_only=True) == repo.Accepted.NOT_OUR_THREAD
+    assert await _accept(db, "Ev2", "100.000") == repo.Accepted.QUEUED
+    assert await _accept(db, "Ev3", "100.500", known_only=True) == repo.Accepted.QUEUED
+
+
+async def test_one_lease_holder_at_a_time_and_expired_leases_are_taken_over(db: Database) -> None:
+    await _accept(db, "Ev1", "100.000")
+    ttl = timedelta(seconds=30)
+    assert await repo.acquire_thread_lease(db, thread_key=THREAD.key, owner="a", ttl=ttl)
+    assert not await repo.acquire_thread_lease(db, thread_key=THREAD.key, owner="b", ttl=ttl)
+    await repo.release_thread_lease(db, thread_key=THREAD.key, owner="a")
+    assert await repo.acquire_thread_lease(db, thread_key=THREAD.key, owner="b", ttl=-ttl)
+    # b's lease is already expired: a may take it.
+    assert await repo.acquire_thread_lease(db, thread_key=THREAD.key, owner="a", ttl=ttl)
+
+
+async def test_jobs_start_in_order_and_only_once(db: Database) -> None:
+    for i in range(3):
+        await _accept(db, f"Ev{i}", f"100.00{i}")
+    started = [await repo.start_next_job(db, thread_key=THREAD.key) for _ in range(4)]
+    assert [job.message_ts if job else None for job in started] == [
+        "100.000",
+        "100.001",
+        "100.002",
+        None,
+    ]
+
+
+async def test_twenty_concurrent_decisions_have_one_winner(db: Database) -> None:
+    run_id, approvals = await _paused_run(db, calls=1)
+    results = await asyncio.gather(
+        *(
+            repo.decide_approval(
+                db,
+                approval_id=approvals[0].id,
+                status=ApprovalStatus.APPROVED,
+                decided_by=f"U{i}",
+            )
+            for i in range(20)
+        )
+    )
+    winners = [r for r in results if r is not None and r.won]
+    assert len(winners) == 1
+    assert sum(1 for r in results if r is not None and r.resume_queued) == 1
+    async with db.read() as session:
+        resumes = await session.scalar(
+            select(func.count()).select_from(Job).where(col(Job.kind) == JobKind.RESUME)
+        )
+    assert resumes == 1
+    run = await repo.get_run(db, run_id)
+    assert run is not None
+    assert run.status == RunStatus.RESUMING
+
+
+async def test_concurrent_decisions_of_sibling_calls_queue_exactly_one_resume(db: Database) -> None:
+    _run_id, approvals = await _paused_run(db, calls=5)
+    results = await asyncio.gather(
+        *(
+            repo.decide_approval(
+                db, approval_id=a.id, status=ApprovalStatus.APPROVED, decided_by="U9"
+            )
+            for a in approvals
+        )
+    )
+    assert all(r is not None and r.won for r in results)
+    assert sum(1 for r in results if r is not None and r.resume_queued) == 1
+
+
+async def test_a_resume_is_claimed_once(db: Database) -> None:
+    run_id, approvals = await _paused_run(db, calls=1)
+    await repo.decide_approval(
+        db, approval_id=approvals[0].id, status=ApprovalStatus.REJECTED, decided_by="U9"
+    )
+    claims = await asyncio.gather(
+        *(repo.claim_run_for_resume(db, run_id=run_id) for _ in range(10))
+    )
+    assert sum(1 for c in claims if c is not None) == 1
+
+
+async def test_pausing_again_replaces_the_state_and_bumps_the_generation(db: Database) -> None:
+    run_id, approvals = await _paused_run(db, calls=1)
+    await repo.decide_approval(
+        db, approval_id=approvals[0].id, status=ApprovalStatus.APPROVED, decided_by="U9"
+    )
+    await repo.claim_run_for_resume(db, run_id=run_id)
+    second = await repo.pause_run(
+        db,
+        run_id=run_id,
+        saved=repo.SavedState(state='{"new": true}', sdk_version="x", schema_version="1.21"),
+        approvals=[
+            repo.NewApproval(call_id="call_b", tool_name="delete", arguments="{}", approvers=[])
+        ],
+        thread=THREAD,
+        requested_by="U1",
+        expire_after=timedelta(hours=1),
+    )
+    run = await repo.get_run(db, run_id)
+    assert run is not None
+    assert run.state == '{"new": true}'
+    assert run.generation == 2
+    assert second[0].generation == 2
+    assert [a.call_id for a in await repo.approvals_of_run(db, run_id=run_id, generation=2)] == [
+        "call_b"
+    ]
+
+
+async def test_due_approvals_are_found_by_expiry(db: Database) -> None:
+    _run_id, approvals = await _paused_run(db, calls=2)
+    assert await repo.due_approval_ids(db, now=utcnow()) == []
+    due = await repo.due_approval_ids(db, now=utcnow() + timedelta(hours=2))
+    assert sorted(due) == sorted(a.id for a in approvals)
+
+
+async def test_finished_jobs_leave_the_queue(db: Database) -> None:
+    await _accept(db, "Ev1", "100.000")
+    job = await repo.start_next_job(db, thread_key=THREAD.key)
+    assert job is not None
+    assert job.id is not None
+    await repo.finish_job(db, job_id=job.id, status=JobStatus.DONE)
+    assert not await repo.has_queued_job(db, thread_key=THREAD.key)
+    assert await repo.threads_needing_work(db) == []
