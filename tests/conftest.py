@@ -14,8 +14,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import text
-
 from storage import schema
 from storage.database import Database
 
@@ -84,7 +82,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'threadgate.db'}"
     url: str = request.getfixturevalue("pg_url")
+    asyncio.run(_empty(url))
     return url
+
+
+async def _empty(url: str) -> None:
+    """Every test starts from empty tables in the run's own, already migrated database."""
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
 
 
 @pytest.fixture
@@ -92,8 +100,5 @@ async def db(database_url: str) -> AsyncIterator[Database]:
     database = Database(database_url)
     if database.is_sqlite:
         await schema.upgrade(database)
-    else:
-        async with database.engine.begin() as conn:
-            await conn.execute(text(f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE"))
     yield database
     await database.dispose()

@@ -26,8 +26,8 @@ def _incoming(
         raise MalformedPayload("missing event")
     if event.get("bot_id") or event.get("subtype") not in _PERSON_SUBTYPES:
         return None
-    user = field_str(event, "user", required=False)
-    if user is None or user == context.bot_user_id:
+    user = require(event, "user")
+    if user == context.bot_user_id:
         return None
     text = field_str(event, "text", required=False) or ""
     bot = context.bot_user_id

@@ -1,0 +1,90 @@
+"""Runs the real app on a real port against the fakes, the way Slack would reach it."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from pydantic import SecretStr
+
+from bot.app import Threadgate, build_app
+from bot.config import Config
+from bot.http_server import build_web_app
+from bot.settings import Settings
+from bot.slack_client import build_slack_client
+from tests.fakes.slack_api import FakeSlackAPI
+from tests.fakes.slack_requests import SignedRequest, SlackRequestBuilder
+
+SIGNING_SECRET = "test-signing-secret"
+
+
+def bot_settings(database_url: str, slack: FakeSlackAPI, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "slack_bot_token": SecretStr(slack.bot_token),
+        "slack_signing_secret": SecretStr(SIGNING_SECRET),
+        "slack_api_url": slack.base_url,
+        "openai_api_key": SecretStr("sk-test"),
+        "openai_base_url": "http://127.0.0.1:9/v1",
+        "database_url": database_url,
+        "sweep_interval": 3600.0,
+        "drain_timeout": 5.0,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+@dataclass
+class RunningBot:
+    app: Threadgate
+    url: str
+    slack: FakeSlackAPI
+    requests: SlackRequestBuilder
+    http: aiohttp.ClientSession
+
+    async def send(self, request: SignedRequest) -> tuple[int, str]:
+        async with self.http.post(
+            self.url + "/slack/events", data=request.body, headers=request.headers
+        ) as response:
+            return response.status, await response.text()
+
+    async def settle(self) -> None:
+        """Wait for every piece of background work, including work that work started."""
+        await self.app.background.idle()
+
+
+@asynccontextmanager
+async def running_bot(
+    *,
+    database_url: str,
+    slack: FakeSlackAPI,
+    config: Config | None = None,
+    model: Any = None,
+    settings: Settings | None = None,
+    config_path: Path | None = None,
+) -> AsyncIterator[RunningBot]:
+    settings = settings or bot_settings(database_url, slack, threadgate_config=config_path)
+    client = build_slack_client(slack.bot_token, base_url=slack.base_url, backoff_factor=0.01)
+    app = build_app(settings, config=config, slack_client=client, model=model)
+    runner = web.AppRunner(build_web_app(app), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    await app.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield RunningBot(
+                app=app,
+                url=f"http://127.0.0.1:{port}",
+                slack=slack,
+                requests=SlackRequestBuilder(SIGNING_SECRET, team_id=slack.team_id),
+                http=http,
+            )
+    finally:
+        await app.stop(drain_timeout=5)
+        await runner.cleanup()
+        await asyncio.sleep(0)
