@@ -5,12 +5,15 @@ with one line naming the problem and exit code 2, never a traceback.
 """
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 
 from aiohttp import web
 from pydantic import ValidationError
+from slack_sdk.errors import SlackApiError
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.app import Threadgate, build_app
 from bot.config import ConfigError
@@ -23,6 +26,7 @@ from storage.database import Database
 log = logging.getLogger("threadgate")
 
 USAGE = "usage: python -m bot [serve | migrate]"
+FATAL_SLACK_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked"}
 
 
 def _settings_error(exc: ValidationError) -> str:
@@ -44,16 +48,49 @@ def load_settings() -> Settings:
         raise SystemExit(2) from None
 
 
-async def migrate(settings: Settings) -> None:
+async def migrate(settings: Settings) -> int:
     db = Database(settings.database_url)
     try:
         await schema.upgrade(db)
         log.info("database at revision %s", await schema.current_revision(db))
+    except (OSError, SQLAlchemyError) as exc:
+        print(f"threadgate: migration failed: {_one_line(exc)}", file=sys.stderr)
+        return 1
     finally:
         await db.dispose()
+    return 0
 
 
-async def serve(threadgate: Threadgate) -> None:
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:300]
+
+
+async def start_when_possible(threadgate: Threadgate, stop: asyncio.Event) -> bool:
+    """Keep /healthz at 503 and retry while the database or Slack is not there yet.
+
+    A token Slack refuses will not start working by itself: that ends start-up instead.
+    """
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            await threadgate.start()
+            return True
+        except SlackApiError as exc:
+            error = exc.response.get("error", "")
+            if error in FATAL_SLACK_ERRORS:
+                log.error("Slack refused the bot token (%s): check SLACK_BOT_TOKEN", error)
+                return False
+            log.warning("Slack is not reachable yet (%s); retrying in %.0fs", error, delay)
+        except Exception as exc:
+            log.warning("start-up failed (%s); retrying in %.0fs", _one_line(exc), delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        delay = min(delay * 2, 30.0)
+    return False
+
+
+async def serve(threadgate: Threadgate) -> int:
     settings = threadgate.settings
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -68,8 +105,11 @@ async def serve(threadgate: Threadgate) -> None:
     await site.start()
     log.info("listening on port %d", settings.port)
     socket_handler = None
+    started = False
     try:
-        await threadgate.start()
+        started = await start_when_possible(threadgate, stop)
+        if not started:
+            return 0 if stop.is_set() else 1
         if settings.socket_mode and settings.slack_app_token is not None:
             from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
@@ -85,7 +125,9 @@ async def serve(threadgate: Threadgate) -> None:
             await socket_handler.close_async()  # type: ignore[no-untyped-call]
         finished = await threadgate.stop()
         await runner.cleanup()
-        log.info("stopped%s", "" if finished else " (unfinished work was recorded)")
+        if started:
+            log.info("stopped%s", "" if finished else " (unfinished work was recorded)")
+    return 0
 
 
 def main(argv: list[str]) -> int:
@@ -96,15 +138,13 @@ def main(argv: list[str]) -> int:
     settings = load_settings()
     configure_logging(settings)
     if command == "migrate":
-        asyncio.run(migrate(settings))
-        return 0
+        return asyncio.run(migrate(settings))
     try:
         threadgate = build_app(settings)
     except ConfigError as exc:
         print(f"threadgate: config {exc}", file=sys.stderr)
         return 2
-    asyncio.run(serve(threadgate))
-    return 0
+    return asyncio.run(serve(threadgate))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from bot.sweeper import Sweeper
 from bot.thread_queue import ThreadQueue
 from bot.thread_replies import ThreadReplies
 from bot.user_groups import UserGroups
+from storage import repositories as repo
 from storage import schema
 from storage.database import Database
 from storage.models import Job, JobKind, JobStatus
@@ -74,11 +75,15 @@ class Threadgate:
         elif not await schema.is_up_to_date(self.db):
             raise RuntimeError("the database schema is behind: run `python -m bot migrate`")
         self.health.migrated = True
+        if self.db.is_sqlite:
+            # SQLite serves one process, so a lease left behind is a crashed predecessor's.
+            await repo.release_all_leases(self.db)
         response = await self.client.auth_test()
         self.health.bot_user_id = response.get("user_id")
         self.health.team_id = response.get("team_id")
         self.health.slack_ok = True
-        self._sweeper_task = asyncio.create_task(self.sweeper.run(), name="sweeper")
+        if self._sweeper_task is None:
+            self._sweeper_task = asyncio.create_task(self.sweeper.run(), name="sweeper")
         log.info("threadgate ready as %s in %s", self.health.bot_user_id, self.health.team_id)
 
     async def stop(self, *, drain_timeout: float | None = None) -> bool:

@@ -1,6 +1,7 @@
 """Block Kit builders. Pure, and always within Slack's limits whatever the tool's arguments."""
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,7 +37,9 @@ def truncate(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     marker = f"… ({len(text) - limit} more characters)"
-    return text[: max(0, limit - len(marker))] + marker
+    if limit <= len(marker):
+        return text[:limit]
+    return text[: limit - len(marker)] + marker
 
 
 def pretty_arguments(arguments: str) -> str:
@@ -57,8 +60,11 @@ def slack_date(moment: datetime) -> str:
 
 
 def _code(text: str, limit: int) -> str:
-    safe = text.replace("```", "`\u200b``")
-    return "```" + truncate(safe, limit) + "```"
+    """A code block the content cannot close: no two backticks stay next to each other."""
+    safe = truncate(re.sub(r"`(?=`)", "`\u200b", text), limit)
+    if safe.endswith("`") or safe.startswith("`"):
+        safe = "\u200b" + safe + "\u200b"
+    return "```" + safe + "```"
 
 
 def _section(text: str) -> Block:

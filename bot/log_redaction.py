@@ -4,9 +4,12 @@ import logging
 import sys
 from collections.abc import Iterable
 
+from sqlalchemy.engine import make_url
+
 from bot.settings import Settings
 
 REDACTED = "[redacted]"
+_FORMATTER = logging.Formatter()
 
 
 class RedactSecrets(logging.Filter):
@@ -14,12 +17,22 @@ class RedactSecrets(logging.Filter):
         super().__init__()
         self.secrets = [s for s in secrets if len(s) >= 6]
 
+    def _redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if any(secret in message for secret in self.secrets):
-            for secret in self.secrets:
-                message = message.replace(secret, REDACTED)
-            record.msg, record.args = message, None
+            record.msg, record.args = self._redact(message), None
+        if record.exc_info and not record.exc_text:
+            # The formatter uses exc_text as it is once set: an exception's text is redacted too.
+            record.exc_text = self._redact(_FORMATTER.formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = self._redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self._redact(record.stack_info)
         return True
 
 
@@ -32,9 +45,9 @@ def secret_values(settings: Settings) -> list[str]:
     ):
         if optional is not None:
             values.append(optional.get_secret_value())
-    if "@" in settings.database_url and ":" in settings.database_url.split("@", 1)[0]:
-        credentials = settings.database_url.split("://", 1)[-1].split("@", 1)[0]
-        values.append(credentials.split(":", 1)[1])
+    password = make_url(settings.database_url).password
+    if password:
+        values.append(str(password))
     return values
 
 

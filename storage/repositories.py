@@ -177,6 +177,17 @@ async def release_thread_lease(db: Database, *, thread_key: str, owner: str) -> 
         )
 
 
+async def release_all_leases(db: Database) -> int:
+    """For a single-process database at start-up: any lease still held belongs to a dead process."""
+    async with db.write() as session:
+        result = await session.execute(
+            update(Thread)
+            .where(col(Thread.lease_owner).is_not(None))
+            .values(lease_owner=None, lease_expires_at=None)
+        )
+        return _rowcount(result)
+
+
 async def has_queued_job(db: Database, *, thread_key: str) -> bool:
     async with db.read() as session:
         found = await session.scalar(

@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+
 from storage import schema
 from storage.database import Database
 

@@ -12,7 +12,7 @@ from sqlmodel import col
 from bot.blocks import APPROVE_ACTION, REASON_BLOCK, REASON_INPUT, REJECT_ACTION, REJECT_VIEW
 from storage import repositories as repo
 from storage.database import Database
-from storage.models import Approval, ApprovalStatus, Run, RunStatus
+from storage.models import Approval, ApprovalStatus, Run, RunStatus, utcnow
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.integration.conftest import (
     APPROVER,
@@ -39,7 +39,9 @@ def delete_then_answer(answer: str = "Customer c42 is gone.") -> ScriptedModel:
     )
 
 
-async def ask(bot: RunningBot, text: str = "please delete customer c42", ts: str = THREAD_TS) -> None:
+async def ask(
+    bot: RunningBot, text: str = "please delete customer c42", ts: str = THREAD_TS
+) -> None:
     status, _ = await bot.send(bot.requests.mention(text=text, user=ASKER, channel=CHANNEL, ts=ts))
     assert status == 200
     await bot.settle()
@@ -77,7 +79,9 @@ async def reject_with(bot: RunningBot, approval_id: str, reason: str, user: str 
 
 
 def private_notes(slack: FakeSlackAPI, user: str) -> list[str]:
-    return [str(c.args["text"]) for c in slack.calls_to("chat.postEphemeral") if c.args["user"] == user]
+    return [
+        str(c.args["text"]) for c in slack.calls_to("chat.postEphemeral") if c.args["user"] == user
+    ]
 
 
 def tool_outputs(model: ScriptedModel) -> list[str]:
@@ -185,7 +189,9 @@ async def test_closing_the_modal_leaves_the_approval_pending(
         [approval_id] = approval_ids(approval_messages(slack)[0])
         await click(bot, approval_id, action=REJECT_ACTION)
         status, _ = await bot.send(
-            bot.requests.view_closed(user=APPROVER, callback_id=REJECT_VIEW, private_metadata=approval_id)
+            bot.requests.view_closed(
+                user=APPROVER, callback_id=REJECT_VIEW, private_metadata=approval_id
+            )
         )
         await bot.settle()
         assert status == 200
@@ -299,7 +305,9 @@ async def test_twenty_concurrent_clicks_and_a_duplicate_delivery_run_the_tool_on
         await bot.settle()
         assert [s for s, _ in statuses] == [200] * 20
         assert executions == Counter({"delete_customer:c42": 1})
-        assert texts(slack.messages_in_thread(CHANNEL, THREAD_TS)).count("Customer c42 is gone.") == 1
+        assert (
+            texts(slack.messages_in_thread(CHANNEL, THREAD_TS)).count("Customer c42 is gone.") == 1
+        )
         assert len(slack.calls_to("chat.update")) == 2  # the decision, then the outcome
 
 
@@ -443,7 +451,9 @@ async def test_tools_the_policy_does_not_gate_run_without_buttons(
         ]
     )
     config = approval_config(tools={"lookup_order": {"require": "never"}})
-    async with running_bot(database_url=database_url, slack=slack, config=config, model=model) as bot:
+    async with running_bot(
+        database_url=database_url, slack=slack, config=config, model=model
+    ) as bot:
         await ask(bot, "where is o1?")
         assert not approval_messages(slack)
         assert executions == Counter({"lookup_order:o1": 1})
@@ -658,4 +668,4 @@ async def _only_run(db: Database) -> Run:
 
 async def _expire_now(db: Database) -> None:
     async with db.write() as session:
-        await session.execute(update(Approval).values(expires_at=repo.utcnow()))
+        await session.execute(update(Approval).values(expires_at=utcnow()))

@@ -45,14 +45,19 @@ async def test_wrong_missing_and_stale_signatures_are_refused(
         (b"{not json", "application/json"),
         (b"[1, 2, 3]", "application/json"),
         (b'{"type": "event_callback", "event": "nope"}', "application/json"),
-        (b'{"type": "event_callback", "event_id": "Ev1", "event": {"type": "app_mention"}}', "application/json"),
+        (
+            b'{"type": "event_callback", "event_id": "Ev1", "event": {"type": "app_mention"}}',
+            "application/json",
+        ),
         (b"payload=%7Bbroken", "application/x-www-form-urlencoded"),
         (b"payload=%5B%5D", "application/x-www-form-urlencoded"),
         (b"hello=world", "application/x-www-form-urlencoded"),
         (b"\xff\xfe\x00", "application/json"),
         (
             b"payload="
-            + json.dumps({"type": "block_actions", "actions": [{"action_id": "threadgate_approve"}]}).encode(),
+            + json.dumps(
+                {"type": "block_actions", "actions": [{"action_id": "threadgate_approve"}]}
+            ).encode(),
             "application/x-www-form-urlencoded",
         ),
         (
@@ -85,7 +90,9 @@ async def test_url_verification_is_answered(database_url: str, slack: FakeSlackA
 async def test_the_slash_command_answers_privately(database_url: str, slack: FakeSlackAPI) -> None:
     async with running_bot(database_url=database_url, slack=slack, model=ScriptedModel([])) as bot:
         status, text = await bot.send(
-            bot.requests.slash_command(command="/threadgate", text="", user="U0ALICE", channel="C0CHAN")
+            bot.requests.slash_command(
+                command="/threadgate", text="", user="U0ALICE", channel="C0CHAN"
+            )
         )
         assert status == 200
         answer = json.loads(text)
@@ -93,7 +100,9 @@ async def test_the_slash_command_answers_privately(database_url: str, slack: Fak
         assert "threadgate" in answer["text"]
 
 
-async def test_healthz_reports_ready_only_after_start(database_url: str, slack: FakeSlackAPI) -> None:
+async def test_healthz_reports_ready_only_after_start(
+    database_url: str, slack: FakeSlackAPI
+) -> None:
     async with running_bot(database_url=database_url, slack=slack, model=ScriptedModel([])) as bot:
         async with bot.http.get(bot.url + "/healthz") as response:
             assert response.status == 200

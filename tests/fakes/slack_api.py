@@ -1,0 +1,515 @@
+"""A local HTTP server standing in for the Slack Web API.
+
+The bot talks to it through the real slack_sdk client (``AsyncWebClient(base_url=...)``), so
+tests exercise the same serialisation, auth header and retry handlers as production. Every call
+is recorded with its decoded arguments, and faults (HTTP errors, rate limits, dropped
+connections) can be injected per method. Waiting is driven by a condition the server notifies
+on each record: tests never poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from aiohttp import web
+
+# Fields Slack accepts as JSON text inside a form body; decoded so tests inspect Python objects.
+JSON_FIELDS = frozenset(
+    {"blocks", "attachments", "view", "metadata", "unfurls", "user_auth_blocks", "options"}
+)
+
+# Limits from DESIGN.md section 4; the fake refuses what Slack would refuse.
+MAX_BLOCKS = 50
+MAX_SECTION_TEXT = 3000
+MAX_ID_LENGTH = 255
+MAX_BUTTON_VALUE = 2000
+
+
+@dataclass(frozen=True)
+class RecordedCall:
+    method: str
+    args: dict[str, Any]
+    token: str | None
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class RecordedFault:
+    """A call answered by an injected fault; ``status`` is None when the connection was dropped."""
+
+    call: RecordedCall
+    status: int | None
+
+    @property
+    def method(self) -> str:
+        return self.call.method
+
+
+@dataclass(frozen=True)
+class _Fault:
+    status: int | None  # None: drop the connection
+    retry_after: int | None = None
+
+
+_Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class FakeSlackAPI:
+    team_id = "T0TEAM"
+    team_name = "Threadgate Test"
+    team_domain = "threadgate-test"
+    bot_user_id = "UBOT"
+    bot_user_name = "threadgate"
+    bot_id = "BBOT"
+    app_id = "A0APP"
+    bot_token = "xoxb-test-token"
+
+    def __init__(self) -> None:
+        self.usergroups: dict[str, list[str]] = {}
+        self.users: dict[str, dict[str, Any]] = {}
+        self.views: dict[str, dict[str, Any]] = {}
+        self.posted: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.calls: list[RecordedCall] = []
+        self.faults: list[RecordedFault] = []
+        self._pending: defaultdict[str, deque[_Fault]] = defaultdict(deque)
+        self._changed = asyncio.Condition()
+        self._ts_counter = 0
+        self._view_counter = 0
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+        self._handlers: dict[str, _Handler] = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._chat_post_message,
+            "chat.update": self._chat_update,
+            "chat.postEphemeral": self._chat_post_ephemeral,
+            "chat.delete": self._chat_delete,
+            "views.open": self._views_open,
+            "views.update": self._views_update,
+            "usergroups.users.list": self._usergroups_users_list,
+            "users.info": self._users_info,
+            "conversations.replies": self._conversations_replies,
+        }
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("POST", "/api/{method}", self._handle_api)
+        app.router.add_route("GET", "/api/{method}", self._handle_api)
+        app.router.add_post("/response_url/{name:.*}", self._handle_response_url)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("FakeSlackAPI is not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """Keeps the trailing slash: slack_sdk joins method names onto it verbatim."""
+        return f"{self.url}/api/"
+
+    def response_url(self, name: str) -> str:
+        return f"{self.url}/response_url/{name}"
+
+    # -- inspection ------------------------------------------------------------------------
+
+    def calls_to(self, method: str) -> list[RecordedCall]:
+        return [c for c in self.calls if c.method == method]
+
+    def messages_in_thread(self, channel: str, thread_ts: str) -> list[RecordedCall]:
+        return [
+            c
+            for c in self.calls_to("chat.postMessage")
+            if c.args.get("channel") == channel and str(c.args.get("thread_ts")) == thread_ts
+        ]
+
+    def reset(self) -> None:
+        """Also forgets faults not yet triggered, so a test phase starts from a clean slate."""
+        self.calls.clear()
+        self.faults.clear()
+        self._pending.clear()
+
+    async def wait_for(
+        self,
+        method: str,
+        *,
+        count: int = 1,
+        where: Callable[[RecordedCall], bool] | None = None,
+        timeout: float = 10.0,  # noqa: ASYNC109 - a default deadline keeps every test call short
+    ) -> list[RecordedCall]:
+        def matching() -> list[RecordedCall]:
+            return [c for c in self.calls_to(method) if where is None or where(c)]
+
+        try:
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(lambda: len(matching()) >= count)
+        except TimeoutError:
+            raise AssertionError(
+                f"waited {timeout}s for {count} matching {method} call(s), "
+                f"got {len(matching())}; calls seen:\n{self.summary()}"
+            ) from None
+        return matching()
+
+    async def wait_for_faults(
+        self,
+        count: int,
+        *,
+        timeout: float = 10.0,  # noqa: ASYNC109 - same reason as wait_for
+    ) -> list[RecordedFault]:
+        try:
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(lambda: len(self.faults) >= count)
+        except TimeoutError:
+            raise AssertionError(
+                f"waited {timeout}s for {count} fault(s), got {len(self.faults)}"
+            ) from None
+        return list(self.faults)
+
+    def summary(self) -> str:
+        lines = [f"  {c.method} {_short(c.args)}" for c in self.calls]
+        lines += [f"  (fault {f.status}) {f.method} {_short(f.call.args)}" for f in self.faults]
+        return "\n".join(lines) or "  (none)"
+
+    # -- fault injection -------------------------------------------------------------------
+
+    def fail(
+        self, method: str, *, status: int = 500, times: int = 1, retry_after: int | None = None
+    ) -> None:
+        """Queues behind earlier faults for the same method, so mixed sequences play in order."""
+        self._pending[method].extend(_Fault(status, retry_after) for _ in range(times))
+
+    def drop(self, method: str, times: int = 1) -> None:
+        self._pending[method].extend(_Fault(None) for _ in range(times))
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    async def _handle_api(self, request: web.Request) -> web.StreamResponse:
+        method = request.match_info["method"]
+        args, token, error = await _read_args(request)
+        call = RecordedCall(method, args, token, request.path)
+        fault = self._next_fault(method)
+        if fault is not None:
+            return await self._answer_fault(request, call, fault)
+        await self._record(call)
+        if error is not None:
+            return web.json_response({"ok": False, "error": error})
+        if token != self.bot_token:
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        handler = self._handlers.get(method)
+        if handler is None:
+            return web.json_response({"ok": False, "error": "unknown_method"})
+        return web.json_response(handler(args))
+
+    async def _handle_response_url(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = None
+        args: dict[str, Any] = body if isinstance(body, dict) else {}
+        call = RecordedCall("response_url", args, None, request.path)
+        fault = self._next_fault("response_url")
+        if fault is not None:
+            return await self._answer_fault(request, call, fault)
+        await self._record(call)
+        if body is None:
+            return web.json_response({"ok": False, "error": "invalid_payload"}, status=400)
+        return web.json_response({"ok": True})
+
+    def _next_fault(self, method: str) -> _Fault | None:
+        pending = self._pending.get(method)
+        return pending.popleft() if pending else None
+
+    async def _answer_fault(
+        self, request: web.Request, call: RecordedCall, fault: _Fault
+    ) -> web.StreamResponse:
+        async with self._changed:
+            self.faults.append(RecordedFault(call, fault.status))
+            self._changed.notify_all()
+        if fault.status is None:
+            # Closing the transport before answering makes the client see a disconnect, and
+            # aiohttp then discards the response quietly instead of logging a handler error.
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=204)
+        headers = {}
+        if fault.retry_after is not None:
+            headers["Retry-After"] = str(fault.retry_after)
+        error = "ratelimited" if fault.status == 429 else "fatal_error"
+        return web.json_response(
+            {"ok": False, "error": error}, status=fault.status, headers=headers
+        )
+
+    async def _record(self, call: RecordedCall) -> None:
+        async with self._changed:
+            self.calls.append(call)
+            self._changed.notify_all()
+
+    # -- methods ---------------------------------------------------------------------------
+
+    def _next_ts(self) -> str:
+        self._ts_counter += 100
+        seconds, micros = divmod(self._ts_counter, 1_000_000)
+        return f"{1_700_000_000 + seconds}.{micros:06d}"
+
+    def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": f"https://{self.team_domain}.slack.com/",
+            "team": self.team_name,
+            "user": self.bot_user_name,
+            "team_id": self.team_id,
+            "user_id": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "is_enterprise_install": False,
+        }
+
+    def _message(self, args: dict[str, Any], ts: str) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "type": "message",
+            "subtype": "bot_message",
+            "text": args.get("text", ""),
+            "user": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "app_id": self.app_id,
+            "team": self.team_id,
+            "ts": ts,
+        }
+        for key in ("blocks", "attachments", "thread_ts", "metadata"):
+            if args.get(key) is not None:
+                message[key] = args[key]
+        return message
+
+    def _check_message(self, args: dict[str, Any]) -> dict[str, Any] | None:
+        if not args.get("channel"):
+            return {"ok": False, "error": "channel_not_found"}
+        if not args.get("text") and not args.get("blocks") and not args.get("attachments"):
+            return {"ok": False, "error": "no_text"}
+        problems = _block_problems(args.get("blocks"))
+        if problems:
+            return {
+                "ok": False,
+                "error": "invalid_blocks",
+                "errors": problems,
+                "response_metadata": {"messages": [f"[ERROR] {p}" for p in problems]},
+            }
+        return None
+
+    def _chat_post_message(self, args: dict[str, Any]) -> dict[str, Any]:
+        refusal = self._check_message(args)
+        if refusal is not None:
+            return refusal
+        ts = self._next_ts()
+        message = self._message(args, ts)
+        self.posted[str(args["channel"])].append(message)
+        return {"ok": True, "channel": args["channel"], "ts": ts, "message": message}
+
+    def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("ts"):
+            return {"ok": False, "error": "message_not_found"}
+        refusal = self._check_message(args)
+        if refusal is not None:
+            return refusal
+        ts = str(args["ts"])
+        return {
+            "ok": True,
+            "channel": args["channel"],
+            "ts": ts,
+            "text": args.get("text", ""),
+            "message": self._message(args, ts),
+        }
+
+    def _chat_post_ephemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("user"):
+            return {"ok": False, "error": "user_not_in_channel"}
+        refusal = self._check_message(args)
+        if refusal is not None:
+            return refusal
+        return {"ok": True, "message_ts": self._next_ts()}
+
+    def _chat_delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("channel"):
+            return {"ok": False, "error": "channel_not_found"}
+        if not args.get("ts"):
+            return {"ok": False, "error": "message_not_found"}
+        return {"ok": True, "channel": args["channel"], "ts": str(args["ts"])}
+
+    def _store_view(self, view: dict[str, Any], view_id: str) -> dict[str, Any]:
+        stored = {
+            "id": view_id,
+            "team_id": self.team_id,
+            "app_id": self.app_id,
+            "bot_id": self.bot_id,
+            "state": {"values": {}},
+            "hash": f"{view_id}.hash",
+            "root_view_id": view_id,
+            "previous_view_id": None,
+            "private_metadata": "",
+            "callback_id": "",
+            "external_id": "",
+            **view,
+        }
+        stored["id"] = view_id
+        self.views[view_id] = stored
+        return stored
+
+    def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("trigger_id"):
+            return {"ok": False, "error": "invalid_trigger_id"}
+        view = args.get("view")
+        if not isinstance(view, dict):
+            return {"ok": False, "error": "invalid_arguments"}
+        self._view_counter += 1
+        return {"ok": True, "view": self._store_view(view, f"V0VIEW{self._view_counter:04d}")}
+
+    def _views_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        view = args.get("view")
+        if not isinstance(view, dict):
+            return {"ok": False, "error": "invalid_arguments"}
+        view_id = args.get("view_id")
+        if view_id is None and args.get("external_id"):
+            view_id = next(
+                (v["id"] for v in self.views.values() if v["external_id"] == args["external_id"]),
+                None,
+            )
+        if view_id not in self.views:
+            return {"ok": False, "error": "not_found"}
+        return {"ok": True, "view": self._store_view(view, str(view_id))}
+
+    def _usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        members = self.usergroups.get(str(args.get("usergroup")))
+        if members is None:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": list(members)}
+
+    def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        user_id = str(args.get("user"))
+        profile = self.users.get(user_id)
+        if profile is None:
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "user": {"id": user_id, "team_id": self.team_id, **profile}}
+
+    def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Answers with what the bot itself posted in the thread: the fake knows nothing else."""
+        thread_ts = str(args.get("ts"))
+        messages = [
+            m
+            for m in self.posted.get(str(args.get("channel")), [])
+            if thread_ts in (m["ts"], m.get("thread_ts"))
+        ]
+        return {
+            "ok": True,
+            "messages": messages,
+            "has_more": False,
+            "response_metadata": {"next_cursor": ""},
+        }
+
+
+async def _read_args(request: web.Request) -> tuple[dict[str, Any], str | None, str | None]:
+    """Merges query, form and JSON arguments the way Slack does; returns (args, token, error)."""
+    args: dict[str, Any] = dict(request.query)
+    error: str | None = None
+    if request.method == "POST" and request.can_read_body:
+        if request.content_type == "application/json":
+            try:
+                body = await request.json()
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                body = None
+            if isinstance(body, dict):
+                args.update(body)
+            else:
+                error = "invalid_json"
+        else:
+            form = await request.post()
+            for key, value in form.items():
+                if isinstance(value, str | bytes | bytearray):
+                    args[key] = value
+                else:
+                    args[key] = value.file.read()
+    for key in JSON_FIELDS & args.keys():
+        if isinstance(args[key], str):
+            try:
+                args[key] = json.loads(args[key])
+            except json.JSONDecodeError:
+                error = error or f"invalid_{key}"
+    token: str | None = None
+    auth = request.headers.get("Authorization", "")
+    if auth.startswith("Bearer "):
+        token = auth.removeprefix("Bearer ").strip()
+    if "token" in args:
+        token = token or str(args["token"])
+        del args["token"]
+    return args, token, error
+
+
+def _block_problems(blocks: Any) -> list[str]:
+    if blocks is None:
+        return []
+    if not isinstance(blocks, list):
+        return ["blocks must be a list"]
+    problems: list[str] = []
+    if len(blocks) > MAX_BLOCKS:
+        problems.append(f"{len(blocks)} blocks, at most {MAX_BLOCKS} allowed")
+    for index, block in enumerate(blocks):
+        if not isinstance(block, dict) or "type" not in block:
+            problems.append(f"block {index} has no type")
+            continue
+        if len(str(block.get("block_id", ""))) > MAX_ID_LENGTH:
+            problems.append(f"block {index}: block_id longer than {MAX_ID_LENGTH}")
+        text = block.get("text")
+        too_long = isinstance(text, dict) and len(str(text.get("text", ""))) > MAX_SECTION_TEXT
+        if block["type"] == "section" and too_long:
+            problems.append(f"block {index}: section text longer than {MAX_SECTION_TEXT}")
+        for field_ in block.get("fields") or []:
+            if isinstance(field_, dict) and len(str(field_.get("text", ""))) > 2000:
+                problems.append(f"block {index}: a field is longer than 2000")
+        elements = list(block.get("elements") or [])
+        if isinstance(block.get("accessory"), dict):
+            elements.append(block["accessory"])
+        for element in elements:
+            if not isinstance(element, dict):
+                continue
+            if len(str(element.get("action_id", ""))) > MAX_ID_LENGTH:
+                problems.append(f"block {index}: action_id longer than {MAX_ID_LENGTH}")
+            long_value = len(str(element.get("value", ""))) > MAX_BUTTON_VALUE
+            if element.get("type") == "button" and long_value:
+                problems.append(f"block {index}: button value longer than {MAX_BUTTON_VALUE}")
+    return problems
+
+
+def _short(args: dict[str, Any], limit: int = 300) -> str:
+    text = json.dumps(args, default=str)
+    return text if len(text) <= limit else text[:limit] + "…"

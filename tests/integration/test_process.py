@@ -1,0 +1,213 @@
+"""`python -m bot` as a user runs it: a real process, real ports, the fakes, signals."""
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from bot.blocks import APPROVE_ACTION
+from tests.fakes.model_server import FakeModelServer
+from tests.fakes.slack_api import FakeSlackAPI
+from tests.fakes.slack_requests import SignedRequest, SlackRequestBuilder
+from tests.integration.conftest import APPROVER, CHANNEL, approval_ids, approval_messages, texts
+from tests.running_app import SIGNING_SECRET
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = """
+[agent]
+model = "gpt-test"
+
+[tools]
+modules = ["tests.tools_for_tests"]
+
+[approvals]
+approvers = ["UAPPROVER1"]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class BotProcess:
+    process: asyncio.subprocess.Process
+    url: str
+    log: list[str]
+
+    async def send(self, request: SignedRequest) -> int:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(self.url + "/slack/events", data=request.body, headers=request.headers) as r,
+        ):
+            return r.status
+
+
+@asynccontextmanager
+async def bot_process(
+    database_url: str, slack: FakeSlackAPI, model: FakeModelServer, tmp_path: Path
+) -> AsyncIterator[BotProcess]:
+    config = tmp_path / "threadgate.toml"
+    config.write_text(CONFIG, encoding="utf-8")
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(ROOT),
+        "SLACK_BOT_TOKEN": slack.bot_token,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.base_url,
+        "OPENAI_API_KEY": "sk-test-key",
+        "OPENAI_BASE_URL": model.base_url,
+        "DATABASE_URL": database_url,
+        "THREADGATE_CONFIG": str(config),
+        "THREADGATE_TEST_TOOL_LOG": str(tmp_path / "tool.log"),
+        "PORT": str(port),
+        # A killed process keeps its thread leases until they expire: keep that short here.
+        "THREADGATE_LEASE_SECONDS": "2",
+        "THREADGATE_SWEEP_INTERVAL": "0.5",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        cwd=tmp_path,
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    log: list[str] = []
+    assert process.stderr is not None
+    stderr = process.stderr
+
+    async def read_until_ready() -> None:
+        while line := (await stderr.readline()).decode():
+            log.append(line)
+            if "threadgate ready" in line:
+                return
+        raise AssertionError("the bot exited before it was ready:\n" + "".join(log))
+
+    await asyncio.wait_for(read_until_ready(), timeout=30)
+
+    async def keep_reading() -> None:
+        while line := (await stderr.readline()).decode():
+            log.append(line)
+
+    reader = asyncio.create_task(keep_reading())
+    try:
+        yield BotProcess(process=process, url=f"http://127.0.0.1:{port}", log=log)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await reader
+
+
+async def test_a_signed_mention_is_answered_and_sigterm_exits_cleanly(
+    database_url: str, slack: FakeSlackAPI, tmp_path: Path
+) -> None:
+    async with FakeModelServer() as model:
+        model.reply_text("Hello from the real process.")
+        async with bot_process(database_url, slack, model, tmp_path) as bot:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(bot.url + "/healthz") as health,
+            ):
+                assert health.status == 200
+            requests = SlackRequestBuilder(SIGNING_SECRET, team_id=slack.team_id)
+            assert await bot.send(requests.mention(text="hi", channel=CHANNEL, ts="1.5")) == 200
+            [answer] = await slack.wait_for("chat.postMessage")
+            assert answer.args["text"] == "Hello from the real process."
+            assert answer.args["thread_ts"] == "1.5"
+            bot.process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(bot.process.wait(), timeout=30) == 0
+        log = "".join(bot.log)
+        for secret in (slack.bot_token, SIGNING_SECRET, "sk-test-key"):
+            assert secret not in log
+
+
+async def test_sigkill_between_the_buttons_and_the_click_loses_nothing(
+    database_url: str, slack: FakeSlackAPI, tmp_path: Path
+) -> None:
+    requests = SlackRequestBuilder(SIGNING_SECRET, team_id=slack.team_id)
+    async with FakeModelServer() as model:
+        model.reply_tool_calls(("delete_customer", {"customer_id": "c7"}))
+        async with bot_process(database_url, slack, model, tmp_path) as bot:
+            await bot.send(requests.mention(text="delete c7", channel=CHANNEL, ts="2.5"))
+            await slack.wait_for("chat.postMessage")
+            bot.process.kill()
+            await bot.process.wait()
+        [request] = approval_messages(slack)
+        [approval_id] = approval_ids(request)
+        model.reply_text("c7 deleted after the crash.")
+        async with bot_process(database_url, slack, model, tmp_path) as bot:
+            click = requests.block_actions(
+                user=APPROVER,
+                action_id=APPROVE_ACTION,
+                value=approval_id,
+                channel=CHANNEL,
+                message_ts="2.6",
+                thread_ts="2.5",
+            )
+            assert await bot.send(click) == 200
+            await slack.wait_for(
+                "chat.postMessage",
+                where=lambda c: c.args.get("text") == "c7 deleted after the crash.",
+            )
+        assert (tmp_path / "tool.log").read_text().splitlines() == ["delete_customer:c7"]
+        assert texts(slack.messages_in_thread(CHANNEL, "2.5"))[-1] == "c7 deleted after the crash."
+
+
+async def test_a_token_slack_refuses_ends_start_up_with_a_clear_line(
+    database_url: str, slack: FakeSlackAPI, tmp_path: Path
+) -> None:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(ROOT),
+        "SLACK_BOT_TOKEN": "xoxb-revoked-token",
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.base_url,
+        "DATABASE_URL": database_url,
+        "PORT": str(free_port()),
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 1
+    text = stderr.decode()
+    assert "Slack refused the bot token (invalid_auth)" in text
+    assert "Traceback" not in text
+    assert "xoxb-revoked-token" not in text
+
+
+async def test_migrate_against_a_missing_database_says_so_in_one_line(tmp_path: Path) -> None:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(ROOT),
+        "SLACK_BOT_TOKEN": "xoxb-test",
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/no/such/dir/x.db",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "migrate",
+        cwd=tmp_path,
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 1
+    lines = stderr.decode().strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("threadgate: migration failed:")

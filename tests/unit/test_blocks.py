@@ -1,0 +1,373 @@
+"""Block Kit builders: the right buttons, and always within Slack's limits."""
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from bot.blocks import (
+    APPROVE_ACTION,
+    REJECT_ACTION,
+    REJECT_VIEW,
+    ApprovalView,
+    Block,
+    DecisionView,
+    answer_chunks,
+    approval_decided,
+    approval_request,
+    reject_modal,
+    truncate,
+)
+
+APPROVAL_ID = "ap_0123456789abcdef"
+DECIDED_AT = datetime(2025, 1, 2, 3, 4, tzinfo=UTC)
+
+ARGUMENTS_CASES = {
+    "small_json": json.dumps({"customer_id": "c-42"}),
+    "one_megabyte": json.dumps({"payload": "x" * 1_000_000}),
+    "one_megabyte_not_json": "y" * 1_000_000,
+    "not_json": "this is {not json",
+    "code_fences": json.dumps({"note": "```rm -rf /```", "more": "a ``` b"}),
+    "code_fences_not_json": "```\nclose the fence``` and *bold*",
+}
+
+
+def _view(arguments: str = '{"customer_id": "c-42"}', **overrides: Any) -> ApprovalView:
+    fields: dict[str, Any] = {
+        "approval_id": APPROVAL_ID,
+        "tool_name": "delete_customer",
+        "arguments": arguments,
+        "requested_by": "U0REQUESTER",
+        "approvers": ["U0APPROVER", "S0GROUP"],
+    }
+    fields.update(overrides)
+    return ApprovalView(**fields)
+
+
+def _texts(block: Block) -> list[str]:
+    """Every text string a block carries (section text and fields, context elements)."""
+    found: list[str] = []
+    if "text" in block and isinstance(block["text"], dict):
+        found.append(block["text"]["text"])
+    for element in block.get("elements", []):
+        if element.get("type") in ("mrkdwn", "plain_text"):
+            found.append(element["text"])
+    for field in block.get("fields", []):
+        found.append(field["text"])
+    return found
+
+
+def _assert_within_slack_limits(blocks: list[Block]) -> None:
+    assert 0 < len(blocks) <= 50
+    for block in blocks:
+        for text in _texts(block):
+            assert len(text) <= 3000
+        assert len(block.get("block_id", "")) <= 255
+        for element in block.get("elements", []):
+            assert len(element.get("action_id", "")) <= 255
+            assert len(element.get("value", "")) <= 2000
+
+
+def _actions(blocks: list[Block]) -> list[Block]:
+    return [block for block in blocks if block["type"] == "actions"]
+
+
+def _button(blocks: list[Block], action_id: str) -> dict[str, Any]:
+    (actions,) = _actions(blocks)
+    buttons: list[dict[str, Any]] = [e for e in actions["elements"] if e["action_id"] == action_id]
+    assert len(buttons) == 1
+    return buttons[0]
+
+
+def _arguments_text(blocks: list[Block]) -> str:
+    (text,) = [t for b in blocks for t in _texts(b) if t.startswith("*Arguments*")]
+    return text
+
+
+# approval_request
+
+
+def test_both_buttons_carry_only_the_approval_id() -> None:
+    _, blocks = approval_request(_view())
+
+    assert _button(blocks, APPROVE_ACTION)["value"] == APPROVAL_ID
+    assert _button(blocks, REJECT_ACTION)["value"] == APPROVAL_ID
+
+
+def test_approve_button_is_primary_and_says_approve() -> None:
+    _, blocks = approval_request(_view())
+
+    approve = _button(blocks, APPROVE_ACTION)
+    assert approve["type"] == "button"
+    assert approve["style"] == "primary"
+    assert approve["text"]["text"].startswith("Approve")
+
+
+def test_reject_button_is_danger_and_says_reject() -> None:
+    _, blocks = approval_request(_view())
+
+    reject = _button(blocks, REJECT_ACTION)
+    assert reject["type"] == "button"
+    assert reject["style"] == "danger"
+    assert reject["text"]["text"].startswith("Reject")
+
+
+def test_request_shows_tool_arguments_requester_and_approvers() -> None:
+    fallback, blocks = approval_request(_view())
+    everything = "\n".join(t for b in blocks for t in _texts(b))
+
+    assert "delete_customer" in fallback
+    assert "delete_customer" in everything
+    assert "c-42" in _arguments_text(blocks)
+    assert "<@U0REQUESTER>" in everything
+    assert "<@U0APPROVER>" in everything
+    assert "<!subteam^S0GROUP>" in everything
+
+
+@pytest.mark.parametrize("arguments", ARGUMENTS_CASES.values(), ids=ARGUMENTS_CASES.keys())
+def test_request_stays_within_slack_limits(arguments: str) -> None:
+    fallback, blocks = approval_request(_view(arguments))
+
+    _assert_within_slack_limits(blocks)
+    assert len(fallback) <= 3000
+    assert len(_actions(blocks)) == 1
+
+
+def test_request_with_a_huge_tool_name_and_many_approvers_stays_within_limits() -> None:
+    view = _view(
+        "z" * 1_000_000,
+        tool_name="t" * 10_000,
+        approvers=[f"U{i:08d}" for i in range(500)],
+    )
+
+    fallback, blocks = approval_request(view)
+
+    _assert_within_slack_limits(blocks)
+    assert len(fallback) <= 3000
+
+
+def test_huge_arguments_are_truncated_with_a_marker() -> None:
+    _, blocks = approval_request(_view("y" * 1_000_000))
+
+    text = _arguments_text(blocks)
+    assert "more characters" in text
+    assert text.endswith("```")
+
+
+def test_non_json_arguments_are_shown_as_they_are() -> None:
+    _, blocks = approval_request(_view("this is {not json"))
+
+    assert "this is {not json" in _arguments_text(blocks)
+
+
+def test_json_arguments_are_pretty_printed() -> None:
+    _, blocks = approval_request(_view('{"b":1,"a":2}'))
+
+    assert '{\n  "a": 2,\n  "b": 1\n}' in _arguments_text(blocks)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [ARGUMENTS_CASES["code_fences"], ARGUMENTS_CASES["code_fences_not_json"]],
+    ids=["json", "not_json"],
+)
+def test_arguments_cannot_close_the_code_block(arguments: str) -> None:
+    _, blocks = approval_request(_view(arguments))
+
+    text = _arguments_text(blocks)
+    body = text.removeprefix("*Arguments*\n")
+    assert body.startswith("```")
+    assert body.endswith("```")
+    assert "```" not in body[3:-3]
+
+
+# approval_decided
+
+
+def test_decided_message_has_no_buttons() -> None:
+    for decision in (
+        DecisionView(status="approved", decided_by="U0APPROVER", decided_at=DECIDED_AT),
+        DecisionView(status="rejected", decided_by="U0APPROVER", decided_at=DECIDED_AT),
+        DecisionView(status="expired", decided_by=None, decided_at=DECIDED_AT),
+    ):
+        _, blocks = approval_decided(_view(), decision)
+        assert _actions(blocks) == []
+        assert not any(
+            element.get("type") == "button" for b in blocks for element in b.get("elements", [])
+        )
+
+
+def _decision_text(blocks: list[Block]) -> str:
+    return _texts(blocks[-1])[0]
+
+
+def test_approved_message_says_who_approved() -> None:
+    decision = DecisionView(status="approved", decided_by="U0APPROVER", decided_at=DECIDED_AT)
+
+    fallback, blocks = approval_decided(_view(), decision)
+
+    line = _decision_text(blocks)
+    assert "Approved by <@U0APPROVER>" in line
+    assert str(int(DECIDED_AT.timestamp())) in line
+    assert "approved" in fallback
+
+
+def test_rejected_message_says_who_rejected_and_why() -> None:
+    decision = DecisionView(
+        status="rejected",
+        decided_by="U0APPROVER",
+        decided_at=DECIDED_AT,
+        reason="wrong customer",
+    )
+
+    _, blocks = approval_decided(_view(), decision)
+
+    line = _decision_text(blocks)
+    assert "Rejected by <@U0APPROVER>" in line
+    assert "wrong customer" in line
+
+
+def test_rejected_without_reason_says_so() -> None:
+    decision = DecisionView(status="rejected", decided_by="U0APPROVER", decided_at=DECIDED_AT)
+
+    _, blocks = approval_decided(_view(), decision)
+
+    assert "no reason given" in _decision_text(blocks)
+
+
+def test_expired_message_says_nobody_decided() -> None:
+    decision = DecisionView(status="expired", decided_by=None, decided_at=DECIDED_AT)
+
+    _, blocks = approval_decided(_view(), decision)
+
+    line = _decision_text(blocks)
+    assert "Expired" in line
+    assert "nobody decided" in line
+
+
+def test_decided_message_keeps_the_call_and_its_outcome() -> None:
+    decision = DecisionView(
+        status="approved",
+        decided_by="U0APPROVER",
+        decided_at=DECIDED_AT,
+        outcome="customer c-42 deleted",
+    )
+
+    _, blocks = approval_decided(_view(), decision)
+
+    assert "c-42" in _arguments_text(blocks)
+    assert "customer c-42 deleted" in _decision_text(blocks)
+
+
+def test_decided_message_stays_within_limits_with_huge_reason_and_outcome() -> None:
+    decision = DecisionView(
+        status="rejected",
+        decided_by="U0APPROVER",
+        decided_at=DECIDED_AT,
+        reason="r" * 100_000,
+        outcome="o" * 100_000,
+    )
+
+    fallback, blocks = approval_decided(_view("y" * 1_000_000), decision)
+
+    _assert_within_slack_limits(blocks)
+    assert len(fallback) <= 3000
+
+
+# reject_modal
+
+
+def test_reject_modal_carries_the_approval_id_and_an_optional_reason() -> None:
+    modal = reject_modal(APPROVAL_ID, "delete_customer")
+
+    assert modal["type"] == "modal"
+    assert modal["callback_id"] == REJECT_VIEW
+    assert modal["private_metadata"] == APPROVAL_ID
+    inputs = [b for b in modal["blocks"] if b["type"] == "input"]
+    assert len(inputs) == 1
+    assert inputs[0]["optional"] is True
+    assert inputs[0]["element"]["type"] == "plain_text_input"
+    assert inputs[0]["element"]["action_id"]
+    assert inputs[0]["block_id"]
+
+
+def test_reject_modal_with_a_huge_tool_name_stays_within_limits() -> None:
+    modal = reject_modal(APPROVAL_ID, "t" * 10_000)
+
+    _assert_within_slack_limits(modal["blocks"])
+    assert len(modal["title"]["text"]) <= 24
+
+
+# answer_chunks
+
+
+def _chunk_texts(blocks: list[Block]) -> list[str]:
+    return [block["text"]["text"] for block in blocks]
+
+
+@pytest.mark.parametrize("size", [1, 2999, 3000, 3001, 150_000, 150_001, 1_000_000])
+def test_answer_chunks_stay_within_slack_limits(size: int) -> None:
+    blocks = answer_chunks("a" * size)
+
+    _assert_within_slack_limits(blocks)
+    assert all(block["type"] == "section" for block in blocks)
+
+
+def test_answer_chunks_keep_the_whole_answer_when_it_fits() -> None:
+    text = "".join(chr(ord("a") + i % 26) for i in range(10_000))
+
+    blocks = answer_chunks(text)
+
+    assert len(blocks) == 4
+    assert "".join(_chunk_texts(blocks)) == text
+
+
+def test_answer_chunks_mark_what_was_cut() -> None:
+    blocks = answer_chunks("a" * 1_000_000)
+
+    assert len(blocks) == 50
+    assert "more characters" in _chunk_texts(blocks)[-1]
+
+
+def test_answer_chunks_honour_smaller_limits() -> None:
+    blocks = answer_chunks("a" * 10_000, limit=100, max_blocks=5)
+
+    assert len(blocks) == 5
+    assert all(len(text) <= 100 for text in _chunk_texts(blocks))
+
+
+def test_empty_answer_still_makes_a_valid_section() -> None:
+    blocks = answer_chunks("")
+
+    assert len(blocks) == 1
+    assert _chunk_texts(blocks)[0]
+
+
+# truncate
+
+
+def test_truncate_leaves_short_text_alone() -> None:
+    assert truncate("hello", 5) == "hello"
+    assert truncate("", 10) == ""
+
+
+def test_truncate_cuts_to_the_limit_and_says_how_much_was_cut() -> None:
+    result = truncate("x" * 1000, 100)
+
+    assert len(result) == 100
+    assert result.startswith("x")
+    assert result.endswith("(" + str(1000 - 100) + " more characters)")
+
+
+def test_four_backticks_cannot_close_the_code_block() -> None:
+    for arguments in ('{"a": "````"}', '{"a": "``````` then *bold* <https://x|Approve>"}'):
+        _, blocks = approval_request(_view(arguments))
+        body = _arguments_text(blocks).removeprefix("*Arguments*\n")
+        assert body.startswith("```")
+        assert body.endswith("```")
+        assert "``" not in body[3:-3]
+
+
+def test_truncate_never_exceeds_tiny_limits() -> None:
+    assert len(truncate("x" * 100, 5)) <= 5
