@@ -94,11 +94,14 @@ def build_runs(
 ) -> AgentRuns:
     """Tracing stays off: it would send conversation content to a third party by default."""
     set_tracing_disabled(True)
+    client = None
     if model is None:
-        model = build_model(config, AsyncOpenAI(api_key=api_key or "unset", base_url=base_url))
+        client = AsyncOpenAI(api_key=api_key or "unset", base_url=base_url)
+        model = build_model(config, client)
     return AgentRuns(
         build_agent(config, tools, policy, model),
         max_turns=config.agent.max_turns,
         engine=engine,
         history_limit=config.agent.history_limit,
+        client=client,
     )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -70,6 +71,9 @@ class Threadgate:
     _sweeper_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        if self.client.session is None or self.client.session.closed:
+            # One pooled HTTP session for every Web API call instead of one per call.
+            self.client.session = aiohttp.ClientSession()
         if self.settings.migrate_on_start:
             await schema.upgrade(self.db)
         elif not await schema.is_up_to_date(self.db):
@@ -95,6 +99,9 @@ class Threadgate:
             self._sweeper_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper_task
+        await self.conversations.runs.close()
+        if self.client.session is not None:
+            await self.client.session.close()
         await self.db.dispose()
         return finished
 

@@ -16,6 +16,7 @@ from agents.extensions.memory import SQLAlchemySession
 from agents.items import ToolCallOutputItem
 from agents.memory import Session, SessionSettings
 from agents.run_state import CURRENT_SCHEMA_VERSION
+from openai import AsyncOpenAI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.repositories import SavedState
@@ -64,9 +65,16 @@ class AgentRuns:
     """Runs the agent with each thread's own history, kept by the SDK's SQLAlchemySession."""
 
     def __init__(
-        self, agent: Agent[Any], *, max_turns: int, engine: AsyncEngine, history_limit: int
+        self,
+        agent: Agent[Any],
+        *,
+        max_turns: int,
+        engine: AsyncEngine,
+        history_limit: int,
+        client: AsyncOpenAI | None = None,
     ) -> None:
         self.agent = agent
+        self.client = client
         self.max_turns = max_turns
         self.engine = engine
         self.history = SessionSettings(limit=history_limit)
@@ -74,6 +82,10 @@ class AgentRuns:
     def session(self, thread_key: str) -> Session:
         """Same id on start and resume, or the tool output never reaches the history."""
         return SQLAlchemySession(thread_key, engine=self.engine, session_settings=self.history)
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
 
     @property
     def tool_names(self) -> list[str]:

@@ -83,11 +83,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'threadgate.db'}"
     url: str = request.getfixturevalue("pg_url")
-    asyncio.run(_empty(url))
+    asyncio.run(empty_database(url))
     return url
 
 
-async def _empty(url: str) -> None:
+async def empty_database(url: str) -> None:
     """Every test starts from empty tables in the run's own, already migrated database."""
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
     try:

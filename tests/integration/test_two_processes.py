@@ -1,0 +1,93 @@
+"""Two app instances on one PostgreSQL database, both receiving the clicks of one approval."""
+
+import asyncio
+from collections import Counter
+
+import pytest
+from agents.testing import ScriptedModel, assistant_message, function_call
+
+from bot.blocks import APPROVE_ACTION
+from tests.conftest import empty_database
+from tests.fakes.slack_api import FakeSlackAPI
+from tests.integration.conftest import (
+    APPROVER,
+    ASKER,
+    CHANNEL,
+    GROUP_MEMBER,
+    approval_config,
+    approval_ids,
+    approval_messages,
+    texts,
+)
+from tests.running_app import running_bot
+
+pytestmark = pytest.mark.postgres
+
+
+async def test_clicks_spread_over_two_instances_run_the_tool_once(
+    pg_url: str, slack: FakeSlackAPI, executions: Counter[str]
+) -> None:
+    await empty_database(pg_url)
+    first_model = ScriptedModel(
+        [
+            [function_call("delete_customer", {"customer_id": "c1"}, call_id="call_1")],
+            [assistant_message("done by one")],
+        ]
+    )
+    second_model = ScriptedModel([[assistant_message("done by two")]])
+    async with (
+        running_bot(
+            database_url=pg_url, slack=slack, config=approval_config(), model=first_model
+        ) as one,
+        running_bot(
+            database_url=pg_url, slack=slack, config=approval_config(), model=second_model
+        ) as two,
+    ):
+        await one.send(
+            one.requests.mention(text="delete c1", user=ASKER, channel=CHANNEL, ts="5.1")
+        )
+        await one.settle()
+        [approval_id] = approval_ids(approval_messages(slack)[0])
+
+        requests = [
+            bot.requests.block_actions(
+                user=user,
+                action_id=APPROVE_ACTION,
+                value=approval_id,
+                channel=CHANNEL,
+                message_ts="5.2",
+                thread_ts="5.1",
+            )
+            for bot in (one, two)
+            for user in (APPROVER, GROUP_MEMBER) * 5
+        ]
+        half = len(requests) // 2
+        statuses = await asyncio.gather(
+            *(one.send(r) for r in requests[:half]), *(two.send(r) for r in requests[half:])
+        )
+        await slack.wait_for(
+            "chat.postMessage", where=lambda c: str(c.args.get("text", "")).startswith("done")
+        )
+        await asyncio.gather(one.settle(), two.settle())
+        assert {status for status, _ in statuses} == {200}
+        assert executions == Counter({"delete_customer:c1": 1})
+        answers = [
+            t for t in texts(slack.messages_in_thread(CHANNEL, "5.1")) if t.startswith("done")
+        ]
+        assert len(answers) == 1
+
+
+async def test_an_event_sent_to_both_instances_starts_one_run(
+    pg_url: str, slack: FakeSlackAPI
+) -> None:
+    await empty_database(pg_url)
+    models = [ScriptedModel([[assistant_message("one answer")]]) for _ in range(2)]
+    async with (
+        running_bot(database_url=pg_url, slack=slack, model=models[0]) as one,
+        running_bot(database_url=pg_url, slack=slack, model=models[1]) as two,
+    ):
+        mention = one.requests.mention(text="hi", channel=CHANNEL, ts="6.1", event_id="Ev0BOTH")
+        await asyncio.gather(one.send(mention), two.send(mention))
+        await asyncio.gather(one.settle(), two.settle())
+    assert texts(slack.calls_to("chat.postMessage")) == ["one answer"]
+    assert sum(len(m.calls) for m in models) == 1
