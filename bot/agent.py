@@ -2,13 +2,15 @@
 
 import dataclasses
 import importlib
+import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from agents import Agent, FunctionTool, Model, RunContextWrapper, Tool, set_tracing_disabled
 from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
 from agents.models.openai_responses import OpenAIResponsesModel
+from agents.tool_context import ToolContext
 from openai import AsyncOpenAI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -52,16 +54,52 @@ def check_policy_tools(
             )
 
 
-def with_policy(tool: FunctionTool, policy: Policy) -> FunctionTool:
-    """Route the SDK's approval question to our policy, always answering a strict bool."""
+class ExecutionLedger(Protocol):
+    """Where approved calls are claimed before they start and their output is recorded."""
+
+    async def claim(self, *, run_id: str, call_id: str) -> tuple[bool, str | None]: ...
+
+    async def record(self, *, run_id: str, call_id: str, output: str) -> None: ...
+
+
+def not_run_again(recorded: str | None) -> str:
+    if recorded is not None:
+        return recorded
+    return (
+        "This approved call was already started once, before the bot was interrupted, so it "
+        "was not run again. Whether it finished is unknown: say so to the user."
+    )
+
+
+def with_policy(
+    tool: FunctionTool, policy: Policy, ledger: ExecutionLedger | None = None
+) -> FunctionTool:
+    """Route the SDK's approval question to our policy, always answering a strict bool.
+
+    With a ledger, an approved call starts at most once: the SDK would run it again on a
+    second resume of the same state, so the claim in the database is what makes it once.
+    """
     name = tool.name
+    invoke_tool = tool.on_invoke_tool
 
     async def needs_approval(
         _ctx: RunContextWrapper[Any], _args: dict[str, Any], _call: str
     ) -> bool:
         return bool(policy.needs_approval(name))
 
-    return dataclasses.replace(tool, needs_approval=needs_approval)
+    async def invoke_once(ctx: ToolContext[Any], arguments: str) -> Any:
+        run_id = ctx.context.get("run_id") if isinstance(ctx.context, dict) else None
+        if ledger is None or not run_id or not policy.needs_approval(name):
+            return await invoke_tool(ctx, arguments)
+        may_run, recorded = await ledger.claim(run_id=run_id, call_id=ctx.tool_call_id)
+        if not may_run:
+            return not_run_again(recorded)
+        output = await invoke_tool(ctx, arguments)
+        text = output if isinstance(output, str) else json.dumps(output, default=str)
+        await ledger.record(run_id=run_id, call_id=ctx.tool_call_id, output=text)
+        return output
+
+    return dataclasses.replace(tool, needs_approval=needs_approval, on_invoke_tool=invoke_once)
 
 
 def build_model(config: Config, client: AsyncOpenAI) -> Model:
@@ -71,9 +109,13 @@ def build_model(config: Config, client: AsyncOpenAI) -> Model:
 
 
 def build_agent(
-    config: Config, tools: Mapping[str, FunctionTool], policy: Policy, model: Model
+    config: Config,
+    tools: Mapping[str, FunctionTool],
+    policy: Policy,
+    model: Model,
+    ledger: ExecutionLedger | None = None,
 ) -> Agent[Any]:
-    agent_tools: list[Tool] = [with_policy(tool, policy) for tool in tools.values()]
+    agent_tools: list[Tool] = [with_policy(tool, policy, ledger) for tool in tools.values()]
     return Agent(
         name=config.agent.name,
         instructions=config.agent.instructions,
@@ -88,6 +130,7 @@ def build_runs(
     policy: Policy,
     *,
     engine: AsyncEngine,
+    ledger: ExecutionLedger,
     model: Model | None,
     api_key: str | None,
     base_url: str | None,
@@ -99,7 +142,7 @@ def build_runs(
         client = AsyncOpenAI(api_key=api_key or "unset", base_url=base_url)
         model = build_model(config, client)
     return AgentRuns(
-        build_agent(config, tools, policy, model),
+        build_agent(config, tools, policy, model, ledger),
         max_turns=config.agent.max_turns,
         engine=engine,
         history_limit=config.agent.history_limit,

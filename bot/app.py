@@ -20,6 +20,7 @@ from bot.background import Background
 from bot.builtin_tools import SENSITIVE, slack_tools
 from bot.config import Config, load_config
 from bot.conversations import Conversations
+from bot.interruptions import Interruptions
 from bot.listeners import actions, commands, events, views
 from bot.policy import Policy
 from bot.settings import Settings
@@ -65,6 +66,7 @@ class Threadgate:
     queue: ThreadQueue
     conversations: Conversations
     approvals: Approvals
+    interruptions: Interruptions
     sweeper: Sweeper
     policy: Policy
     health: Health = field(default_factory=Health)
@@ -106,6 +108,19 @@ class Threadgate:
         return finished
 
 
+class ExecutionLedger:
+    """The agent's tools claim approved calls here, in the same database as the approvals."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def claim(self, *, run_id: str, call_id: str) -> tuple[bool, str | None]:
+        return await repo.claim_execution(self.db, run_id=run_id, call_id=call_id)
+
+    async def record(self, *, run_id: str, call_id: str, output: str) -> None:
+        await repo.record_outcome(self.db, run_id=run_id, call_id=call_id, outcome=output)
+
+
 def process_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -137,6 +152,7 @@ def build_app(
         tools,
         policy,
         engine=db.engine,
+        ledger=ExecutionLedger(db),
         model=model,
         api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
         base_url=settings.openai_base_url,
@@ -170,6 +186,10 @@ def build_app(
         return await conversations.handle_message(job)
 
     queue.handler = handle_job
+    interruptions = Interruptions(
+        db, client=client, replies=replies, approvals=approvals, kick=queue.kick
+    )
+    queue.on_interrupted = interruptions.stopped
 
     secret = settings.slack_signing_secret
     bolt = AsyncApp(
@@ -189,8 +209,13 @@ def build_app(
         queue=queue,
         conversations=conversations,
         approvals=approvals,
+        interruptions=interruptions,
         sweeper=Sweeper(
-            approvals=approvals, db=db, kick=queue.kick, interval=settings.sweep_interval
+            approvals=approvals,
+            interruptions=interruptions,
+            db=db,
+            kick=queue.kick,
+            interval=settings.sweep_interval,
         ),
         policy=policy,
     )

@@ -7,7 +7,6 @@ and the approval is decided by a compare-and-set. The last decision of a pause q
 resume job; the thread's worker runs it, loading the state from the database.
 """
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -104,10 +103,29 @@ class Approvals:
     async def settle(self, run: Run, thread: repo.ThreadRef, outcome: RunOutcome) -> None:
         """Answer in the thread, or store the pause and post one request per call."""
         if not outcome.pending or outcome.saved is None:
-            await repo.finish_run(self.db, run_id=run.id, status=RunStatus.COMPLETED)
-            await self.replies.answer(thread, outcome.final_text or "")
+            if await repo.finish_run(self.db, run_id=run.id, status=RunStatus.COMPLETED):
+                await self.replies.answer(thread, outcome.final_text or "")
+            else:
+                log.warning("run %s finished after it was marked interrupted", run.id)
             return
-        rows = await repo.pause_run(
+        try:
+            rows = await self._pause(run, thread, outcome)
+        except LookupError:
+            log.warning("run %s paused after it was marked interrupted", run.id)
+            return
+        for approval in rows:
+            text, body = blocks.approval_request(view_of(approval))
+            response = await self.client.chat_postMessage(
+                channel=thread.channel_id, thread_ts=thread.thread_ts, text=text, blocks=body
+            )
+            if response.get("ts"):
+                await repo.set_approval_message(
+                    self.db, approval_id=approval.id, message_ts=str(response["ts"])
+                )
+
+    async def _pause(self, run: Run, thread: repo.ThreadRef, outcome: RunOutcome) -> list[Approval]:
+        assert outcome.saved is not None
+        return await repo.pause_run(
             self.db,
             run_id=run.id,
             saved=outcome.saved,
@@ -124,15 +142,6 @@ class Approvals:
             requested_by=run.requested_by,
             expire_after=self.policy.expire_after,
         )
-        for approval in rows:
-            text, body = blocks.approval_request(view_of(approval))
-            response = await self.client.chat_postMessage(
-                channel=thread.channel_id, thread_ts=thread.thread_ts, text=text, blocks=body
-            )
-            if response.get("ts"):
-                await repo.set_approval_message(
-                    self.db, approval_id=approval.id, message_ts=str(response["ts"])
-                )
 
     # --- a person clicks -------------------------------------------------------------------
 
@@ -182,6 +191,14 @@ class Approvals:
             group_members=members,
             allow_self_approval=self.policy.allow_self_approval,
         )
+
+    async def is_approver(self, user_id: str) -> bool:
+        """An approver of any tool, for actions that concern a run rather than one call."""
+        approvers = set(self.policy.approvers)
+        for rule in self.policy.rules.values():
+            approvers.update(rule.approvers or ())
+        members = await self.groups.members(approvers)
+        return user_id in approvers or any(user_id in m for m in members.values())
 
     async def expire_due(self) -> int:
         """Reject, as expired, every approval nobody decided in time; resume their runs."""
@@ -268,9 +285,6 @@ class Approvals:
                 new_messages=[job.text or "" for job in deferred],
                 thread_key=job.thread_key,
             )
-        except asyncio.CancelledError:
-            await asyncio.shield(self._resume_failed(run, thread, deferred, "I was restarted"))
-            raise
         except StateLoadError as exc:
             await self._resume_failed(run, thread, deferred, f"I couldn't resume the run: {exc}")
             return JobStatus.FAILED
@@ -282,11 +296,9 @@ class Approvals:
             if index not in refused:
                 await repo.finish_job(self.db, job_id=message.id, status=JobStatus.DONE)
         await repo.requeue_jobs(self.db, job_ids=[deferred[i].id or 0 for i in refused])
-        for approval in approvals:
-            output = outcome.tool_outputs.get(approval.call_id)
-            if approval.status == ApprovalStatus.APPROVED and output is not None:
-                await repo.record_outcome(self.db, approval_id=approval.id, outcome=output)
-                approval.outcome = output
+        ran = await repo.approvals_of_run(self.db, run_id=run.id, generation=run.generation)
+        for approval in ran:
+            if approval.status == ApprovalStatus.APPROVED and approval.outcome is not None:
                 await self._show(approval)
         await self.settle(run, thread, outcome)
         return JobStatus.DONE

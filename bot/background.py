@@ -2,16 +2,14 @@
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Coroutine
 from typing import Any
 
+from storage.models import new_ref
+
+__all__ = ["Background", "new_ref"]
+
 log = logging.getLogger(__name__)
-
-
-def new_ref() -> str:
-    """A short id that a person can quote and an operator can grep for in the log."""
-    return "E" + secrets.token_hex(4).upper()
 
 
 class Background:

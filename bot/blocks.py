@@ -10,6 +10,7 @@ from typing import Any
 APPROVE_ACTION = "threadgate_approve"
 REJECT_ACTION = "threadgate_reject"
 REJECT_VIEW = "threadgate_reject_reason"
+RETRY_ACTION = "threadgate_retry"
 REASON_BLOCK = "reason"
 REASON_INPUT = "reason_input"
 
@@ -193,3 +194,40 @@ def answer_chunks(text: str, *, limit: int = SECTION_LIMIT, max_blocks: int = 50
     if len(chunks) > max_blocks:
         chunks = [*chunks[: max_blocks - 1], truncate(text[(max_blocks - 1) * limit :], limit)]
     return [{"type": "section", "text": {"type": "mrkdwn", "text": c}} for c in chunks]
+
+
+@dataclass(frozen=True)
+class InFlightCall:
+    tool_name: str
+    arguments: str
+
+
+def interrupted_note(
+    *, run_id: str, what: str, in_flight: Sequence[InFlightCall], ref: str, can_retry: bool
+) -> tuple[str, list[Block]]:
+    """Tell the thread a run stopped half-way, what may have happened, and offer a retry."""
+    lines = [f":warning: {what} Reference: `{ref}`."]
+    for call in in_flight[:10]:
+        lines.append(
+            f"• `{truncate(call.tool_name, 200)}` was approved and may or may not have run: "
+            "its result was never recorded.\n" + _code(pretty_arguments(call.arguments), 400)
+        )
+    if can_retry:
+        lines.append("The person who asked or an approver can retry it.")
+    body: list[Block] = [_section("\n".join(lines))]
+    if can_retry:
+        body.append(
+            {
+                "type": "actions",
+                "block_id": f"retry:{run_id}"[:255],
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": RETRY_ACTION,
+                        "text": {"type": "plain_text", "text": "Retry", "emoji": True},
+                        "value": run_id,
+                    }
+                ],
+            }
+        )
+    return truncate(f"{what} Reference: {ref}", FALLBACK_TEXT_LIMIT), body

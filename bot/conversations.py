@@ -1,6 +1,5 @@
 """A Slack thread is one conversation: its messages queue up and are answered one at a time."""
 
-import asyncio
 import logging
 import re
 from collections.abc import Callable
@@ -90,21 +89,21 @@ class Conversations:
             await self.replies.note(thread, WAITING_NOTE)
             return JobStatus.DEFERRED
         user = job.user_id or "unknown"
-        run = await repo.create_run(self.db, thread_key=job.thread_key, requested_by=user)
+        run = await repo.create_run(
+            self.db, thread_key=job.thread_key, requested_by=user, job_id=job.id
+        )
         try:
             outcome = await self.runs.start(
                 job.text or "",
                 thread_key=job.thread_key,
                 context=thread_context(
+                    run_id=run.id,
                     team_id=thread.team_id,
                     channel_id=thread.channel_id,
                     thread_ts=thread.thread_ts,
                     user_id=user,
                 ),
             )
-        except asyncio.CancelledError:
-            await asyncio.shield(self._stopped(run.id, thread))
-            raise
         except Exception:
             ref = new_ref()
             log.exception("run %s failed (ref %s)", run.id, ref)
@@ -113,11 +112,3 @@ class Conversations:
             return JobStatus.FAILED
         await self.approvals.settle(run, thread, outcome)
         return JobStatus.DONE
-
-    async def _stopped(self, run_id: str, thread: repo.ThreadRef) -> None:
-        ref = new_ref()
-        log.warning("run %s stopped by shutdown (ref %s)", run_id, ref)
-        await repo.finish_run(self.db, run_id=run_id, status=RunStatus.INTERRUPTED, error_ref=ref)
-        await self.replies.failure(
-            thread, "I was restarted before I could finish answering; please ask again.", ref
-        )

@@ -13,7 +13,6 @@ from typing import Any
 
 from agents import Agent, Runner, RunResult, RunState, ToolApprovalItem
 from agents.extensions.memory import SQLAlchemySession
-from agents.items import ToolCallOutputItem
 from agents.memory import Session, SessionSettings
 from agents.run_state import CURRENT_SCHEMA_VERSION
 from openai import AsyncOpenAI
@@ -42,7 +41,6 @@ class RunOutcome:
     final_text: str | None
     pending: list[PendingCall] = field(default_factory=list)
     saved: SavedState | None = None
-    tool_outputs: dict[str, str] = field(default_factory=dict)
 
 
 class StateLoadError(Exception):
@@ -50,10 +48,11 @@ class StateLoadError(Exception):
 
 
 def thread_context(
-    *, team_id: str, channel_id: str, thread_ts: str, user_id: str
+    *, run_id: str, team_id: str, channel_id: str, thread_ts: str, user_id: str
 ) -> dict[str, str]:
     """Plain JSON only: RunState serializes the context with the state."""
     return {
+        "run_id": run_id,
         "team_id": team_id,
         "channel_id": channel_id,
         "thread_ts": thread_ts,
@@ -153,14 +152,6 @@ def _short(exc: BaseException) -> str:
 
 
 def _outcome(result: RunResult) -> RunOutcome:
-    outputs = {
-        str(item.raw_item.get("call_id") if isinstance(item.raw_item, dict) else ""): _as_text(
-            item.output
-        )
-        for item in result.new_items
-        if isinstance(item, ToolCallOutputItem)
-    }
-    outputs.pop("", None)
     if result.interruptions:
         return RunOutcome(
             final_text=None,
@@ -170,12 +161,10 @@ def _outcome(result: RunResult) -> RunOutcome:
                 sdk_version=SDK_VERSION,
                 schema_version=CURRENT_SCHEMA_VERSION,
             ),
-            tool_outputs=outputs,
         )
     final = result.final_output
     return RunOutcome(
         final_text=final if isinstance(final, str) else json.dumps(final, default=str),
-        tool_outputs=outputs,
     )
 
 
@@ -185,7 +174,3 @@ def _pending(item: ToolApprovalItem) -> PendingCall:
         tool_name=item.name or "unknown_tool",
         arguments=item.arguments or "{}",
     )
-
-
-def _as_text(output: Any) -> str:
-    return output if isinstance(output, str) else json.dumps(output, default=str)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from bot.approvals import Approvals
 from bot.background import new_ref
+from bot.interruptions import Interruptions
 from storage import repositories as repo
 from storage.database import Database
 
@@ -14,14 +15,24 @@ log = logging.getLogger(__name__)
 
 class Sweeper:
     def __init__(
-        self, *, approvals: Approvals, db: Database, kick: Callable[[str], None], interval: float
+        self,
+        *,
+        approvals: Approvals,
+        interruptions: Interruptions,
+        db: Database,
+        kick: Callable[[str], None],
+        interval: float,
     ) -> None:
         self.approvals = approvals
+        self.interruptions = interruptions
         self.db = db
         self.kick = kick
         self.interval = interval
 
     async def sweep(self) -> None:
+        recovered = await self.interruptions.recover()
+        if recovered:
+            log.warning("took over %d job(s) of a process that stopped", recovered)
         expired = await self.approvals.expire_due()
         if expired:
             log.info("expired %d approval request(s)", expired)

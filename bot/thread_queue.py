@@ -35,6 +35,8 @@ class ThreadQueue:
         self.owner = owner
         self.lease = lease
         self.handler: JobHandler | None = None
+        # Called when shutdown cancels a job mid-way, to record and report where it stopped.
+        self.on_interrupted: Callable[[int], Awaitable[None]] | None = None
         self._draining: set[str] = set()
         self._again: set[str] = set()
 
@@ -70,7 +72,7 @@ class ThreadQueue:
         renewer = asyncio.create_task(self._renew(thread_key))
         try:
             while self.background.accepting and (
-                job := await repo.start_next_job(self.db, thread_key=thread_key)
+                job := await repo.start_next_job(self.db, thread_key=thread_key, owner=self.owner)
             ):
                 await self._run(job)
         finally:
@@ -87,7 +89,8 @@ class ThreadQueue:
         try:
             status = await self.handler(job)
         except asyncio.CancelledError:
-            await asyncio.shield(repo.finish_job(self.db, job_id=job.id, status=JobStatus.FAILED))
+            if self.on_interrupted is not None:
+                await asyncio.shield(self.on_interrupted(job.id))
             raise
         except Exception:
             log.exception("job %s of thread %s failed (ref %s)", job.id, job.thread_key, new_ref())

@@ -4,6 +4,7 @@ The SDK's conversation tables (`agent_sessions`, `agent_messages`) are not decla
 SDK owns their shape. The migrations create them and never drop them.
 """
 
+import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -15,6 +16,11 @@ from sqlmodel import Field, SQLModel
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_ref() -> str:
+    """A short id that a person can quote from Slack and an operator can grep for in the log."""
+    return "E" + secrets.token_hex(4).upper()
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -56,7 +62,9 @@ class RunStatus(StrEnum):
     RESUMING = "resuming"
     COMPLETED = "completed"
     FAILED = "failed"
+    # Its process stopped mid-run; a person may retry it, which marks it RETRIED.
     INTERRUPTED = "interrupted"
+    RETRIED = "retried"
 
 
 class ApprovalStatus(StrEnum):
@@ -97,6 +105,7 @@ class Job(SQLModel, table=True):
         UniqueConstraint("dedupe_key", name="uq_jobs_dedupe_key"),
         Index("ix_jobs_thread_status_id", "thread_key", "status", "id"),
         Index("ix_jobs_run_status", "run_id", "status"),
+        Index("ix_jobs_status_finished", "status", "finished_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -108,7 +117,9 @@ class Job(SQLModel, table=True):
     message_ts: str | None = Field(default=None, max_length=32)
     text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     run_id: str | None = Field(default=None, max_length=40)
+    owner: str | None = Field(default=None, max_length=100)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
@@ -116,7 +127,10 @@ class Run(SQLModel, table=True):
     """One agent run in a thread; while it waits for approval it holds the serialized RunState."""
 
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_thread_status", "thread_key", "status"),)
+    __table_args__ = (
+        Index("ix_runs_thread_status", "thread_key", "status"),
+        Index("ix_runs_status_updated", "status", "updated_at"),
+    )
 
     id: str = Field(primary_key=True, max_length=40)
     thread_key: str = Field(max_length=200, foreign_key="threads.key")
@@ -139,6 +153,7 @@ class Approval(SQLModel, table=True):
     __table_args__ = (
         Index("ix_approvals_run_generation", "run_id", "generation"),
         Index("ix_approvals_status_expires", "status", "expires_at"),
+        Index("ix_approvals_status_decided", "status", "decided_at"),
     )
 
     id: str = Field(primary_key=True, max_length=40)
@@ -157,6 +172,8 @@ class Approval(SQLModel, table=True):
     decided_by: str | None = Field(default=None, max_length=32)
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Set when the approved call starts: a call that started is never started again.
+    executed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     outcome: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     expires_at: datetime = Field(sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

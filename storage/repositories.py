@@ -30,6 +30,7 @@ from storage.models import (
     RunStatus,
     SlackEvent,
     Thread,
+    new_ref,
     utcnow,
 )
 
@@ -198,7 +199,7 @@ async def has_queued_job(db: Database, *, thread_key: str) -> bool:
         return found is not None
 
 
-async def start_next_job(db: Database, *, thread_key: str) -> Job | None:
+async def start_next_job(db: Database, *, thread_key: str, owner: str) -> Job | None:
     """The thread's oldest queued job, now running. Only the lease holder calls this."""
     async with db.write() as session:
         job = await session.scalar(
@@ -212,11 +213,11 @@ async def start_next_job(db: Database, *, thread_key: str) -> Job | None:
         result = await session.execute(
             update(Job)
             .where(col(Job.id) == job.id, col(Job.status) == JobStatus.QUEUED)
-            .values(status=JobStatus.RUNNING)
+            .values(status=JobStatus.RUNNING, owner=owner, started_at=utcnow())
         )
         if _rowcount(result) != 1:
             return None
-        job.status = JobStatus.RUNNING
+        await session.refresh(job)
         return job
 
 
@@ -277,10 +278,15 @@ async def threads_needing_work(db: Database, *, limit: int = 100) -> list[str]:
 # --- runs ----------------------------------------------------------------------------------
 
 
-async def create_run(db: Database, *, thread_key: str, requested_by: str) -> Run:
+async def create_run(
+    db: Database, *, thread_key: str, requested_by: str, job_id: int | None = None
+) -> Run:
+    """The job that starts a run points at it, so an interrupted job can say what it was doing."""
     run = Run(id=new_run_id(), thread_key=thread_key, requested_by=requested_by)
     async with db.write() as session:
         session.add(run)
+        if job_id is not None:
+            await session.execute(update(Job).where(col(Job.id) == job_id).values(run_id=run.id))
     return run
 
 
@@ -363,13 +369,21 @@ async def pause_run(
 
 async def finish_run(
     db: Database, *, run_id: str, status: RunStatus, error_ref: str | None = None
-) -> None:
-    """End a run. A completed run drops its state; a failed one keeps it for inspection."""
+) -> bool:
+    """End a running run. A completed run drops its state; a failed one keeps it.
+
+    Only a running run ends here: one that recovery already marked interrupted stays so.
+    """
     values: dict[str, Any] = {"status": status, "error_ref": error_ref, "updated_at": utcnow()}
     if status == RunStatus.COMPLETED:
         values["state"] = None
     async with db.write() as session:
-        await session.execute(update(Run).where(col(Run.id) == run_id).values(**values))
+        result = await session.execute(
+            update(Run)
+            .where(col(Run.id) == run_id, col(Run.status) == RunStatus.RUNNING)
+            .values(**values)
+        )
+        return _rowcount(result) == 1
 
 
 async def claim_run_for_resume(db: Database, *, run_id: str) -> Run | None:
@@ -410,10 +424,42 @@ async def set_approval_message(db: Database, *, approval_id: str, message_ts: st
         )
 
 
-async def record_outcome(db: Database, *, approval_id: str, outcome: str) -> None:
+async def claim_execution(db: Database, *, run_id: str, call_id: str) -> tuple[bool, str | None]:
+    """May this approved call start now? Once per call, whatever resumes the run, however often.
+
+    Returns (True, None) to run it, or (False, recorded output or None when the earlier start
+    never recorded one). A call with no approval row is not ours to guard: it runs.
+    """
+    async with db.write() as session:
+        result = await session.execute(
+            update(Approval)
+            .where(
+                col(Approval.run_id) == run_id,
+                col(Approval.call_id) == call_id,
+                col(Approval.status) == ApprovalStatus.APPROVED,
+                col(Approval.executed_at).is_(None),
+            )
+            .values(executed_at=utcnow())
+        )
+        if _rowcount(result) >= 1:
+            return True, None
+        row = await session.scalar(
+            select(Approval)
+            .where(col(Approval.run_id) == run_id, col(Approval.call_id) == call_id)
+            .order_by(col(Approval.generation).desc())
+            .limit(1)
+        )
+        if row is None or row.status != ApprovalStatus.APPROVED:
+            return True, None
+        return False, row.outcome
+
+
+async def record_outcome(db: Database, *, run_id: str, call_id: str, outcome: str) -> None:
     async with db.write() as session:
         await session.execute(
-            update(Approval).where(col(Approval.id) == approval_id).values(outcome=outcome)
+            update(Approval)
+            .where(col(Approval.run_id) == run_id, col(Approval.call_id) == call_id)
+            .values(outcome=outcome)
         )
 
 
@@ -493,3 +539,127 @@ async def due_approval_ids(db: Database, *, now: datetime, limit: int = 100) -> 
             .limit(limit)
         )
         return list(rows)
+
+
+# --- interruptions: a process stopped in the middle of a job ------------------------------
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """A job whose process stopped: what it was doing and which approved calls were in flight."""
+
+    job: Job
+    run: Run | None
+    in_flight: list[Approval]
+
+
+async def _interrupt(session: AsyncSession, job: Job, now: datetime) -> Interrupted:
+    """Fail the job and interrupt its run; a job that had not started a run just goes back."""
+    run = await session.get(Run, job.run_id, with_for_update=True) if job.run_id else None
+    if run is None or run.status != RunStatus.RUNNING:
+        if job.kind == JobKind.MESSAGE and run is None:
+            job.status = JobStatus.QUEUED
+            job.owner = None
+            return Interrupted(job=job, run=None, in_flight=[])
+        job.status = JobStatus.FAILED
+        job.finished_at = now
+        return Interrupted(job=job, run=None, in_flight=[])
+    job.status = JobStatus.FAILED
+    job.finished_at = now
+    run.status = RunStatus.INTERRUPTED
+    run.error_ref = new_ref()
+    run.updated_at = now
+    in_flight: list[Approval] = []
+    if job.kind == JobKind.RESUME:
+        rows = await session.scalars(
+            select(Approval).where(
+                col(Approval.run_id) == run.id,
+                col(Approval.generation) == run.generation,
+                col(Approval.status) == ApprovalStatus.APPROVED,
+                col(Approval.outcome).is_(None),
+            )
+        )
+        in_flight = list(rows)
+    return Interrupted(job=job, run=run, in_flight=in_flight)
+
+
+async def interrupt_job(db: Database, *, job_id: int) -> Interrupted | None:
+    """This process is stopping in the middle of the job: record where it stopped."""
+    async with db.write() as session:
+        job = await session.get(Job, job_id, with_for_update=True)
+        if job is None or job.status != JobStatus.RUNNING:
+            return None
+        return await _interrupt(session, job, utcnow())
+
+
+async def recover_orphaned_jobs(db: Database, *, limit: int = 20) -> list[Interrupted]:
+    """Running jobs whose thread lease expired: their process died. Each is taken once.
+
+    The dead owner's lease is cleared with it, so a process that was only slow finds its
+    lease gone at the next renewal instead of carrying on as if nothing happened.
+    """
+    now = utcnow()
+    async with db.write() as session:
+        rows = (
+            await session.execute(
+                select(Job, Thread)
+                .join(Thread, col(Thread.key) == col(Job.thread_key))
+                .where(
+                    col(Job.status) == JobStatus.RUNNING,
+                    or_(col(Thread.lease_owner).is_(None), col(Thread.lease_expires_at) < now),
+                )
+                .order_by(col(Job.id))
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        found = []
+        for job, thread in rows:
+            thread.lease_owner = None
+            thread.lease_expires_at = None
+            found.append(await _interrupt(session, job, now))
+        return found
+
+
+class RetryOutcome(StrEnum):
+    QUEUED = "queued"
+    NOT_INTERRUPTED = "not_interrupted"
+    UNKNOWN = "unknown"
+
+
+async def retry_run(db: Database, *, run_id: str) -> tuple[RetryOutcome, Run | None]:
+    """Queue an interrupted run again, once: a resume from its stored pause, or its message."""
+    async with db.write() as session:
+        run = await session.get(Run, run_id, with_for_update=True)
+        if run is None:
+            return RetryOutcome.UNKNOWN, None
+        if run.status != RunStatus.INTERRUPTED:
+            return RetryOutcome.NOT_INTERRUPTED, run
+        now = utcnow()
+        if run.state is not None and run.generation > 0:
+            run.status = RunStatus.RESUMING
+            values: dict[str, Any] = {
+                "kind": JobKind.RESUME,
+                "run_id": run.id,
+                "dedupe_key": f"retry:{run.id}:{uuid.uuid4().hex}",
+            }
+        else:
+            original = await session.scalar(
+                select(Job).where(col(Job.run_id) == run.id, col(Job.kind) == JobKind.MESSAGE)
+            )
+            if original is None:
+                return RetryOutcome.UNKNOWN, run
+            run.status = RunStatus.RETRIED
+            values = {
+                "kind": JobKind.MESSAGE,
+                "user_id": original.user_id,
+                "text": original.text,
+                "dedupe_key": f"retry:{run.id}",
+            }
+        run.updated_at = now
+        await _insert_ignoring_conflict(
+            session,
+            Job,
+            {"thread_key": run.thread_key, "status": JobStatus.QUEUED, "created_at": now, **values},
+        )
+        return RetryOutcome.QUEUED, run

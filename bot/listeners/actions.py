@@ -7,7 +7,8 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.response import BoltResponse
 
 from bot.approvals import Click
-from bot.blocks import APPROVE_ACTION, REJECT_ACTION
+from bot.blocks import APPROVE_ACTION, REJECT_ACTION, RETRY_ACTION
+from bot.interruptions import RetryClick
 from bot.listeners.parsing import MalformedPayload, bad_request, field_str, require
 
 if TYPE_CHECKING:
@@ -36,6 +37,23 @@ def _click(body: dict[str, Any], action: Literal["approve", "reject"]) -> tuple[
     return click, bool(APPROVAL_ID.match(click.approval_id))
 
 
+RUN_ID = re.compile(r"^run_[0-9a-f]{32}$")
+
+
+def _retry(body: dict[str, Any]) -> tuple[RetryClick, bool]:
+    click, _valid = _click(body, "approve")
+    container = body.get("container")
+    message_ts = container.get("message_ts") if isinstance(container, dict) else None
+    retry = RetryClick(
+        run_id=click.approval_id,
+        user_id=click.user_id,
+        team_id=click.team_id,
+        channel_id=click.channel_id,
+        message_ts=message_ts if isinstance(message_ts, str) else None,
+    )
+    return retry, bool(RUN_ID.match(retry.run_id))
+
+
 def register(app: AsyncApp, threadgate: "Threadgate") -> None:
     async def on_click(
         body: dict[str, Any], ack: AsyncAck, action: Literal["approve", "reject"]
@@ -57,6 +75,22 @@ def register(app: AsyncApp, threadgate: "Threadgate") -> None:
     @app.action(APPROVE_ACTION)
     async def handle_approve(body: dict[str, Any], ack: AsyncAck) -> BoltResponse | None:
         return await on_click(body, ack, "approve")
+
+    @app.action(RETRY_ACTION)
+    async def handle_retry(body: dict[str, Any], ack: AsyncAck) -> BoltResponse | None:
+        try:
+            retry, valid = _retry(body)
+        except MalformedPayload as exc:
+            return bad_request(exc)
+        await ack()
+        if not valid:
+            note = threadgate.approvals.replies.private(
+                channel=retry.channel_id, user=retry.user_id, thread_ts=None, text=INVALID_BUTTON
+            )
+            threadgate.background.spawn(note, name="invalid button")
+            return None
+        threadgate.background.spawn(threadgate.interruptions.retry(retry), name="retry")
+        return None
 
     @app.action(REJECT_ACTION)
     async def handle_reject(body: dict[str, Any], ack: AsyncAck) -> BoltResponse | None:

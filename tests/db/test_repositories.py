@@ -78,7 +78,7 @@ async def test_one_lease_holder_at_a_time_and_expired_leases_are_taken_over(db: 
 async def test_jobs_start_in_order_and_only_once(db: Database) -> None:
     for i in range(3):
         await _accept(db, f"Ev{i}", f"100.00{i}")
-    started = [await repo.start_next_job(db, thread_key=THREAD.key) for _ in range(4)]
+    started = [await repo.start_next_job(db, thread_key=THREAD.key, owner="test") for _ in range(4)]
     assert [job.message_ts if job else None for job in started] == [
         "100.000",
         "100.001",
@@ -174,7 +174,7 @@ async def test_due_approvals_are_found_by_expiry(db: Database) -> None:
 
 async def test_finished_jobs_leave_the_queue(db: Database) -> None:
     await _accept(db, "Ev1", "100.000")
-    job = await repo.start_next_job(db, thread_key=THREAD.key)
+    job = await repo.start_next_job(db, thread_key=THREAD.key, owner="test")
     assert job is not None
     assert job.id is not None
     await repo.finish_job(db, job_id=job.id, status=JobStatus.DONE)

@@ -78,7 +78,7 @@ async def test_shutdown_records_where_unfinished_work_stopped(
         db = Database(bot.app.settings.database_url)
         assert await bot.app.stop(drain_timeout=0.2) is False
         [note] = texts(slack.calls_to("chat.postMessage"))
-        assert "restarted" in note
+        assert "stopped" in note
         [run] = await _runs(db)
         assert run.status == RunStatus.INTERRUPTED
         assert run.error_ref is not None
