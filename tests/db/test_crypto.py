@@ -80,7 +80,9 @@ def test_a_tampered_token_is_refused() -> None:
 def test_plaintext_written_before_encryption_reads_back_unchanged() -> None:
     cipher = _cipher(OLD)
 
-    assert cipher.decrypt('{"role": "user", "content": "hi"}') == '{"role": "user", "content": "hi"}'
+    assert (
+        cipher.decrypt('{"role": "user", "content": "hi"}') == '{"role": "user", "content": "hi"}'
+    )
     assert cipher.decrypt("") == ""
 
 

@@ -3,112 +3,18 @@
 import asyncio
 import os
 import signal
-import socket
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
 from bot.blocks import APPROVE_ACTION
+from tests.bot_process import ROOT, bot_process, free_port
 from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack_api import FakeSlackAPI
-from tests.fakes.slack_requests import SignedRequest, SlackRequestBuilder
+from tests.fakes.slack_requests import SlackRequestBuilder
 from tests.integration.conftest import APPROVER, CHANNEL, approval_ids, approval_messages, texts
 from tests.running_app import SIGNING_SECRET
-
-ROOT = Path(__file__).resolve().parents[2]
-CONFIG = """
-[agent]
-model = "gpt-test"
-
-[tools]
-modules = ["tests.tools_for_tests"]
-
-[approvals]
-approvers = ["UAPPROVER1"]
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@dataclass
-class BotProcess:
-    process: asyncio.subprocess.Process
-    url: str
-    log: list[str]
-
-    async def send(self, request: SignedRequest) -> int:
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(self.url + "/slack/events", data=request.body, headers=request.headers) as r,
-        ):
-            return r.status
-
-
-@asynccontextmanager
-async def bot_process(
-    database_url: str, slack: FakeSlackAPI, model: FakeModelServer, tmp_path: Path
-) -> AsyncIterator[BotProcess]:
-    config = tmp_path / "threadgate.toml"
-    config.write_text(CONFIG, encoding="utf-8")
-    port = free_port()
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": str(ROOT),
-        "SLACK_BOT_TOKEN": slack.bot_token,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.base_url,
-        "OPENAI_API_KEY": "sk-test-key",
-        "OPENAI_BASE_URL": model.base_url,
-        "DATABASE_URL": database_url,
-        "THREADGATE_CONFIG": str(config),
-        "THREADGATE_TEST_TOOL_LOG": str(tmp_path / "tool.log"),
-        "PORT": str(port),
-        # A killed process keeps its thread leases until they expire: keep that short here.
-        "THREADGATE_LEASE_SECONDS": "2",
-        "THREADGATE_SWEEP_INTERVAL": "0.5",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        cwd=tmp_path,
-        env=env,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    log: list[str] = []
-    assert process.stderr is not None
-    stderr = process.stderr
-
-    async def read_until_ready() -> None:
-        while line := (await stderr.readline()).decode():
-            log.append(line)
-            if "threadgate ready" in line:
-                return
-        raise AssertionError("the bot exited before it was ready:\n" + "".join(log))
-
-    await asyncio.wait_for(read_until_ready(), timeout=30)
-
-    async def keep_reading() -> None:
-        while line := (await stderr.readline()).decode():
-            log.append(line)
-
-    reader = asyncio.create_task(keep_reading())
-    try:
-        yield BotProcess(process=process, url=f"http://127.0.0.1:{port}", log=log)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        await reader
 
 
 async def test_a_signed_mention_is_answered_and_sigterm_exits_cleanly(
