@@ -21,6 +21,7 @@ from bot.http_server import build_web_app
 from bot.log_redaction import configure_logging
 from bot.settings import Settings
 from storage import schema
+from storage.crypto import DecryptionError
 from storage.database import Database
 
 log = logging.getLogger("threadgate")
@@ -76,6 +77,9 @@ async def start_when_possible(threadgate: Threadgate, stop: asyncio.Event) -> bo
         try:
             await threadgate.start()
             return True
+        except DecryptionError as exc:
+            log.error("%s: check THREADGATE_ENCRYPTION_KEY", exc)
+            return False
         except SlackApiError as exc:
             error = exc.response.get("error", "")
             if error in FATAL_SLACK_ERRORS:

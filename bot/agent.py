@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.config import Config, ConfigError
 from bot.policy import Policy
 from bot.runs import AgentRuns
+from storage.crypto import Cipher
 
 
 def load_tool_modules(modules: list[str], *, config_path: Path | None) -> dict[str, FunctionTool]:
@@ -131,6 +132,7 @@ def build_runs(
     *,
     engine: AsyncEngine,
     ledger: ExecutionLedger,
+    cipher: Cipher | None,
     model: Model | None,
     api_key: str | None,
     base_url: str | None,
@@ -147,4 +149,5 @@ def build_runs(
         engine=engine,
         history_limit=config.agent.history_limit,
         client=client,
+        cipher=cipher,
     )

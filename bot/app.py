@@ -80,6 +80,7 @@ class Threadgate:
             await schema.upgrade(self.db)
         elif not await schema.is_up_to_date(self.db):
             raise RuntimeError("the database schema is behind: run `python -m bot migrate`")
+        await repo.check_stored_data_opens(self.db)
         self.health.migrated = True
         if self.db.is_sqlite:
             # SQLite serves one process, so a lease left behind is a crashed predecessor's.
@@ -88,6 +89,8 @@ class Threadgate:
         self.health.bot_user_id = response.get("user_id")
         self.health.team_id = response.get("team_id")
         self.health.slack_ok = True
+        # Leftovers of an earlier life (queued work, dead owners) are picked up before serving.
+        await self.sweeper.sweep_safely()
         if self._sweeper_task is None:
             self._sweeper_task = asyncio.create_task(self.sweeper.run(), name="sweeper")
         log.info("threadgate ready as %s in %s", self.health.bot_user_id, self.health.team_id)
@@ -134,7 +137,7 @@ def build_app(
 ) -> Threadgate:
     """Build without I/O: nothing connects until `start`. Tests pass their own client and model."""
     config = config if config is not None else load_config(settings.threadgate_config)
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, cipher=settings.cipher)
     client = slack_client or build_slack_client(
         settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
     )
@@ -153,6 +156,7 @@ def build_app(
         policy,
         engine=db.engine,
         ledger=ExecutionLedger(db),
+        cipher=db.cipher,
         model=model,
         api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
         base_url=settings.openai_base_url,
@@ -216,6 +220,7 @@ def build_app(
             db=db,
             kick=queue.kick,
             interval=settings.sweep_interval,
+            retention=config.storage,
         ),
         policy=policy,
     )

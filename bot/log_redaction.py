@@ -42,6 +42,7 @@ def secret_values(settings: Settings) -> list[str]:
         settings.slack_signing_secret,
         settings.slack_app_token,
         settings.openai_api_key,
+        settings.encryption_key,
     ):
         if optional is not None:
             values.append(optional.get_secret_value())

@@ -18,6 +18,8 @@ from agents.run_state import CURRENT_SCHEMA_VERSION
 from openai import AsyncOpenAI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.encrypted_session import SealedSession
+from storage.crypto import Cipher
 from storage.repositories import SavedState
 
 SDK_VERSION = version("openai-agents")
@@ -71,8 +73,10 @@ class AgentRuns:
         engine: AsyncEngine,
         history_limit: int,
         client: AsyncOpenAI | None = None,
+        cipher: Cipher | None = None,
     ) -> None:
         self.agent = agent
+        self.cipher = cipher
         self.client = client
         self.max_turns = max_turns
         self.engine = engine
@@ -80,7 +84,8 @@ class AgentRuns:
 
     def session(self, thread_key: str) -> Session:
         """Same id on start and resume, or the tool output never reaches the history."""
-        return SQLAlchemySession(thread_key, engine=self.engine, session_settings=self.history)
+        stored = SQLAlchemySession(thread_key, engine=self.engine, session_settings=self.history)
+        return SealedSession(stored, self.cipher)
 
     async def close(self) -> None:
         if self.client is not None:

@@ -6,12 +6,18 @@ from typing import Literal, Self
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from storage.crypto import Cipher
+
 SLACK_API_URL = "https://slack.com/api/"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        populate_by_name=True,
     )
 
     slack_bot_token: SecretStr
@@ -32,6 +38,9 @@ class Settings(BaseSettings):
     )
     lease_seconds: float = Field(
         default=30.0, ge=1, validation_alias=AliasChoices("THREADGATE_LEASE_SECONDS")
+    )
+    encryption_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("THREADGATE_ENCRYPTION_KEY")
     )
     sweep_interval: float = Field(
         default=15.0, gt=0, validation_alias=AliasChoices("THREADGATE_SWEEP_INTERVAL")
@@ -76,6 +85,18 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            Cipher.from_setting(value.get_secret_value())  # its errors never hold the key
+        return value
+
+    @property
+    def cipher(self) -> Cipher | None:
+        key = self.encryption_key
+        return Cipher.from_setting(key.get_secret_value()) if key is not None else None
 
     @model_validator(mode="after")
     def _signing_secret_for_http(self) -> Self:

@@ -2,13 +2,20 @@
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
+from datetime import timedelta
 
 from bot.approvals import Approvals
 from bot.background import new_ref
+from bot.config import StorageConfig
 from bot.interruptions import Interruptions
 from storage import repositories as repo
 from storage.database import Database
+from storage.models import utcnow
+from storage.retention import purge
+
+PURGE_EVERY = 3600.0
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +29,10 @@ class Sweeper:
         db: Database,
         kick: Callable[[str], None],
         interval: float,
+        retention: StorageConfig | None = None,
     ) -> None:
+        self.retention = retention
+        self._next_purge = 0.0
         self.approvals = approvals
         self.interruptions = interruptions
         self.db = db
@@ -38,11 +48,29 @@ class Sweeper:
             log.info("expired %d approval request(s)", expired)
         for thread_key in await repo.threads_needing_work(self.db):
             self.kick(thread_key)
+        await self.purge_when_due()
+
+    async def purge_when_due(self) -> None:
+        """Retention runs at most hourly: it walks whole tables, the other sweeps do not."""
+        if self.retention is None or self.retention.retain_days is None:
+            return
+        now = time.monotonic()
+        if now < self._next_purge:
+            return
+        self._next_purge = now + PURGE_EVERY
+        cutoff = utcnow() - timedelta(days=self.retention.retain_days)
+        counts = await purge(self.db, older_than=cutoff, purge_history=self.retention.purge_history)
+        if counts.total:
+            log.info("retention purged %s", counts)
+
+    async def sweep_safely(self) -> None:
+        try:
+            await self.sweep()
+        except Exception:
+            log.exception("sweep failed (ref %s); trying again later", new_ref())
 
     async def run(self) -> None:
+        """Sweep every interval; `Threadgate.start` did the first sweep already."""
         while True:
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("sweep failed (ref %s); trying again later", new_ref())
             await asyncio.sleep(self.interval)
+            await self.sweep_safely()

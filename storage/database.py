@@ -23,6 +23,9 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from storage.crypto import Cipher
+from storage.models import CIPHER_ATTRIBUTE
+
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 _WRITE_OPTION = "threadgate_write"
 
@@ -30,14 +33,18 @@ _WRITE_OPTION = "threadgate_write"
 class Database:
     """Owns the engine; hands out read and write sessions that commit or roll back as a unit."""
 
-    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
+    def __init__(
+        self, url: str, *, echo: bool = False, pool_size: int = 10, cipher: Cipher | None = None
+    ) -> None:
         self.url = url
+        self.cipher = cipher
         kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": False}
         if not url.startswith("sqlite"):
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = pool_size
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        setattr(self.engine.dialect, CIPHER_ATTRIBUTE, cipher)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
         self._reader = async_sessionmaker(self.engine, expire_on_commit=False)

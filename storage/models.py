@@ -13,6 +13,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from storage.crypto import seal, unseal
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -40,6 +42,26 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class SealedText(TypeDecorator[str]):
+    """Text that holds what people wrote: sealed on the way in when the engine has a cipher.
+
+    The cipher rides on the engine's dialect (set by storage.database.Database), so every
+    query, ORM or Core, seals and unseals the same way without a repository remembering to.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return seal(getattr(dialect, CIPHER_ATTRIBUTE, None), value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        return unseal(getattr(dialect, CIPHER_ATTRIBUTE, None), value)
+
+
+CIPHER_ATTRIBUTE = "threadgate_cipher"
 
 
 class JobKind(StrEnum):
@@ -115,7 +137,7 @@ class Job(SQLModel, table=True):
     dedupe_key: str = Field(max_length=250)
     user_id: str | None = Field(default=None, max_length=32)
     message_ts: str | None = Field(default=None, max_length=32)
-    text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    text: str | None = Field(default=None, sa_column=Column(SealedText, nullable=True))
     run_id: str | None = Field(default=None, max_length=40)
     owner: str | None = Field(default=None, max_length=100)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -138,7 +160,7 @@ class Run(SQLModel, table=True):
     requested_by: str = Field(max_length=32)
     # Bumped at every pause so approvals of an older pause can never resume a newer one.
     generation: int = Field(default=0)
-    state: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    state: str | None = Field(default=None, sa_column=Column(SealedText, nullable=True))
     sdk_version: str | None = Field(default=None, max_length=32)
     state_schema_version: str | None = Field(default=None, max_length=16)
     error_ref: str | None = Field(default=None, max_length=32)
@@ -165,15 +187,15 @@ class Approval(SQLModel, table=True):
     message_ts: str | None = Field(default=None, max_length=32)
     call_id: str = Field(max_length=200)
     tool_name: str = Field(max_length=200)
-    arguments: str = Field(sa_column=Column(Text, nullable=False))
+    arguments: str = Field(sa_column=Column(SealedText, nullable=False))
     requested_by: str = Field(max_length=32)
     approvers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     status: ApprovalStatus = Field(default=ApprovalStatus.PENDING, sa_type=String(16))
     decided_by: str | None = Field(default=None, max_length=32)
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    reason: str | None = Field(default=None, sa_column=Column(SealedText, nullable=True))
     # Set when the approved call starts: a call that started is never started again.
     executed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    outcome: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    outcome: str | None = Field(default=None, sa_column=Column(SealedText, nullable=True))
     expires_at: datetime = Field(sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -663,3 +663,20 @@ async def retry_run(db: Database, *, run_id: str) -> tuple[RetryOutcome, Run | N
             {"thread_key": run.thread_key, "status": JobStatus.QUEUED, "created_at": now, **values},
         )
         return RetryOutcome.QUEUED, run
+
+
+async def check_stored_data_opens(db: Database) -> None:
+    """Fail at start-up, not at someone's click, when the configured keys cannot read the data.
+
+    Reads the newest value of each sealed column; raises DecryptionError if one will not open.
+    """
+    newest: list[Any] = [
+        select(col(Run.state))
+        .where(col(Run.state).is_not(None))
+        .order_by(col(Run.updated_at).desc()),
+        select(col(Approval.arguments)).order_by(col(Approval.created_at).desc()),
+        select(col(Job.text)).where(col(Job.text).is_not(None)).order_by(col(Job.id).desc()),
+    ]
+    async with db.read() as session:
+        for query in newest:
+            await session.scalar(query.limit(1))
