@@ -78,6 +78,10 @@ def decision_of(approval: Approval) -> blocks.DecisionView:
     )
 
 
+def thread_of_job(job: Job) -> repo.ThreadRef:
+    return repo.ThreadRef(*job.thread_key.split(":", 2))
+
+
 class Approvals:
     def __init__(
         self,
@@ -271,12 +275,14 @@ class Approvals:
 
     async def handle_resume(self, job: Job) -> JobStatus:
         assert job.run_id is not None
-        run = await repo.claim_run_for_resume(self.db, run_id=job.run_id)
-        if run is None or run.state is None:
+        begun = await repo.begin_resume(self.db, run_id=job.run_id)
+        if begun is None:
             return JobStatus.DONE  # already resumed by somebody else
-        thread = repo.ThreadRef(*job.thread_key.split(":", 2))
-        approvals = await repo.approvals_of_run(self.db, run_id=run.id, generation=run.generation)
-        deferred = await repo.deferred_messages(self.db, run_id=run.id)
+        run, approvals, deferred = begun
+        if run.state is None:
+            await self._resume_failed(run, thread_of_job(job), deferred, "The paused run is gone")
+            return JobStatus.FAILED
+        thread = thread_of_job(job)
         decisions = {a.call_id: self._call_decision(a) for a in approvals}
         try:
             outcome, refused = await self.runs.resume(

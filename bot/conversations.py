@@ -83,15 +83,13 @@ class Conversations:
     async def handle_message(self, job: Job) -> JobStatus:
         thread = thread_of(job.thread_key)
         assert job.id is not None
-        waiting = await repo.waiting_run(self.db, thread_key=job.thread_key)
-        if waiting is not None:
-            await repo.defer_job(self.db, job_id=job.id, run_id=waiting.id)
+        user = job.user_id or "unknown"
+        run, parked = await repo.begin_run(
+            self.db, thread_key=job.thread_key, job_id=job.id, requested_by=user
+        )
+        if parked:
             await self.replies.note(thread, WAITING_NOTE)
             return JobStatus.DEFERRED
-        user = job.user_id or "unknown"
-        run = await repo.create_run(
-            self.db, thread_key=job.thread_key, requested_by=user, job_id=job.id
-        )
         try:
             outcome = await self.runs.start(
                 job.text or "",

@@ -54,49 +54,58 @@ class ThreadQueue:
         try:
             while self.background.accepting:
                 self._again.discard(thread_key)
-                if await repo.acquire_thread_lease(
-                    self.db, thread_key=thread_key, owner=self.owner, ttl=self.lease
-                ):
-                    await self._work(thread_key)
-                elif thread_key not in self._again:
-                    return  # the holder looks for queued jobs after it lets go
-                if thread_key in self._again:
-                    continue
-                if not await repo.has_queued_job(self.db, thread_key=thread_key):
+                await self._work(thread_key)
+                if thread_key not in self._again:
                     return
         finally:
             self._draining.discard(thread_key)
             self._again.discard(thread_key)
 
     async def _work(self, thread_key: str) -> None:
+        """Take jobs one at a time under the lease; each step is one transaction."""
+        finished: tuple[int, JobStatus] | None = None
         renewer = asyncio.create_task(self._renew(thread_key))
         try:
-            while self.background.accepting and (
-                job := await repo.start_next_job(self.db, thread_key=thread_key, owner=self.owner)
-            ):
-                await self._run(job)
+            while self.background.accepting:
+                job = await repo.next_job_under_lease(
+                    self.db,
+                    thread_key=thread_key,
+                    owner=self.owner,
+                    ttl=self.lease,
+                    finished=finished,
+                )
+                finished = None
+                if job is None:
+                    return  # the queue is empty (lease released) or another process has it
+                assert job.id is not None
+                status = await self._run(job)
+                if status != JobStatus.DEFERRED:
+                    finished = (job.id, status)
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
-            await asyncio.shield(
-                repo.release_thread_lease(self.db, thread_key=thread_key, owner=self.owner)
-            )
+            if finished is not None:
+                await asyncio.shield(
+                    repo.finish_job(self.db, job_id=finished[0], status=finished[1])
+                )
+            if not self.background.accepting:
+                await asyncio.shield(
+                    repo.release_thread_lease(self.db, thread_key=thread_key, owner=self.owner)
+                )
 
-    async def _run(self, job: Job) -> None:
+    async def _run(self, job: Job) -> JobStatus:
         assert job.id is not None
         assert self.handler is not None
         try:
-            status = await self.handler(job)
+            return await self.handler(job)
         except asyncio.CancelledError:
             if self.on_interrupted is not None:
                 await asyncio.shield(self.on_interrupted(job.id))
             raise
         except Exception:
             log.exception("job %s of thread %s failed (ref %s)", job.id, job.thread_key, new_ref())
-            status = JobStatus.FAILED
-        if status != JobStatus.DEFERRED:
-            await repo.finish_job(self.db, job_id=job.id, status=status)
+            return JobStatus.FAILED
 
     async def _renew(self, thread_key: str) -> None:
         interval = self.lease.total_seconds() / 3

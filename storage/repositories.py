@@ -221,6 +221,63 @@ async def start_next_job(db: Database, *, thread_key: str, owner: str) -> Job | 
         return job
 
 
+async def next_job_under_lease(
+    db: Database,
+    *,
+    thread_key: str,
+    owner: str,
+    ttl: timedelta,
+    finished: tuple[int, JobStatus] | None = None,
+) -> Job | None:
+    """One step of a thread's worker, in one transaction: record the job it just finished,
+    hold (or take) the thread's lease, and start the next queued job; with none left, let the
+    lease go.
+
+    Releasing in the transaction that found the queue empty is what keeps a job queued by
+    another process from waiting unseen: its owner's lease attempt waits on this row lock and
+    then finds the lease free.
+    """
+    now = utcnow()
+    async with db.write() as session:
+        if finished is not None:
+            await session.execute(
+                update(Job)
+                .where(col(Job.id) == finished[0])
+                .values(status=finished[1], finished_at=now)
+            )
+        leased = await session.execute(
+            update(Thread)
+            .where(
+                col(Thread.key) == thread_key,
+                or_(
+                    col(Thread.lease_owner).is_(None),
+                    col(Thread.lease_owner) == owner,
+                    col(Thread.lease_expires_at) < now,
+                ),
+            )
+            .values(lease_owner=owner, lease_expires_at=now + ttl)
+        )
+        if _rowcount(leased) != 1:
+            return None
+        job = await session.scalar(
+            select(Job)
+            .where(col(Job.thread_key) == thread_key, col(Job.status) == JobStatus.QUEUED)
+            .order_by(col(Job.id))
+            .limit(1)
+        )
+        if job is None:
+            await session.execute(
+                update(Thread)
+                .where(col(Thread.key) == thread_key, col(Thread.lease_owner) == owner)
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+            return None
+        job.status = JobStatus.RUNNING
+        job.owner = owner
+        job.started_at = now
+        return job
+
+
 async def finish_job(db: Database, *, job_id: int, status: JobStatus) -> None:
     async with db.write() as session:
         await session.execute(
@@ -293,6 +350,67 @@ async def create_run(
 async def get_run(db: Database, run_id: str) -> Run | None:
     async with db.read() as session:
         return await session.get(Run, run_id)
+
+
+async def begin_run(
+    db: Database, *, thread_key: str, job_id: int, requested_by: str
+) -> tuple[Run, bool]:
+    """Start a run for a message, or park the message on the run that waits for approval.
+
+    Returns the run and whether the message was parked (deferred) on a waiting run.
+    """
+    async with db.write() as session:
+        waiting = await session.scalar(
+            select(Run)
+            .where(
+                col(Run.thread_key) == thread_key,
+                col(Run.status).in_([RunStatus.WAITING, RunStatus.RESUMING]),
+            )
+            .order_by(col(Run.created_at).desc())
+            .limit(1)
+        )
+        if waiting is not None:
+            await session.execute(
+                update(Job)
+                .where(col(Job.id) == job_id)
+                .values(status=JobStatus.DEFERRED, run_id=waiting.id)
+            )
+            return waiting, True
+        run = Run(id=new_run_id(), thread_key=thread_key, requested_by=requested_by)
+        session.add(run)
+        await session.execute(update(Job).where(col(Job.id) == job_id).values(run_id=run.id))
+        return run, False
+
+
+async def begin_resume(
+    db: Database, *, run_id: str
+) -> tuple[Run, list[Approval], list[Job]] | None:
+    """Claim the run for its resume job, with the decisions and the parked messages, at once.
+
+    Exactly one resume job gets the run; any other (a duplicate, a stale retry) gets None.
+    """
+    async with db.write() as session:
+        result = await session.execute(
+            update(Run)
+            .where(col(Run.id) == run_id, col(Run.status) == RunStatus.RESUMING)
+            .values(status=RunStatus.RUNNING, updated_at=utcnow())
+        )
+        if _rowcount(result) != 1:
+            return None
+        run = await session.get(Run, run_id, populate_existing=True)
+        if run is None:
+            return None
+        approvals = await session.scalars(
+            select(Approval)
+            .where(col(Approval.run_id) == run.id, col(Approval.generation) == run.generation)
+            .order_by(col(Approval.created_at), col(Approval.id))
+        )
+        deferred = await session.scalars(
+            select(Job)
+            .where(col(Job.run_id) == run.id, col(Job.status) == JobStatus.DEFERRED)
+            .order_by(col(Job.id))
+        )
+        return run, list(approvals), list(deferred)
 
 
 async def waiting_run(db: Database, *, thread_key: str) -> Run | None:

@@ -74,8 +74,8 @@ async def running_bot(
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
-    await app.start()
     try:
+        await app.start()
         async with aiohttp.ClientSession() as http:
             yield RunningBot(
                 app=app,
