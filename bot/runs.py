@@ -23,6 +23,7 @@ from storage.crypto import Cipher
 from storage.repositories import SavedState
 
 SDK_VERSION = version("openai-agents")
+SESSION_CACHE = 256
 
 
 @dataclass(frozen=True)
@@ -81,11 +82,24 @@ class AgentRuns:
         self.max_turns = max_turns
         self.engine = engine
         self.history = SessionSettings(limit=history_limit)
+        self._sessions: dict[str, Session] = {}
 
     def session(self, thread_key: str) -> Session:
-        """Same id on start and resume, or the tool output never reaches the history."""
-        stored = SQLAlchemySession(thread_key, engine=self.engine, session_settings=self.history)
-        return SealedSession(stored, self.cipher)
+        """Same id on start and resume, or the tool output never reaches the history.
+
+        Building an SDK session declares its tables anew, so recent threads keep theirs; a
+        thread's runs never overlap (its lease sees to that), so sharing one is safe.
+        """
+        session = self._sessions.pop(thread_key, None)
+        if session is None:
+            stored = SQLAlchemySession(
+                thread_key, engine=self.engine, session_settings=self.history
+            )
+            session = SealedSession(stored, self.cipher)
+        self._sessions[thread_key] = session
+        if len(self._sessions) > SESSION_CACHE:
+            self._sessions.pop(next(iter(self._sessions)))
+        return session
 
     async def close(self) -> None:
         if self.client is not None:

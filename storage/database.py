@@ -8,6 +8,7 @@ compare-and-set updates do the work there.
 """
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -51,7 +52,7 @@ class Database:
         self._writer = async_sessionmaker(
             self.engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False
         )
-        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._write_lock = PriorityLock() if self.is_sqlite else None
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -59,14 +60,22 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncSession]:
-        """A transaction that commits on success; on SQLite it holds the write lock throughout."""
+    async def write(self, *, urgent: bool = False) -> AsyncIterator[AsyncSession]:
+        """A transaction that commits on success; on SQLite it holds the write lock throughout.
+
+        `urgent` is for the few writes a Slack request waits on before its ack: on SQLite they
+        go ahead of queued background writes.
+        """
         if self._write_lock is None:
             async with self._writer() as session, session.begin():
                 yield session
             return
-        async with self._write_lock, self._writer() as session, session.begin():
-            yield session
+        await self._write_lock.acquire(urgent=urgent)
+        try:
+            async with self._writer() as session, session.begin():
+                yield session
+        finally:
+            self._write_lock.release()
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -90,3 +99,37 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     def _on_begin(connection: Connection) -> None:
         immediate = connection.get_execution_options().get(_WRITE_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class PriorityLock:
+    """A FIFO lock whose urgent waiters are woken before the others."""
+
+    def __init__(self) -> None:
+        self._locked = False
+        self._urgent: deque[asyncio.Future[None]] = deque()
+        self._normal: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self, *, urgent: bool = False) -> None:
+        if not self._locked and not self._urgent and not self._normal:
+            self._locked = True
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._urgent if urgent else self._normal
+        queue.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the lock was handed to us as we were cancelled
+            else:
+                queue.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        for queue in (self._urgent, self._normal):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)  # the lock passes straight to this waiter
+                    return
+        self._locked = False

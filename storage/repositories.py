@@ -96,7 +96,7 @@ async def accept_message(
     The event id catches Slack's retries; the message's own ts catches the second event Slack
     sends for a message that mentions the bot (`app_mention` and `message`).
     """
-    async with db.write() as session:
+    async with db.write(urgent=True) as session:
         if not await _insert_ignoring_conflict(session, SlackEvent, {"event_id": event_id}):
             return Accepted.DUPLICATE_EVENT
         known = await session.get(Thread, thread.key) is not None
