@@ -1,0 +1,237 @@
+"""uv run python -m benchmarks [--quick] [--scenario N] [--db sqlite|postgres] [--profile] [--out D]
+
+Runs the scenarios, prints the table, and writes benchmarks.md and benchmarks.png (docs/ for a
+full run or --profile; a temp dir for --quick and partial runs unless --out says where).
+Targets are reported, never asserted: the exit code is 0 unless the benchmark itself failed.
+"""
+
+import argparse
+import asyncio
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks import report
+from benchmarks.baseline import BaselineKind
+from benchmarks.databases import DbKind, postgres_address, postgres_version, scratch_database
+from benchmarks.harness import (
+    BenchmarkError,
+    Endpoint,
+    Fakes,
+    baseline_endpoint,
+    bot_endpoint,
+    running_fakes,
+)
+from benchmarks.memory import measure
+from benchmarks.process import AppName, app_process
+from benchmarks.results import Measurement, Memory, checks
+from benchmarks.scenarios import (
+    FULL,
+    QUICK,
+    Plan,
+    scenario_acks,
+    scenario_clicks,
+    scenario_history,
+    scenario_mentions,
+    scenario_pending,
+)
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+APP_ORDER = {"baseline": 0, "baseline-sdk": 1, "bot": 2}
+DB_ORDER = {"-": 0, "sqlite": 1, "postgres": 2}
+
+
+@dataclass
+class Run:
+    measurements: list[Measurement] = field(default_factory=list)
+    memory: list[Memory] = field(default_factory=list)
+    profiles: dict[str, str] = field(default_factory=dict)
+    dbs: list[DbKind] = field(default_factory=list)
+    postgres: str | None = None
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny samples (CI); output to a temp dir"
+    )
+    parser.add_argument(
+        "--scenario",
+        type=int,
+        action="append",
+        choices=range(1, 7),
+        help="run only these (repeatable)",
+    )
+    parser.add_argument(
+        "--db", choices=["sqlite", "postgres"], help="run the bot on this database only"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="profile scenarios 1 and 2 of the bot"
+    )
+    parser.add_argument("--out", type=Path, help="where to write the report, plot and profiles")
+    return parser.parse_args(argv)
+
+
+async def _one(
+    number: int, endpoint: Endpoint, fakes: Fakes, plan: Plan, db: str
+) -> list[Measurement]:
+    if number == 1:
+        return [await scenario_mentions(endpoint, fakes, plan, db)]
+    if number == 2:
+        return [await scenario_clicks(endpoint, fakes, plan, db)]
+    if number == 3:
+        return await scenario_acks(endpoint, fakes, plan, db)
+    if number == 4:
+        return await scenario_pending(endpoint, fakes, plan, db)
+    return await scenario_history(endpoint, fakes, plan, db)
+
+
+def _summary(found: list[Measurement], started: float) -> str:
+    parts = [f"{m.case}: p50 {m.p50:.1f} / p99 {m.p99:.1f} ms" for m in found]
+    return "; ".join(parts) + f"  ({time.monotonic() - started:.0f} s)"
+
+
+@asynccontextmanager
+async def _endpoint(
+    app: AppName, apart: bool, fakes: Fakes, db: DbKind | None, workdir: Path
+) -> AsyncIterator[Endpoint]:
+    """`apart`: the app runs in its own process; else it is served in this one."""
+    if app != "bot":
+        kind: BaselineKind = "openai" if app == "baseline" else "agents"
+        if apart:
+            async with app_process(app, fakes, "sqlite+aiosqlite://") as child:
+                yield child.endpoint
+        else:
+            async with baseline_endpoint(fakes, kind) as endpoint:
+                yield endpoint
+        return
+    assert db is not None
+    async with scratch_database(db, workdir) as url:
+        if apart:
+            async with app_process("bot", fakes, url) as child:
+                yield child.endpoint
+        else:
+            async with bot_endpoint(fakes, url) as endpoint:
+                yield endpoint
+
+
+async def _latency(run: Run, fakes: Fakes, plan: Plan, wanted: set[int], workdir: Path) -> None:
+    jobs: list[tuple[AppName, DbKind | None, int]] = [
+        ("baseline", None, 1),
+        ("baseline", None, 2),
+        ("baseline", None, 3),
+        ("baseline-sdk", None, 1),
+        ("baseline-sdk", None, 2),
+    ]
+    jobs += [("bot", db, n) for db in run.dbs for n in (1, 2, 3, 4, 5)]
+    for app, db, number in jobs:
+        if number not in wanted:
+            continue
+        started = time.monotonic()
+        apart = number == 3 and plan.acks_apart
+        async with _endpoint(app, apart, fakes, db, workdir) as endpoint:
+            found = await _one(number, endpoint, fakes, plan, db or "-")
+        _say(f"S{number} {app}{f' on {db}' if db else ''}: {_summary(found, started)}")
+        run.measurements += found
+
+
+async def collect(args: argparse.Namespace, workdir: Path) -> Run:
+    plan = QUICK if args.quick else FULL
+    wanted = set(args.scenario or range(1, 7))
+    run = Run(postgres=await postgres_version())
+    run.dbs = [args.db] if args.db else ["sqlite", "postgres"]
+    if "postgres" in run.dbs and run.postgres is None:
+        if args.db == "postgres":
+            raise BenchmarkError(f"PostgreSQL is not reachable at {postgres_address()}")
+        _say(f"PostgreSQL is not reachable at {postgres_address()}: running on SQLite only")
+        run.dbs = ["sqlite"]
+    async with running_fakes() as fakes:
+        if args.profile:
+            from benchmarks.profiling import profile  # pyinstrument only when asked for
+
+            run.profiles = await profile(fakes, plan, run.dbs, workdir)
+            return run
+        await _latency(run, fakes, plan, wanted, workdir)
+        if 6 in wanted:
+            for app in plan.memory_apps:
+                started = time.monotonic()
+                m = await measure(app, fakes=fakes, threads=plan.memory_threads, workdir=workdir)
+                took = time.monotonic() - started
+                _say(f"S6 {app}: RSS {m.rss_start_mb:.0f} → {m.rss_end_mb:.0f} MB ({took:.0f} s)")
+                run.memory.append(m)
+    run.measurements.sort(key=lambda m: (m.scenario, APP_ORDER[m.app], DB_ORDER[m.db], m.x or 0))
+    return run
+
+
+def _out_dir(args: argparse.Namespace) -> Path:
+    if args.out is not None:
+        return Path(args.out)
+    partial = args.scenario is not None or args.db is not None
+    if args.quick or (partial and not args.profile):
+        return Path(tempfile.mkdtemp(prefix="threadgate-bench-"))
+    return DOCS
+
+
+def write(run: Run, out: Path, argv: list[str]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in run.profiles.items():
+        (out / name).write_text(text, encoding="utf-8")
+        _say(f"wrote {out / name}")
+    if not (run.measurements or run.memory):
+        return
+    # matplotlib is imported only now: loaded during the run, its objects would lengthen the
+    # in-process bot's garbage collections.
+    from benchmarks.plot import write_plot
+
+    found = checks(run.measurements, run.memory, run.dbs)
+    sys.stdout.write(report.text_report(run.measurements, run.memory, found))
+    plot = "benchmarks.png" if write_plot(out / "benchmarks.png", run.measurements) else None
+    profiles = sorted(p.name for p in out.glob("profile-*.txt"))
+    path = out / "benchmarks.md"
+    path.write_text(
+        report.markdown_report(
+            path,
+            ms=run.measurements,
+            memory=run.memory,
+            checks=found,
+            host=report.machine(run.postgres if "postgres" in run.dbs else None),
+            command=" ".join(["uv run python -m benchmarks", *argv]),
+            plot=plot,
+            profiles=profiles,
+        ),
+        encoding="utf-8",
+    )
+    _say(f"wrote {path}" + (f" and {out / plot}" if plot else ""))
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    started = time.monotonic()
+    try:
+        with tempfile.TemporaryDirectory(prefix="threadgate-bench-work-") as workdir:
+            run = asyncio.run(collect(args, Path(workdir)))
+    except BenchmarkError as exc:
+        _say(f"benchmark failed: {exc}")
+        return 1
+    write(run, _out_dir(args), argv)
+    _say(f"done in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

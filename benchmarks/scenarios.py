@@ -1,0 +1,230 @@
+"""Scenarios 1 to 5: each sample is one signed request over HTTP, timed until the fake Slack
+receives the answer's chat.postMessage in that thread (or, for acks, until the HTTP response).
+
+Between samples the app is let go idle and the fakes forget what they recorded, so samples do
+not queue behind each other's leftovers.
+"""
+
+import asyncio
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+from benchmarks.harness import (
+    APPROVER,
+    ASKER,
+    CHANNEL,
+    DELETE_REQUEST,
+    FINAL_ANSWER,
+    BenchmarkError,
+    Endpoint,
+    Fakes,
+    in_thread,
+    in_threads,
+    new_thread_ts,
+)
+from benchmarks.process import AppName
+from benchmarks.results import Measurement
+from benchmarks.seeding import add_history, add_pending_approvals
+from bot.blocks import APPROVE_ACTION
+from tests.fakes.slack_api import RecordedCall
+
+Window = Callable[[], AbstractContextManager[object]]
+
+
+@dataclass(frozen=True)
+class Plan:
+    warmup: int
+    mentions: int  # scenario 1, per app and database
+    clicks: int  # scenario 2, per app and database
+    acks: tuple[tuple[int, int], ...]  # scenario 3: (concurrent senders, rounds)
+    pending: tuple[int, ...]  # scenario 4: pending approvals in the database
+    history: tuple[int, ...]  # scenario 5: earlier messages in the thread
+    growth_clicks: int  # scenario 4 and 5, per size
+    memory_threads: int  # scenario 6
+    memory_apps: tuple[AppName, ...] = ("baseline", "baseline-sdk", "bot")
+    acks_apart: bool = True  # scenario 3 reaches the app in its own process
+
+
+FULL = Plan(
+    warmup=10,
+    mentions=200,
+    clicks=100,
+    acks=((1, 50), (10, 10), (50, 4)),
+    pending=(10, 1_000, 10_000),
+    history=(1, 100, 500),
+    growth_clicks=30,
+    memory_threads=1_000,
+)
+QUICK = Plan(
+    warmup=2,
+    mentions=5,
+    clicks=4,
+    acks=((1, 2), (3, 1), (5, 1)),
+    pending=(10, 30, 100),
+    history=(1, 10, 50),
+    growth_clicks=3,
+    memory_threads=10,
+    memory_apps=("baseline", "bot"),
+    acks_apart=False,  # child processes take seconds to import the bot: CI skips that here
+)
+
+
+def approval_id_of(call: RecordedCall) -> str:
+    for block in call.args.get("blocks") or []:
+        for element in block.get("elements") or []:
+            if isinstance(element, dict) and element.get("action_id") == APPROVE_ACTION:
+                return str(element["value"])
+    raise BenchmarkError(f"expected an approval request, got {call.args.get('text')!r}")
+
+
+async def _settle(endpoint: Endpoint, fakes: Fakes) -> None:
+    await endpoint.idle()
+    fakes.forget()
+
+
+async def mention_once(endpoint: Endpoint, fakes: Fakes, window: Window = nullcontext) -> float:
+    thread_ts = new_thread_ts()
+    request = endpoint.requests.mention(text="hello", user=ASKER, channel=CHANNEL, ts=thread_ts)
+    with window():
+        start = time.perf_counter()
+        await endpoint.post(request)
+        await fakes.wait_post(in_thread(thread_ts))
+        elapsed = time.perf_counter() - start
+    await _settle(endpoint, fakes)
+    return elapsed
+
+
+async def pause(endpoint: Endpoint, fakes: Fakes, thread_ts: str) -> str:
+    """A mention whose model reply is a call needing approval; returns the approval id."""
+    request = endpoint.requests.mention(
+        text=DELETE_REQUEST, user=ASKER, channel=CHANNEL, ts=thread_ts
+    )
+    await endpoint.post(request)
+    calls = await fakes.wait_post(in_thread(thread_ts))
+    await _settle(endpoint, fakes)
+    return approval_id_of(calls[0])
+
+
+async def click_once(
+    endpoint: Endpoint, fakes: Fakes, thread_ts: str, approval_id: str, window: Window = nullcontext
+) -> float:
+    request = endpoint.requests.block_actions(
+        user=APPROVER,
+        action_id=APPROVE_ACTION,
+        value=approval_id,
+        channel=CHANNEL,
+        message_ts=thread_ts,
+        thread_ts=thread_ts,
+        response_url=fakes.slack.response_url("click"),
+    )
+    answer = FINAL_ANSWER if endpoint.threadgate is not None else None
+    with window():
+        start = time.perf_counter()
+        await endpoint.post(request)
+        await fakes.wait_post(in_thread(thread_ts, answer))
+        elapsed = time.perf_counter() - start
+    await _settle(endpoint, fakes)
+    return elapsed
+
+
+async def approval_round_trip(
+    endpoint: Endpoint, fakes: Fakes, window: Window = nullcontext
+) -> float:
+    """Bot: pause first (not timed), then time the click. Baseline: just the click."""
+    thread_ts = new_thread_ts()
+    approval_id = "ap_baselinebaseline"
+    if endpoint.threadgate is not None:
+        approval_id = await pause(endpoint, fakes, thread_ts)
+    return await click_once(endpoint, fakes, thread_ts, approval_id, window)
+
+
+def _ms(seconds: list[float]) -> tuple[float, ...]:
+    return tuple(s * 1000 for s in seconds)
+
+
+async def scenario_mentions(
+    endpoint: Endpoint, fakes: Fakes, plan: Plan, db: str, window: Window = nullcontext
+) -> Measurement:
+    for _ in range(plan.warmup):
+        await mention_once(endpoint, fakes)
+    samples = [await mention_once(endpoint, fakes, window) for _ in range(plan.mentions)]
+    return Measurement(1, "mention → answer", db, endpoint.name, _ms(samples))
+
+
+async def scenario_clicks(
+    endpoint: Endpoint, fakes: Fakes, plan: Plan, db: str, window: Window = nullcontext
+) -> Measurement:
+    for _ in range(plan.warmup):
+        await approval_round_trip(endpoint, fakes)
+    samples = [await approval_round_trip(endpoint, fakes, window) for _ in range(plan.clicks)]
+    return Measurement(2, "click → answer", db, endpoint.name, _ms(samples))
+
+
+async def _burst(endpoint: Endpoint, fakes: Fakes, senders: int) -> list[float]:
+    """Every sender sends one mention at once; returns when all of them are answered."""
+    threads = [new_thread_ts() for _ in range(senders)]
+    acks = await asyncio.gather(
+        *(
+            endpoint.post(
+                endpoint.requests.mention(text="hello", user=ASKER, channel=CHANNEL, ts=ts)
+            )
+            for ts in threads
+        )
+    )
+    await fakes.wait_post(in_threads(set(threads)), count=senders, within=600)
+    await _settle(endpoint, fakes)
+    return acks
+
+
+async def scenario_acks(endpoint: Endpoint, fakes: Fakes, plan: Plan, db: str) -> list[Measurement]:
+    """Rounds of `senders` simultaneous mentions; a round starts once the last one is answered."""
+    await _burst(endpoint, fakes, 10)
+    found = []
+    for senders, rounds in plan.acks:
+        acks = [ack for _ in range(rounds) for ack in await _burst(endpoint, fakes, senders)]
+        case = f"{senders} concurrent sender" + ("s" if senders > 1 else "")
+        found.append(Measurement(3, case, db, endpoint.name, _ms(acks), x=senders))
+    return found
+
+
+async def scenario_pending(
+    endpoint: Endpoint, fakes: Fakes, plan: Plan, db: str
+) -> list[Measurement]:
+    threadgate = endpoint.threadgate
+    if threadgate is None:
+        raise BenchmarkError("scenario 4 measures the bot only")
+    for _ in range(max(1, plan.warmup // 4)):
+        await approval_round_trip(endpoint, fakes)
+    found, seeded = [], 0
+    for size in plan.pending:
+        await add_pending_approvals(
+            threadgate.db, team_id=fakes.slack.team_id, start=seeded, count=size - seeded
+        )
+        seeded = size
+        samples = [await approval_round_trip(endpoint, fakes) for _ in range(plan.growth_clicks)]
+        found.append(Measurement(4, f"{size:,} pending", db, "bot", _ms(samples), x=size))
+    return found
+
+
+async def scenario_history(
+    endpoint: Endpoint, fakes: Fakes, plan: Plan, db: str
+) -> list[Measurement]:
+    threadgate = endpoint.threadgate
+    if threadgate is None:
+        raise BenchmarkError("scenario 5 measures the bot only")
+    for _ in range(max(1, plan.warmup // 4)):
+        await approval_round_trip(endpoint, fakes)
+    found = []
+    for size in plan.history:
+        samples = []
+        for _ in range(plan.growth_clicks):
+            thread_ts = new_thread_ts()
+            key = f"{fakes.slack.team_id}:{CHANNEL}:{thread_ts}"
+            await add_history(threadgate.db.engine, thread_key=key, count=size)
+            approval_id = await pause(endpoint, fakes, thread_ts)
+            samples.append(await click_once(endpoint, fakes, thread_ts, approval_id))
+        case = f"{size} earlier message" + ("s" if size > 1 else "")
+        found.append(Measurement(5, case, db, "bot", _ms(samples), x=size))
+    return found
