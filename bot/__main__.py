@@ -6,6 +6,7 @@ with one line naming the problem and exit code 2, never a traceback.
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -114,6 +115,10 @@ async def serve(threadgate: Threadgate) -> int:
         started = await start_when_possible(threadgate, stop)
         if not started:
             return 0 if stop.is_set() else 1
+        # Start-up objects live as long as the process: keep full collections from walking them
+        # (otherwise each costs a 170-300 ms pause in whichever request it lands on).
+        gc.collect()
+        gc.freeze()
         if settings.socket_mode and settings.slack_app_token is not None:
             from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 

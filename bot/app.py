@@ -164,7 +164,11 @@ def build_app(
 
     background = Background()
     queue = ThreadQueue(
-        db, background, owner=process_owner(), lease=timedelta(seconds=settings.lease_seconds)
+        db,
+        background,
+        owner=process_owner(),
+        lease=timedelta(seconds=settings.lease_seconds),
+        max_workers=settings.max_workers,
     )
     replies = ThreadReplies(client)
     approvals = Approvals(

@@ -232,9 +232,9 @@ class Approvals:
             if user_id is not None:
                 await self._tell_already(decision.approval, user_id)
             return 0
-        await self._show(decision.approval)
-        if decision.resume_queued:
+        if decision.resume_queued:  # the resume need not wait for the message update
             self.kick(repo.ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts).key)
+        await self._show(decision.approval)
         return 1
 
     async def _open_reject_modal(self, approval: Approval, click: Click) -> None:

@@ -59,5 +59,5 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
-    for noisy in ("aiohttp.access", "httpx", "openai"):
+    for noisy in ("aiohttp.access", "httpx", "openai", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     encryption_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("THREADGATE_ENCRYPTION_KEY")
     )
+    max_workers: int = Field(
+        default=16, ge=1, le=1000, validation_alias=AliasChoices("THREADGATE_MAX_WORKERS")
+    )
     sweep_interval: float = Field(
         default=15.0, gt=0, validation_alias=AliasChoices("THREADGATE_SWEEP_INTERVAL")
     )

@@ -29,6 +29,7 @@ class ThreadQueue:
         *,
         owner: str,
         lease: timedelta,
+        max_workers: int = 16,
     ) -> None:
         self.db = db
         self.background = background
@@ -38,6 +39,7 @@ class ThreadQueue:
         # Called when shutdown cancels a job mid-way, to record and report where it stopped.
         self.on_interrupted: Callable[[int], Awaitable[None]] | None = None
         self._draining: set[str] = set()
+        self._workers = asyncio.Semaphore(max_workers)
         self._again: set[str] = set()
 
     def kick(self, thread_key: str) -> None:
@@ -52,11 +54,14 @@ class ThreadQueue:
 
     async def _drain(self, thread_key: str) -> None:
         try:
-            while self.background.accepting:
-                self._again.discard(thread_key)
-                await self._work(thread_key)
-                if thread_key not in self._again:
-                    return
+            # Threads beyond the cap wait their turn: their jobs are safe in the database, and
+            # acks stay fast because a burst does not run everything at once on one loop.
+            async with self._workers:
+                while self.background.accepting:
+                    self._again.discard(thread_key)
+                    await self._work(thread_key)
+                    if thread_key not in self._again:
+                        return
         finally:
             self._draining.discard(thread_key)
             self._again.discard(thread_key)
