@@ -131,32 +131,33 @@ async def accept_message(
         return Accepted.QUEUED if inserted else Accepted.DUPLICATE_MESSAGE
 
 
-async def get_thread(db: Database, key: str) -> Thread | None:
-    async with db.read() as session:
-        return await session.get(Thread, key)
-
-
 # --- the thread lease and its job queue ----------------------------------------------------
+
+
+async def _take_lease(
+    session: AsyncSession, *, thread_key: str, owner: str, ttl: timedelta, now: datetime
+) -> bool:
+    """Hold the thread's lease: free, already ours, or left to expire by a dead owner."""
+    result = await session.execute(
+        update(Thread)
+        .where(
+            col(Thread.key) == thread_key,
+            or_(
+                col(Thread.lease_owner).is_(None),
+                col(Thread.lease_owner) == owner,
+                col(Thread.lease_expires_at) < now,
+            ),
+        )
+        .values(lease_owner=owner, lease_expires_at=now + ttl)
+    )
+    return _rowcount(result) == 1
 
 
 async def acquire_thread_lease(
     db: Database, *, thread_key: str, owner: str, ttl: timedelta
 ) -> bool:
-    now = utcnow()
     async with db.write() as session:
-        result = await session.execute(
-            update(Thread)
-            .where(
-                col(Thread.key) == thread_key,
-                or_(
-                    col(Thread.lease_owner).is_(None),
-                    col(Thread.lease_owner) == owner,
-                    col(Thread.lease_expires_at) < now,
-                ),
-            )
-            .values(lease_owner=owner, lease_expires_at=now + ttl)
-        )
-        return _rowcount(result) == 1
+        return await _take_lease(session, thread_key=thread_key, owner=owner, ttl=ttl, now=utcnow())
 
 
 async def renew_thread_lease(db: Database, *, thread_key: str, owner: str, ttl: timedelta) -> bool:
@@ -189,38 +190,6 @@ async def release_all_leases(db: Database) -> int:
         return _rowcount(result)
 
 
-async def has_queued_job(db: Database, *, thread_key: str) -> bool:
-    async with db.read() as session:
-        found = await session.scalar(
-            select(col(Job.id))
-            .where(col(Job.thread_key) == thread_key, col(Job.status) == JobStatus.QUEUED)
-            .limit(1)
-        )
-        return found is not None
-
-
-async def start_next_job(db: Database, *, thread_key: str, owner: str) -> Job | None:
-    """The thread's oldest queued job, now running. Only the lease holder calls this."""
-    async with db.write() as session:
-        job = await session.scalar(
-            select(Job)
-            .where(col(Job.thread_key) == thread_key, col(Job.status) == JobStatus.QUEUED)
-            .order_by(col(Job.id))
-            .limit(1)
-        )
-        if job is None:
-            return None
-        result = await session.execute(
-            update(Job)
-            .where(col(Job.id) == job.id, col(Job.status) == JobStatus.QUEUED)
-            .values(status=JobStatus.RUNNING, owner=owner, started_at=utcnow())
-        )
-        if _rowcount(result) != 1:
-            return None
-        await session.refresh(job)
-        return job
-
-
 async def next_job_under_lease(
     db: Database,
     *,
@@ -245,19 +214,7 @@ async def next_job_under_lease(
                 .where(col(Job.id) == finished[0])
                 .values(status=finished[1], finished_at=now)
             )
-        leased = await session.execute(
-            update(Thread)
-            .where(
-                col(Thread.key) == thread_key,
-                or_(
-                    col(Thread.lease_owner).is_(None),
-                    col(Thread.lease_owner) == owner,
-                    col(Thread.lease_expires_at) < now,
-                ),
-            )
-            .values(lease_owner=owner, lease_expires_at=now + ttl)
-        )
-        if _rowcount(leased) != 1:
+        if not await _take_lease(session, thread_key=thread_key, owner=owner, ttl=ttl, now=now):
             return None
         job = await session.scalar(
             select(Job)
@@ -283,26 +240,6 @@ async def finish_job(db: Database, *, job_id: int, status: JobStatus) -> None:
         await session.execute(
             update(Job).where(col(Job.id) == job_id).values(status=status, finished_at=utcnow())
         )
-
-
-async def defer_job(db: Database, *, job_id: int, run_id: str) -> None:
-    """Park a message that arrived while its thread waits; the resume folds it into the run."""
-    async with db.write() as session:
-        await session.execute(
-            update(Job)
-            .where(col(Job.id) == job_id)
-            .values(status=JobStatus.DEFERRED, run_id=run_id)
-        )
-
-
-async def deferred_messages(db: Database, *, run_id: str) -> list[Job]:
-    async with db.read() as session:
-        rows = await session.scalars(
-            select(Job)
-            .where(col(Job.run_id) == run_id, col(Job.status) == JobStatus.DEFERRED)
-            .order_by(col(Job.id))
-        )
-        return list(rows)
 
 
 async def requeue_jobs(db: Database, *, job_ids: Sequence[int]) -> None:
@@ -333,18 +270,6 @@ async def threads_needing_work(db: Database, *, limit: int = 100) -> list[str]:
 
 
 # --- runs ----------------------------------------------------------------------------------
-
-
-async def create_run(
-    db: Database, *, thread_key: str, requested_by: str, job_id: int | None = None
-) -> Run:
-    """The job that starts a run points at it, so an interrupted job can say what it was doing."""
-    run = Run(id=new_run_id(), thread_key=thread_key, requested_by=requested_by)
-    async with db.write() as session:
-        session.add(run)
-        if job_id is not None:
-            await session.execute(update(Job).where(col(Job.id) == job_id).values(run_id=run.id))
-    return run
 
 
 async def get_run(db: Database, run_id: str) -> Run | None:
@@ -411,19 +336,6 @@ async def begin_resume(
             .order_by(col(Job.id))
         )
         return run, list(approvals), list(deferred)
-
-
-async def waiting_run(db: Database, *, thread_key: str) -> Run | None:
-    async with db.read() as session:
-        return await session.scalar(
-            select(Run)
-            .where(
-                col(Run.thread_key) == thread_key,
-                col(Run.status).in_([RunStatus.WAITING, RunStatus.RESUMING]),
-            )
-            .order_by(col(Run.created_at).desc())
-            .limit(1)
-        )
 
 
 @dataclass(frozen=True)
@@ -502,19 +414,6 @@ async def finish_run(
             .values(**values)
         )
         return _rowcount(result) == 1
-
-
-async def claim_run_for_resume(db: Database, *, run_id: str) -> Run | None:
-    """Exactly one resume job gets the run; any other (a duplicate, a stale retry) gets None."""
-    async with db.write() as session:
-        result = await session.execute(
-            update(Run)
-            .where(col(Run.id) == run_id, col(Run.status) == RunStatus.RESUMING)
-            .values(status=RunStatus.RUNNING, updated_at=utcnow())
-        )
-        if _rowcount(result) != 1:
-            return None
-        return await session.get(Run, run_id, populate_existing=True)
 
 
 # --- approvals -----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from storage.database import Database
 from storage.models import Approval, ApprovalStatus, Job, JobKind, JobStatus, RunStatus, utcnow
 
 THREAD = repo.ThreadRef("T1", "C1", "100.000")
+LEASE = timedelta(seconds=30)
 
 
 async def _accept(
@@ -29,7 +30,11 @@ async def _accept(
 
 async def _paused_run(db: Database, calls: int = 2) -> tuple[str, list[Approval]]:
     await _accept(db, "Ev0", "100.000")
-    run = await repo.create_run(db, thread_key=THREAD.key, requested_by="U1")
+    job = await repo.next_job_under_lease(db, thread_key=THREAD.key, owner="w", ttl=LEASE)
+    assert job is not None
+    assert job.id is not None
+    run, parked = await repo.begin_run(db, thread_key=THREAD.key, job_id=job.id, requested_by="U1")
+    assert not parked
     approvals = await repo.pause_run(
         db,
         run_id=run.id,
@@ -78,7 +83,10 @@ async def test_one_lease_holder_at_a_time_and_expired_leases_are_taken_over(db: 
 async def test_jobs_start_in_order_and_only_once(db: Database) -> None:
     for i in range(3):
         await _accept(db, f"Ev{i}", f"100.00{i}")
-    started = [await repo.start_next_job(db, thread_key=THREAD.key, owner="test") for _ in range(4)]
+    started = [
+        await repo.next_job_under_lease(db, thread_key=THREAD.key, owner="test", ttl=LEASE)
+        for _ in range(4)
+    ]
     assert [job.message_ts if job else None for job in started] == [
         "100.000",
         "100.001",
@@ -132,9 +140,7 @@ async def test_a_resume_is_claimed_once(db: Database) -> None:
     await repo.decide_approval(
         db, approval_id=approvals[0].id, status=ApprovalStatus.REJECTED, decided_by="U9"
     )
-    claims = await asyncio.gather(
-        *(repo.claim_run_for_resume(db, run_id=run_id) for _ in range(10))
-    )
+    claims = await asyncio.gather(*(repo.begin_resume(db, run_id=run_id) for _ in range(10)))
     assert sum(1 for c in claims if c is not None) == 1
 
 
@@ -143,7 +149,7 @@ async def test_pausing_again_replaces_the_state_and_bumps_the_generation(db: Dat
     await repo.decide_approval(
         db, approval_id=approvals[0].id, status=ApprovalStatus.APPROVED, decided_by="U9"
     )
-    await repo.claim_run_for_resume(db, run_id=run_id)
+    await repo.begin_resume(db, run_id=run_id)
     second = await repo.pause_run(
         db,
         run_id=run_id,
@@ -174,9 +180,8 @@ async def test_due_approvals_are_found_by_expiry(db: Database) -> None:
 
 async def test_finished_jobs_leave_the_queue(db: Database) -> None:
     await _accept(db, "Ev1", "100.000")
-    job = await repo.start_next_job(db, thread_key=THREAD.key, owner="test")
+    job = await repo.next_job_under_lease(db, thread_key=THREAD.key, owner="test", ttl=LEASE)
     assert job is not None
     assert job.id is not None
     await repo.finish_job(db, job_id=job.id, status=JobStatus.DONE)
-    assert not await repo.has_queued_job(db, thread_key=THREAD.key)
     assert await repo.threads_needing_work(db) == []

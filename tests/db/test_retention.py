@@ -67,17 +67,23 @@ class Builder:
         return event_id
 
     async def start(self, thread: repo.ThreadRef) -> Job:
-        job = await repo.start_next_job(self.db, thread_key=thread.key, owner="worker")
+        """Start the thread's next job; leases are tested on their own, so none is kept."""
+        job = await repo.next_job_under_lease(
+            self.db, thread_key=thread.key, owner="worker", ttl=timedelta(seconds=30)
+        )
         assert job is not None
         assert job.id is not None
+        await repo.release_thread_lease(self.db, thread_key=thread.key, owner="worker")
         return job
 
     async def run_for_message(self, thread: repo.ThreadRef, ts: str) -> tuple[Job, Run]:
         await self.message(thread, ts)
         job = await self.start(thread)
-        run = await repo.create_run(
-            self.db, thread_key=thread.key, requested_by="U1", job_id=job.id
+        assert job.id is not None
+        run, parked = await repo.begin_run(
+            self.db, thread_key=thread.key, job_id=job.id, requested_by="U1"
         )
+        assert not parked
         return job, run
 
     async def pause(self, thread: repo.ThreadRef, run_id: str, calls: int = 1) -> list[Approval]:
@@ -115,7 +121,7 @@ class Builder:
         await self.finish(job)
         await self.decide_all(approvals)
         resume = await self.start(thread)
-        assert await repo.claim_run_for_resume(self.db, run_id=run.id) is not None
+        assert await repo.begin_resume(self.db, run_id=run.id) is not None
         assert await repo.finish_run(self.db, run_id=run.id, status=RunStatus.COMPLETED)
         await self.finish(resume)
         seen.runs[ts] = run.id

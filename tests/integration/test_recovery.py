@@ -38,6 +38,7 @@ from tests.integration.conftest import (
 from tests.running_app import RunningBot, running_bot
 
 THREAD = repo.ThreadRef("T0TEAM", CHANNEL, "20.1")
+LEASE = timedelta(seconds=30)
 
 
 async def _dead_process_holds(db: Database) -> None:
@@ -58,9 +59,10 @@ async def _message_job_running_in_a_dead_process(db: Database) -> str:
         text="what is the weather?",
         only_known_thread=False,
     )
-    job = await repo.start_next_job(db, thread_key=THREAD.key, owner="dead:1")
+    job = await repo.next_job_under_lease(db, thread_key=THREAD.key, owner="dead:1", ttl=LEASE)
     assert job is not None
-    run = await repo.create_run(db, thread_key=THREAD.key, requested_by=ASKER, job_id=job.id)
+    assert job.id is not None
+    run, _ = await repo.begin_run(db, thread_key=THREAD.key, job_id=job.id, requested_by=ASKER)
     await _dead_process_holds(db)
     return run.id
 
@@ -150,9 +152,9 @@ async def test_an_interrupted_resume_names_the_call_in_flight_and_never_runs_it_
         assert decision.resume_queued
         run = await _only(db, Run)
         assert await repo.claim_execution(db, run_id=run.id, call_id="call_1") == (True, None)
-        job = await repo.start_next_job(db, thread_key=THREAD.key, owner="dead:1")
+        job = await repo.next_job_under_lease(db, thread_key=THREAD.key, owner="dead:1", ttl=LEASE)
         assert job is not None
-        assert await repo.claim_run_for_resume(db, run_id=run.id) is not None
+        assert await repo.begin_resume(db, run_id=run.id) is not None
         await _dead_process_holds(db)
 
         await bot.app.sweeper.sweep()
@@ -190,7 +192,10 @@ async def test_a_message_that_had_not_started_its_run_simply_waits_its_turn(
             text="hello?",
             only_known_thread=False,
         )
-        assert await repo.start_next_job(db, thread_key=THREAD.key, owner="dead:1") is not None
+        assert (
+            await repo.next_job_under_lease(db, thread_key=THREAD.key, owner="dead:1", ttl=LEASE)
+            is not None
+        )
         await _dead_process_holds(db)
         await bot.app.sweeper.sweep()
         await bot.settle()
