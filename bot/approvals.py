@@ -78,10 +78,6 @@ def decision_of(approval: Approval) -> blocks.DecisionView:
     )
 
 
-def thread_of_job(job: Job) -> repo.ThreadRef:
-    return repo.ThreadRef(*job.thread_key.split(":", 2))
-
-
 class Approvals:
     def __init__(
         self,
@@ -279,16 +275,16 @@ class Approvals:
         if begun is None:
             return JobStatus.DONE  # already resumed by somebody else
         run, approvals, deferred = begun
+        thread = repo.ThreadRef.from_key(job.thread_key)
         if run.state is None:
-            await self._resume_failed(run, thread_of_job(job), deferred, "The paused run is gone")
+            await self._resume_failed(run, thread, deferred, "The paused run is gone")
             return JobStatus.FAILED
-        thread = thread_of_job(job)
         decisions = {a.call_id: self._call_decision(a) for a in approvals}
         try:
             outcome, refused = await self.runs.resume(
                 run.state,
                 decisions=decisions,
-                new_messages=[job.text or "" for job in deferred],
+                new_messages=[message.text or "" for message in deferred],
                 thread_key=job.thread_key,
             )
         except StateLoadError as exc:

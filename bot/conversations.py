@@ -43,11 +43,6 @@ def strip_mention(text: str, bot_user_id: str | None) -> str:
     return text.strip()
 
 
-def thread_of(key: str) -> repo.ThreadRef:
-    team, channel, ts = key.split(":", 2)
-    return repo.ThreadRef(team, channel, ts)
-
-
 class Conversations:
     def __init__(
         self,
@@ -81,7 +76,7 @@ class Conversations:
         return accepted
 
     async def handle_message(self, job: Job) -> JobStatus:
-        thread = thread_of(job.thread_key)
+        thread = repo.ThreadRef.from_key(job.thread_key)
         assert job.id is not None
         user = job.user_id or "unknown"
         run, parked = await repo.begin_run(

@@ -84,7 +84,7 @@ class Interruptions:
             ref=ref,
             can_retry=True,
         )
-        thread = repo.ThreadRef(*run.thread_key.split(":", 2))
+        thread = repo.ThreadRef.from_key(run.thread_key)
         try:
             await self.client.chat_postMessage(
                 channel=thread.channel_id, thread_ts=thread.thread_ts, text=text, blocks=body
@@ -94,7 +94,7 @@ class Interruptions:
 
     async def retry(self, click: RetryClick) -> None:
         run = await repo.get_run(self.db, click.run_id)
-        thread = repo.ThreadRef(*run.thread_key.split(":", 2)) if run else None
+        thread = repo.ThreadRef.from_key(run.thread_key) if run else None
         if (
             run is None
             or thread is None

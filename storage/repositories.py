@@ -80,6 +80,11 @@ class ThreadRef:
     def key(self) -> str:
         return f"{self.team_id}:{self.channel_id}:{self.thread_ts}"
 
+    @classmethod
+    def from_key(cls, key: str) -> "ThreadRef":
+        team_id, channel_id, thread_ts = key.split(":", 2)
+        return cls(team_id, channel_id, thread_ts)
+
 
 async def accept_message(
     db: Database,
