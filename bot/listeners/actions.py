@@ -1,6 +1,7 @@
-"""Approve and Reject buttons. The button's value is untrusted: only an id to look up."""
+"""Approve, Reject and Retry buttons. A button's value is untrusted: only an id to look up."""
 
 import re
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Literal
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -55,6 +56,19 @@ def _retry(body: dict[str, Any]) -> tuple[RetryClick, bool]:
 
 
 def register(app: AsyncApp, threadgate: "Threadgate") -> None:
+    def after_ack(
+        valid: bool, channel: str, user: str, work: Coroutine[Any, Any, None], name: str
+    ) -> None:
+        """Start the work, or tell the clicker privately that the button was not valid."""
+        if valid:
+            threadgate.background.spawn(work, name=name)
+            return
+        work.close()
+        note = threadgate.approvals.replies.private(
+            channel=channel, user=user, thread_ts=None, text=INVALID_BUTTON
+        )
+        threadgate.background.spawn(note, name="invalid button")
+
     async def on_click(
         body: dict[str, Any], ack: AsyncAck, action: Literal["approve", "reject"]
     ) -> BoltResponse | None:
@@ -63,18 +77,17 @@ def register(app: AsyncApp, threadgate: "Threadgate") -> None:
         except MalformedPayload as exc:
             return bad_request(exc)
         await ack()
-        if not valid:
-            note = threadgate.approvals.replies.private(
-                channel=click.channel_id, user=click.user_id, thread_ts=None, text=INVALID_BUTTON
-            )
-            threadgate.background.spawn(note, name="invalid button")
-            return None
-        threadgate.background.spawn(threadgate.approvals.click(click), name=f"click {action}")
+        work = threadgate.approvals.click(click)
+        after_ack(valid, click.channel_id, click.user_id, work, f"click {action}")
         return None
 
     @app.action(APPROVE_ACTION)
     async def handle_approve(body: dict[str, Any], ack: AsyncAck) -> BoltResponse | None:
         return await on_click(body, ack, "approve")
+
+    @app.action(REJECT_ACTION)
+    async def handle_reject(body: dict[str, Any], ack: AsyncAck) -> BoltResponse | None:
+        return await on_click(body, ack, "reject")
 
     @app.action(RETRY_ACTION)
     async def handle_retry(body: dict[str, Any], ack: AsyncAck) -> BoltResponse | None:
@@ -83,15 +96,6 @@ def register(app: AsyncApp, threadgate: "Threadgate") -> None:
         except MalformedPayload as exc:
             return bad_request(exc)
         await ack()
-        if not valid:
-            note = threadgate.approvals.replies.private(
-                channel=retry.channel_id, user=retry.user_id, thread_ts=None, text=INVALID_BUTTON
-            )
-            threadgate.background.spawn(note, name="invalid button")
-            return None
-        threadgate.background.spawn(threadgate.interruptions.retry(retry), name="retry")
+        work = threadgate.interruptions.retry(retry)
+        after_ack(valid, retry.channel_id, retry.user_id, work, "retry")
         return None
-
-    @app.action(REJECT_ACTION)
-    async def handle_reject(body: dict[str, Any], ack: AsyncAck) -> BoltResponse | None:
-        return await on_click(body, ack, "reject")

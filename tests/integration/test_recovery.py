@@ -253,3 +253,16 @@ async def _only(db: Database, model: type[T]) -> T:
     async with db.read() as session:
         [row] = (await session.scalars(select(model))).all()
         return row
+
+
+async def test_a_forged_retry_value_gets_a_private_answer(
+    database_url: str, slack: FakeSlackAPI
+) -> None:
+    model = ScriptedModel([])
+    async with running_bot(database_url=database_url, slack=slack, model=model) as bot:
+        for value in ("", "run_not-hex", "run_" + "0" * 32, "x" * 3000):
+            await press_retry(bot, value, ASKER)
+        notes = [c.args["text"] for c in slack.calls_to("chat.postEphemeral")]
+        assert len(notes) == 4
+        assert "can't find that run" in notes[2]
+        assert not model.calls
