@@ -1,7 +1,10 @@
-"""uv run python -m benchmarks [--quick] [--scenario N] [--db sqlite|postgres] [--profile] [--out D]
+"""uv run python -m benchmarks [--quick] [--scenario N] [--db sqlite|postgres] [--processes N]
+    [--profile] [--out D]
 
 Runs the scenarios, prints the table, and writes benchmarks.md and benchmarks.png (docs/ for a
 full run or --profile; a temp dir for --quick and partial runs unless --out says where).
+With --processes N (N ≥ 2), scenarios 1 and 2 also run on PostgreSQL against N bot processes
+sharing one database, requests spread round-robin, reported as "bot xN" next to "bot".
 Targets are reported, never asserted: the exit code is 0 unless the benchmark itself failed.
 """
 
@@ -28,7 +31,7 @@ from benchmarks.harness import (
     running_fakes,
 )
 from benchmarks.memory import measure
-from benchmarks.process import AppName, app_process
+from benchmarks.process import AppName, app_process, bot_processes, spread_name
 from benchmarks.results import Measurement, Memory, checks
 from benchmarks.scenarios import (
     FULL,
@@ -42,7 +45,8 @@ from benchmarks.scenarios import (
 )
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-APP_ORDER = {"baseline": 0, "baseline-sdk": 1, "bot": 2}
+APP_ORDER = {"baseline": 0, "baseline-sdk": 1, "bot": 2}  # then "bot xN"
+SPREAD_SCENARIOS = (1, 2)  # the ones --processes runs on several bot processes
 DB_ORDER = {"-": 0, "sqlite": 1, "postgres": 2}
 
 
@@ -82,8 +86,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--profile", action="store_true", help="profile scenarios 1 and 2 of the bot"
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="also run scenarios 1 and 2 on PostgreSQL against N bot processes (N ≥ 2) "
+        "sharing one database, requests round-robin; reported as bot xN (default 1: not run)",
+    )
     parser.add_argument("--out", type=Path, help="where to write the report, plot and profiles")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.processes < 1:
+        parser.error("--processes must be at least 1")
+    return args
 
 
 async def _one(
@@ -129,6 +144,24 @@ async def _endpoint(
                 yield endpoint
 
 
+async def _spread(
+    run: Run, fakes: Fakes, plan: Plan, wanted: set[int], workdir: Path, processes: int
+) -> None:
+    """Scenarios 1 and 2 against `processes` bot processes on one scratch PostgreSQL database."""
+    name = spread_name(processes)
+    for number in SPREAD_SCENARIOS:
+        if number not in wanted:
+            continue
+        started = time.monotonic()
+        async with (
+            scratch_database("postgres", workdir) as url,
+            bot_processes(fakes, url, processes) as endpoint,
+        ):
+            found = await _one(number, endpoint, fakes, plan, "postgres")
+        _say(f"S{number} {name} on postgres: {_summary(found, started)}")
+        run.measurements += found
+
+
 async def _latency(run: Run, fakes: Fakes, plan: Plan, wanted: set[int], workdir: Path) -> None:
     jobs: list[tuple[AppName, DbKind | None, int]] = [
         ("baseline", None, 1),
@@ -166,6 +199,11 @@ async def collect(args: argparse.Namespace, workdir: Path) -> Run:
             run.profiles = await profile(fakes, plan, run.dbs, workdir)
             return run
         await _latency(run, fakes, plan, wanted, workdir)
+        if args.processes > 1 and wanted.intersection(SPREAD_SCENARIOS):
+            if "postgres" in run.dbs:
+                await _spread(run, fakes, plan, wanted, workdir, args.processes)
+            else:
+                _say(f"--processes {args.processes}: skipped, it runs on PostgreSQL only")
         if 6 in wanted:
             for app in plan.memory_apps:
                 started = time.monotonic()
@@ -173,7 +211,9 @@ async def collect(args: argparse.Namespace, workdir: Path) -> Run:
                 took = time.monotonic() - started
                 _say(f"S6 {app}: RSS {m.rss_start_mb:.0f} → {m.rss_end_mb:.0f} MB ({took:.0f} s)")
                 run.memory.append(m)
-    run.measurements.sort(key=lambda m: (m.scenario, APP_ORDER[m.app], DB_ORDER[m.db], m.x or 0))
+    run.measurements.sort(
+        key=lambda m: (m.scenario, APP_ORDER.get(m.app, len(APP_ORDER)), DB_ORDER[m.db], m.x or 0)
+    )
     return run
 
 

@@ -130,19 +130,31 @@ def in_threads(threads: set[str]) -> Callable[[RecordedCall], bool]:
 
 @dataclass
 class Endpoint:
-    """One app under test, reachable at `url` (its POST /slack/events)."""
+    """One app under test, reachable at `url` (its POST /slack/events), or at each of `urls` in
+    turn (round-robin) when several processes of it share one database."""
 
     name: str
     url: str
     http: aiohttp.ClientSession
     requests: SlackRequestBuilder
     idle: Callable[[], Awaitable[None]]
-    threadgate: Threadgate | None = None
+    threadgate: Threadgate | None = None  # set when the bot is served in this process
+    approvals: bool = False  # the bot: a delete request pauses for approval, a click resumes it
+    urls: tuple[str, ...] = ()
+    sent: int = 0
+
+    def _next_url(self) -> str:
+        if not self.urls:
+            return self.url
+        url = self.urls[self.sent % len(self.urls)]
+        self.sent += 1
+        return url
 
     async def post(self, request: SignedRequest) -> float:
         """Send one signed request; returns the seconds until its HTTP response was read."""
+        url = self._next_url()
         start = time.perf_counter()
-        async with self.http.post(self.url, data=request.body, headers=request.headers) as response:
+        async with self.http.post(url, data=request.body, headers=request.headers) as response:
             await response.read()
             status = response.status
         elapsed = time.perf_counter() - start
@@ -187,7 +199,9 @@ async def bot_endpoint(fakes: Fakes, database_url: str) -> AsyncIterator[Endpoin
         gc.freeze()
         try:
             async with aiohttp.ClientSession() as http:
-                yield Endpoint("bot", url, http, request_builder(fakes.slack), _idle(app), app)
+                yield Endpoint(
+                    "bot", url, http, request_builder(fakes.slack), _idle(app), app, approvals=True
+                )
         finally:
             await app.stop(drain_timeout=10)
 

@@ -6,7 +6,10 @@ the fakes' CPU would distort the result (acks under concurrency, resident memory
 
 serves the app on 127.0.0.1 (port 0), writes {"url": …} on stdout once it is ready, and stops
 when its stdin closes. The child imports only what its app needs: the plain baseline never
-loads the Agents SDK, the bot, or SQLAlchemy.
+loads the Agents SDK, the bot, or SQLAlchemy. The bot's child also answers GET /benchmark/idle
+once its background work is done, so that a parent can let it go idle between samples.
+
+`bot_processes` runs several bot children on one database and spreads the requests over them.
 """
 
 import argparse
@@ -17,7 +20,7 @@ import logging
 import os
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -33,6 +36,16 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 AppName = Literal["bot", "baseline", "baseline-sdk"]
 APPS: tuple[AppName, ...] = ("bot", "baseline", "baseline-sdk")
+IDLE_PATH = "/benchmark/idle"
+
+
+def idle_url(events_url: str) -> str:
+    return events_url.removesuffix("/slack/events") + IDLE_PATH
+
+
+def spread_name(processes: int) -> str:
+    """The app label of `processes` bot processes sharing one database, e.g. "bot x2"."""
+    return f"bot x{processes}"
 
 
 async def serve(
@@ -50,6 +63,7 @@ async def serve(
     web_app: web.Application
     if app == "bot":
         from agents import OpenAIResponsesModel
+        from aiohttp.web import Request, Response
 
         from benchmarks.harness import build_bot
         from bot.http_server import build_web_app
@@ -61,6 +75,13 @@ async def serve(
             database_url=database_url,
         )
         web_app = build_web_app(threadgate)
+        background = threadgate.background
+
+        async def idle(_request: Request) -> Response:
+            await background.idle()
+            return Response(text="idle")
+
+        web_app.router.add_get(IDLE_PATH, idle)
     else:
         kind: BaselineKind = "agents" if app == "baseline-sdk" else "openai"
         web_app = Baseline(
@@ -124,7 +145,9 @@ async def app_process(app: AppName, fakes: "Fakes", database_url: str) -> AsyncI
             raise BenchmarkError(f"the {app} process exited before it served")
         url = str(json.loads(line)["url"])
         async with aiohttp.ClientSession() as http:
-            endpoint = Endpoint(app, url, http, request_builder(fakes.slack), _nothing)
+            endpoint = Endpoint(
+                app, url, http, request_builder(fakes.slack), _nothing, approvals=app == "bot"
+            )
             yield AppProcess(endpoint, child.pid)
     finally:
         child.stdin.close()
@@ -133,6 +156,42 @@ async def app_process(app: AppName, fakes: "Fakes", database_url: str) -> AsyncI
         except TimeoutError:
             child.kill()
             await child.wait()
+
+
+@asynccontextmanager
+async def bot_processes(
+    fakes: "Fakes", database_url: str, processes: int
+) -> AsyncIterator["Endpoint"]:
+    """`processes` bot children on one database; each request goes to the next one in turn, so
+    a click reaches another process than the mention before it. Idle: every child is idle."""
+    from benchmarks.harness import BenchmarkError, Endpoint, request_builder
+
+    async with AsyncExitStack() as stack:
+        children = [
+            await stack.enter_async_context(app_process("bot", fakes, database_url))
+            for _ in range(processes)
+        ]
+        urls = tuple(child.endpoint.url for child in children)
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+
+        async def idle_one(url: str) -> None:
+            async with http.get(idle_url(url)) as response:
+                await response.read()
+                if response.status != 200:
+                    raise BenchmarkError(f"{url} answered {response.status} to the idle probe")
+
+        async def idle() -> None:
+            await asyncio.gather(*(idle_one(url) for url in urls))
+
+        yield Endpoint(
+            spread_name(processes),
+            urls[0],
+            http,
+            request_builder(fakes.slack),
+            idle,
+            approvals=True,
+            urls=urls,
+        )
 
 
 def main(argv: list[str]) -> int:

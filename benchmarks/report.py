@@ -192,6 +192,12 @@ METHOD = """\
   share one event loop, the same for the bot and the baselines.
 - Scenario 2 first pauses a run (a mention whose model reply calls `delete_customer`), untimed,
   then times the click on Approve until the resumed run's final answer is posted.
+- **bot xN** (with `--processes N`): scenarios 1 and 2 on PostgreSQL against N bot processes
+  (`benchmarks/process.py`, as in scenario 3) sharing one scratch database. The signed requests
+  go to the processes in turn (round-robin), so in scenario 2 the click reaches another process
+  than the mention that paused the run. Between samples every process goes idle. Unlike the
+  one-process **bot** rows, these processes do not share the sender's and the fakes' process;
+  with N processes on a machine of few cores they share its CPU with them and each other.
 - Scenario 3 runs the app alone in a child process (`benchmarks/process.py`), so that the
   sender's and the fakes' CPU do not slow its acks: N senders each send one mention at the same
   moment; the next round starts when every mention of the round is answered.
@@ -227,6 +233,7 @@ def markdown_report(
         "uv run python -m benchmarks               # all of it, a few minutes; rewrites docs/",
         "uv run python -m benchmarks --quick       # tiny samples, output to a temp dir (CI)",
         "uv run python -m benchmarks --scenario 2 --db postgres --out /tmp/bench",
+        "uv run python -m benchmarks --processes 2 # adds bot x2: S1 and S2, two bot processes",
         "uv run python -m benchmarks --profile     # pyinstrument, scenarios 1 and 2 → docs/",
         "uv run python -m benchmarks.memory bot    # scenario 6 for one app, as JSON",
         "```",

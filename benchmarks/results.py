@@ -37,7 +37,7 @@ class Measurement:
     scenario: int
     case: str
     db: str  # "sqlite", "postgres", or "-" for the baseline, which has none
-    app: str  # "bot" or "baseline"
+    app: str  # "baseline", "baseline-sdk", "bot", or "bot xN" for N bot processes on one database
     samples_ms: tuple[float, ...]
     x: int | None = None  # senders, pending approvals or earlier messages, for the plot
 
@@ -86,16 +86,16 @@ def _find(
 
 
 def _ratio_checks(ms: Sequence[Measurement], scenario: int, dbs: Sequence[str]) -> list[Check]:
-    checks = []
+    checks: list[Check] = []
     base = _find(ms, scenario, "baseline", None)
-    for db in dbs:
-        bot = _find(ms, scenario, "bot", db)
-        if base is None or bot is None:
-            continue
+    if base is None:
+        return checks
+    bots = [m for m in ms if m.scenario == scenario and m.app.startswith("bot") and m.db in dbs]
+    for bot in bots:
         ratio = bot.p50 / base.p50
         checks.append(
             Check(
-                f"S{scenario} {SCENARIOS[scenario]} p50, bot / baseline ({db})",
+                f"S{scenario} {SCENARIOS[scenario]} p50, {bot.app} / baseline ({bot.db})",
                 f"{ratio:.2f}x ({bot.p50:.1f} / {base.p50:.1f} ms)",
                 f"≤ {MENTION_RATIO}x",
                 ratio <= MENTION_RATIO,

@@ -119,7 +119,7 @@ async def click_once(
         thread_ts=thread_ts,
         response_url=fakes.slack.response_url("click"),
     )
-    answer = FINAL_ANSWER if endpoint.threadgate is not None else None
+    answer = FINAL_ANSWER if endpoint.approvals else None
     with window():
         start = time.perf_counter()
         await endpoint.post(request)
@@ -135,7 +135,7 @@ async def approval_round_trip(
     """Bot: pause first (not timed), then time the click. Baseline: just the click."""
     thread_ts = new_thread_ts()
     approval_id = "ap_baselinebaseline"
-    if endpoint.threadgate is not None:
+    if endpoint.approvals:
         approval_id = await pause(endpoint, fakes, thread_ts)
     return await click_once(endpoint, fakes, thread_ts, approval_id, window)
 
