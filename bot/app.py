@@ -104,6 +104,7 @@ class Threadgate:
             self._sweeper_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper_task
+        await self.conversations.inbox.close()
         await self.conversations.runs.close()
         if self.client.session is not None:
             await self.client.session.close()

@@ -11,6 +11,7 @@ from bot.runs import AgentRuns, thread_context
 from bot.thread_replies import ThreadReplies
 from storage import repositories as repo
 from storage.database import Database
+from storage.inbox import Inbox
 from storage.models import Job, JobStatus, RunStatus
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class Conversations:
         kick: Callable[[str], None],
     ) -> None:
         self.db = db
+        self.inbox = Inbox(db)
         self.runs = runs
         self.approvals = approvals
         self.replies = replies
@@ -62,14 +64,15 @@ class Conversations:
     async def receive(self, message: IncomingMessage) -> repo.Accepted:
         """Store the message before Slack gets its ack, so an ack never outlives a crash."""
         thread = message.thread
-        accepted = await repo.accept_message(
-            self.db,
-            event_id=message.event_id,
-            thread=thread,
-            user_id=message.user_id,
-            message_ts=message.ts,
-            text=message.text,
-            only_known_thread=not message.addressed_to_bot,
+        accepted = await self.inbox.accept(
+            repo.IncomingRow(
+                event_id=message.event_id,
+                thread=thread,
+                user_id=message.user_id,
+                message_ts=message.ts,
+                text=message.text,
+                only_known_thread=not message.addressed_to_bot,
+            )
         )
         if accepted == repo.Accepted.QUEUED:
             self.kick(thread.key)

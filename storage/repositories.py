@@ -86,6 +86,16 @@ class ThreadRef:
         return cls(team_id, channel_id, thread_ts)
 
 
+@dataclass(frozen=True)
+class IncomingRow:
+    event_id: str
+    thread: ThreadRef
+    user_id: str
+    message_ts: str
+    text: str
+    only_known_thread: bool
+
+
 async def accept_message(
     db: Database,
     *,
@@ -96,44 +106,55 @@ async def accept_message(
     text: str,
     only_known_thread: bool,
 ) -> Accepted:
-    """Durably queue a message for its thread, once, however often Slack delivers it.
+    """Durably queue a message for its thread, once, however often Slack delivers it."""
+    row = IncomingRow(event_id, thread, user_id, message_ts, text, only_known_thread)
+    [accepted] = await accept_messages(db, [row])
+    return accepted
 
-    The event id catches Slack's retries; the message's own ts catches the second event Slack
-    sends for a message that mentions the bot (`app_mention` and `message`).
-    """
+
+async def accept_messages(db: Database, rows: Sequence[IncomingRow]) -> list[Accepted]:
+    """Queue several messages in one transaction: the group commit behind a burst of acks."""
     async with db.write(urgent=True) as session:
-        if not await _insert_ignoring_conflict(session, SlackEvent, {"event_id": event_id}):
-            return Accepted.DUPLICATE_EVENT
-        known = await session.get(Thread, thread.key) is not None
-        if only_known_thread and not known:
-            return Accepted.NOT_OUR_THREAD
-        if not known:
-            await _insert_ignoring_conflict(
-                session,
-                Thread,
-                {
-                    "key": thread.key,
-                    "team_id": thread.team_id,
-                    "channel_id": thread.channel_id,
-                    "thread_ts": thread.thread_ts,
-                    "created_at": utcnow(),
-                },
-            )
-        inserted = await _insert_ignoring_conflict(
+        return [await _accept(session, row) for row in rows]
+
+
+async def _accept(session: AsyncSession, row: IncomingRow) -> Accepted:
+    """The event id catches Slack's retries; the message's own ts catches the second event
+    Slack sends for a message that mentions the bot (`app_mention` and `message`).
+    """
+    thread = row.thread
+    if not await _insert_ignoring_conflict(session, SlackEvent, {"event_id": row.event_id}):
+        return Accepted.DUPLICATE_EVENT
+    known = await session.get(Thread, thread.key) is not None
+    if row.only_known_thread and not known:
+        return Accepted.NOT_OUR_THREAD
+    if not known:
+        await _insert_ignoring_conflict(
             session,
-            Job,
+            Thread,
             {
-                "thread_key": thread.key,
-                "kind": JobKind.MESSAGE,
-                "status": JobStatus.QUEUED,
-                "dedupe_key": f"msg:{thread.team_id}:{thread.channel_id}:{message_ts}",
-                "user_id": user_id,
-                "message_ts": message_ts,
-                "text": text,
+                "key": thread.key,
+                "team_id": thread.team_id,
+                "channel_id": thread.channel_id,
+                "thread_ts": thread.thread_ts,
                 "created_at": utcnow(),
             },
         )
-        return Accepted.QUEUED if inserted else Accepted.DUPLICATE_MESSAGE
+    inserted = await _insert_ignoring_conflict(
+        session,
+        Job,
+        {
+            "thread_key": thread.key,
+            "kind": JobKind.MESSAGE,
+            "status": JobStatus.QUEUED,
+            "dedupe_key": f"msg:{thread.team_id}:{thread.channel_id}:{row.message_ts}",
+            "user_id": row.user_id,
+            "message_ts": row.message_ts,
+            "text": row.text,
+            "created_at": utcnow(),
+        },
+    )
+    return Accepted.QUEUED if inserted else Accepted.DUPLICATE_MESSAGE
 
 
 # --- the thread lease and its job queue ----------------------------------------------------
