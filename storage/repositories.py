@@ -113,48 +113,102 @@ async def accept_message(
 
 
 async def accept_messages(db: Database, rows: Sequence[IncomingRow]) -> list[Accepted]:
-    """Queue several messages in one transaction: the group commit behind a burst of acks."""
-    async with db.write(urgent=True) as session:
-        return [await _accept(session, row) for row in rows]
+    """Queue several messages in one transaction of three statements, whatever their number.
 
-
-async def _accept(session: AsyncSession, row: IncomingRow) -> Accepted:
-    """The event id catches Slack's retries; the message's own ts catches the second event
-    Slack sends for a message that mentions the bot (`app_mention` and `message`).
+    The event id catches Slack's retries; the message's own ts catches the second event Slack
+    sends for a message that mentions the bot (`app_mention` and `message`). Rows keep their
+    order, so jobs of one thread are numbered in the order the messages came.
     """
-    thread = row.thread
-    if not await _insert_ignoring_conflict(session, SlackEvent, {"event_id": row.event_id}):
-        return Accepted.DUPLICATE_EVENT
-    known = await session.get(Thread, thread.key) is not None
-    if row.only_known_thread and not known:
-        return Accepted.NOT_OUR_THREAD
-    if not known:
-        await _insert_ignoring_conflict(
+    if not rows:
+        return []
+    now = utcnow()
+    results: list[Accepted | None] = [None] * len(rows)
+    async with db.write(urgent=True) as session:
+        first_of_event: dict[str, int] = {}
+        for index, row in enumerate(rows):
+            if row.event_id in first_of_event:
+                results[index] = Accepted.DUPLICATE_EVENT
+            else:
+                first_of_event[row.event_id] = index
+        new_events = await _insert_returning(
+            session,
+            SlackEvent,
+            [{"event_id": e, "received_at": now} for e in first_of_event],
+            key="event_id",
+        )
+        live: list[int] = []
+        for event_id, index in first_of_event.items():
+            if event_id in new_events:
+                live.append(index)
+            else:
+                results[index] = Accepted.DUPLICATE_EVENT
+        keys = {rows[i].thread.key for i in live}
+        known = set(await session.scalars(select(col(Thread.key)).where(col(Thread.key).in_(keys))))
+        wanted: list[int] = []
+        for index in live:
+            if rows[index].only_known_thread and rows[index].thread.key not in known:
+                results[index] = Accepted.NOT_OUR_THREAD
+            else:
+                wanted.append(index)
+        new_threads = {rows[i].thread.key: rows[i].thread for i in wanted}
+        await _insert_returning(
             session,
             Thread,
-            {
-                "key": thread.key,
-                "team_id": thread.team_id,
-                "channel_id": thread.channel_id,
-                "thread_ts": thread.thread_ts,
-                "created_at": utcnow(),
-            },
+            [
+                {
+                    "key": t.key,
+                    "team_id": t.team_id,
+                    "channel_id": t.channel_id,
+                    "thread_ts": t.thread_ts,
+                    "created_at": now,
+                }
+                for key, t in new_threads.items()
+                if key not in known
+            ],
+            key="key",
         )
-    inserted = await _insert_ignoring_conflict(
-        session,
-        Job,
-        {
-            "thread_key": thread.key,
-            "kind": JobKind.MESSAGE,
-            "status": JobStatus.QUEUED,
-            "dedupe_key": f"msg:{thread.team_id}:{thread.channel_id}:{row.message_ts}",
-            "user_id": row.user_id,
-            "message_ts": row.message_ts,
-            "text": row.text,
-            "created_at": utcnow(),
-        },
-    )
-    return Accepted.QUEUED if inserted else Accepted.DUPLICATE_MESSAGE
+        first_of_message: dict[str, int] = {}
+        for index in wanted:
+            thread = rows[index].thread
+            dedupe = f"msg:{thread.team_id}:{thread.channel_id}:{rows[index].message_ts}"
+            if dedupe in first_of_message:
+                results[index] = Accepted.DUPLICATE_MESSAGE
+            else:
+                first_of_message[dedupe] = index
+        queued = await _insert_returning(
+            session,
+            Job,
+            [
+                {
+                    "thread_key": rows[index].thread.key,
+                    "kind": JobKind.MESSAGE,
+                    "status": JobStatus.QUEUED,
+                    "dedupe_key": dedupe,
+                    "user_id": rows[index].user_id,
+                    "message_ts": rows[index].message_ts,
+                    "text": rows[index].text,
+                    "created_at": now,
+                }
+                for dedupe, index in first_of_message.items()
+            ],
+            key="dedupe_key",
+        )
+        for dedupe, index in first_of_message.items():
+            results[index] = Accepted.QUEUED if dedupe in queued else Accepted.DUPLICATE_MESSAGE
+    return [r if r is not None else Accepted.DUPLICATE_EVENT for r in results]
+
+
+async def _insert_returning(
+    session: AsyncSession, model: type[SQLModel], values: list[dict[str, Any]], *, key: str
+) -> set[str]:
+    """Insert rows unless their unique key is taken; returns the keys this call inserted."""
+    if not values:
+        return set()
+    table = model.__table__  # type: ignore[attr-defined]
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(table).values(values).on_conflict_do_nothing().returning(table.c[key])
+    return set((await session.scalars(stmt)).all())
 
 
 # --- the thread lease and its job queue ----------------------------------------------------
