@@ -53,6 +53,16 @@ class Database:
             self.engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False
         )
         self._write_lock = PriorityLock() if self.is_sqlite else None
+        # On PostgreSQL the urgent writes get connections of their own, so an ack never
+        # waits for a connection that background runs are holding.
+        self._urgent_engine: AsyncEngine | None = None
+        self._urgent_writer = self._writer
+        if not self.is_sqlite:
+            self._urgent_engine = create_async_engine(
+                url, echo=echo, pool_size=2, max_overflow=4, pool_pre_ping=False
+            )
+            setattr(self._urgent_engine.dialect, CIPHER_ATTRIBUTE, cipher)
+            self._urgent_writer = async_sessionmaker(self._urgent_engine, expire_on_commit=False)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -64,10 +74,11 @@ class Database:
         """A transaction that commits on success; on SQLite it holds the write lock throughout.
 
         `urgent` is for the few writes a Slack request waits on before its ack: on SQLite they
-        go ahead of queued background writes.
+        go ahead of queued background writes, on PostgreSQL they have their own connections.
         """
         if self._write_lock is None:
-            async with self._writer() as session, session.begin():
+            maker = self._urgent_writer if urgent else self._writer
+            async with maker() as session, session.begin():
                 yield session
             return
         await self._write_lock.acquire(urgent=urgent)
@@ -79,6 +90,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._urgent_engine is not None:
+            await self._urgent_engine.dispose()
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
