@@ -44,18 +44,6 @@ def new_run_id() -> str:
     return "run_" + uuid.uuid4().hex
 
 
-async def _insert_ignoring_conflict(
-    session: AsyncSession, model: type[SQLModel], values: dict[str, Any]
-) -> bool:
-    """Insert a row unless a unique key already holds it; True when this call inserted it."""
-    table = model.__table__  # type: ignore[attr-defined]
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    stmt = module.insert(table).values(**values).on_conflict_do_nothing()
-    result = await session.execute(stmt)
-    return _rowcount(result) == 1
-
-
 def _rowcount(result: Any) -> int:
     return result.rowcount if isinstance(result, CursorResult) else 0
 
@@ -607,17 +595,20 @@ async def decide_approval(
             return Decision(approval=approval, won=True, resume_queued=False)
         run.status = RunStatus.RESUMING
         run.updated_at = utcnow()
-        await _insert_ignoring_conflict(
+        await _insert_returning(
             session,
             Job,
-            {
-                "thread_key": run.thread_key,
-                "kind": JobKind.RESUME,
-                "status": JobStatus.QUEUED,
-                "dedupe_key": f"resume:{run.id}:{run.generation}",
-                "run_id": run.id,
-                "created_at": utcnow(),
-            },
+            [
+                {
+                    "thread_key": run.thread_key,
+                    "kind": JobKind.RESUME,
+                    "status": JobStatus.QUEUED,
+                    "dedupe_key": f"resume:{run.id}:{run.generation}",
+                    "run_id": run.id,
+                    "created_at": utcnow(),
+                }
+            ],
+            key="dedupe_key",
         )
         return Decision(approval=approval, won=True, resume_queued=True)
 
@@ -754,10 +745,18 @@ async def retry_run(db: Database, *, run_id: str) -> tuple[RetryOutcome, Run | N
                 "dedupe_key": f"retry:{run.id}",
             }
         run.updated_at = now
-        await _insert_ignoring_conflict(
+        await _insert_returning(
             session,
             Job,
-            {"thread_key": run.thread_key, "status": JobStatus.QUEUED, "created_at": now, **values},
+            [
+                {
+                    "thread_key": run.thread_key,
+                    "status": JobStatus.QUEUED,
+                    "created_at": now,
+                    **values,
+                }
+            ],
+            key="dedupe_key",
         )
         return RetryOutcome.QUEUED, run
 
