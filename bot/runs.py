@@ -23,7 +23,7 @@ from storage.crypto import Cipher
 from storage.repositories import SavedState
 
 SDK_VERSION = version("openai-agents")
-SESSION_CACHE = 256
+SESSION_CACHE = 32
 
 
 @dataclass(frozen=True)
