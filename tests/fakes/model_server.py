@@ -175,7 +175,7 @@ class FakeModelServer:
     async def wait_for_requests(
         self,
         count: int,
-        timeout: float = 10.0,  # noqa: ASYNC109 - a default deadline keeps every test call short
+        timeout: float = 30.0,  # noqa: ASYNC109 - a default deadline keeps every test call short
     ) -> list[dict[str, Any]]:
         try:
             async with asyncio.timeout(timeout), self._changed:

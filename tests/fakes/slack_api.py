@@ -169,7 +169,7 @@ class FakeSlackAPI:
         *,
         count: int = 1,
         where: Callable[[RecordedCall], bool] | None = None,
-        timeout: float = 10.0,  # noqa: ASYNC109 - a default deadline keeps every test call short
+        timeout: float = 30.0,  # noqa: ASYNC109 - a default deadline keeps every test call short
     ) -> list[RecordedCall]:
         def matching() -> list[RecordedCall]:
             return [c for c in self.calls_to(method) if where is None or where(c)]
@@ -188,7 +188,7 @@ class FakeSlackAPI:
         self,
         count: int,
         *,
-        timeout: float = 10.0,  # noqa: ASYNC109 - same reason as wait_for
+        timeout: float = 30.0,  # noqa: ASYNC109 - same reason as wait_for
     ) -> list[RecordedFault]:
         try:
             async with asyncio.timeout(timeout), self._changed:

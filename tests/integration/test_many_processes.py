@@ -179,7 +179,7 @@ async def test_sigkill_mid_run_is_noticed_within_the_lease_and_retry_never_rerun
         first.process.kill()
         await first.process.wait()
 
-        [note] = await slack.wait_for("chat.postMessage", where=has_retry, timeout=15)
+        [note] = await slack.wait_for("chat.postMessage", where=has_retry, timeout=30)
         assert "stopped unexpectedly" in note.args["text"]
         run_id = retry_value(note)
         await second.send(
