@@ -48,14 +48,21 @@ async def ask(
 
 
 async def click(
-    bot: RunningBot, approval_id: str, *, user: str = APPROVER, action: str = APPROVE_ACTION
+    bot: RunningBot,
+    approval_id: str,
+    *,
+    user: str = APPROVER,
+    action: str = APPROVE_ACTION,
+    channel: str = CHANNEL,
+    team_id: str | None = None,
 ) -> int:
     status, _ = await bot.send(
         bot.requests.block_actions(
             user=user,
             action_id=action,
             value=approval_id,
-            channel=CHANNEL,
+            channel=channel,
+            team_id=team_id,
             message_ts="1700000002.000100",
             thread_ts=THREAD_TS,
             trigger_id="trigger-1",
@@ -76,6 +83,12 @@ async def reject_with(bot: RunningBot, approval_id: str, reason: str, user: str 
     )
     await bot.settle()
     return status
+
+
+async def status_of(bot: RunningBot, approval_id: str) -> ApprovalStatus:
+    approval = await repo.get_approval(bot.app.db, approval_id)
+    assert approval is not None
+    return approval.status
 
 
 def private_notes(slack: FakeSlackAPI, user: str) -> list[str]:
@@ -195,9 +208,7 @@ async def test_closing_the_modal_leaves_the_approval_pending(
         )
         await bot.settle()
         assert status == 200
-        approval = await repo.get_approval(bot.app.db, approval_id)
-        assert approval is not None
-        assert approval.status == ApprovalStatus.PENDING
+        assert await status_of(bot, approval_id) == ApprovalStatus.PENDING
 
 
 @pytest.mark.parametrize(
@@ -328,9 +339,7 @@ async def test_forged_button_values_get_a_private_answer_and_change_nothing(
         assert not executions
         assert not slack.calls_to("chat.update")
         [approval_id] = approval_ids(approval_messages(slack)[0])
-        approval = await repo.get_approval(bot.app.db, approval_id)
-        assert approval is not None
-        assert approval.status == ApprovalStatus.PENDING
+        assert await status_of(bot, approval_id) == ApprovalStatus.PENDING
 
 
 async def test_an_id_from_another_channel_or_team_is_refused(
@@ -341,31 +350,11 @@ async def test_an_id_from_another_channel_or_team_is_refused(
     ) as bot:
         await ask(bot)
         [approval_id] = approval_ids(approval_messages(slack)[0])
-        for request in (
-            bot.requests.block_actions(
-                user=APPROVER,
-                action_id=APPROVE_ACTION,
-                value=approval_id,
-                channel="C0OTHER",
-                message_ts="1.0",
-            ),
-            bot.requests.block_actions(
-                user=APPROVER,
-                action_id=APPROVE_ACTION,
-                value=approval_id,
-                channel=CHANNEL,
-                message_ts="1.0",
-                team_id="T0EVIL",
-            ),
-        ):
-            status, _ = await bot.send(request)
-            await bot.settle()
-            assert status == 200
+        assert await click(bot, approval_id, channel="C0OTHER") == 200
+        assert await click(bot, approval_id, team_id="T0EVIL") == 200
         assert len(private_notes(slack, APPROVER)) == 2
         assert not executions
-        approval = await repo.get_approval(bot.app.db, approval_id)
-        assert approval is not None
-        assert approval.status == ApprovalStatus.PENDING
+        assert await status_of(bot, approval_id) == ApprovalStatus.PENDING
 
 
 async def test_a_view_submission_for_a_decided_approval_changes_nothing(
