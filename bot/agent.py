@@ -12,12 +12,12 @@ from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
 from agents.models.openai_responses import OpenAIResponsesModel
 from agents.tool_context import ToolContext
 from openai import AsyncOpenAI
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import Config, ConfigError
 from bot.policy import Policy
 from bot.runs import AgentRuns
 from storage.crypto import Cipher
+from storage.database import Database
 
 
 def load_tool_modules(modules: list[str], *, config_path: Path | None) -> dict[str, FunctionTool]:
@@ -130,7 +130,7 @@ def build_runs(
     tools: Mapping[str, FunctionTool],
     policy: Policy,
     *,
-    engine: AsyncEngine,
+    db: Database,
     ledger: ExecutionLedger,
     cipher: Cipher | None,
     model: Model | None,
@@ -146,7 +146,7 @@ def build_runs(
     return AgentRuns(
         build_agent(config, tools, policy, model, ledger),
         max_turns=config.agent.max_turns,
-        engine=engine,
+        db=db,
         history_limit=config.agent.history_limit,
         client=client,
         cipher=cipher,

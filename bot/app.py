@@ -155,7 +155,7 @@ def build_app(
         config,
         tools,
         policy,
-        engine=db.engine,
+        db=db,
         ledger=ExecutionLedger(db),
         cipher=db.cipher,
         model=model,

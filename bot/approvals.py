@@ -8,7 +8,7 @@ resume job; the thread's worker runs it, loading the state from the database.
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -100,16 +100,25 @@ class Approvals:
 
     # --- a run ends or pauses --------------------------------------------------------------
 
-    async def settle(self, run: Run, thread: repo.ThreadRef, outcome: RunOutcome) -> None:
-        """Answer in the thread, or store the pause and post one request per call."""
+    async def settle(
+        self,
+        run: Run,
+        thread: repo.ThreadRef,
+        outcome: RunOutcome,
+        new_history: Sequence[str],
+    ) -> None:
+        """Answer in the thread, or store the pause and post one request per call; the run's
+        new history items are stored with either."""
         if not outcome.pending or outcome.saved is None:
-            if await repo.finish_run(self.db, run_id=run.id, status=RunStatus.COMPLETED):
+            if await repo.finish_run(
+                self.db, run_id=run.id, status=RunStatus.COMPLETED, new_history=new_history
+            ):
                 await self.replies.answer(thread, outcome.final_text or "")
             else:
                 log.warning("run %s finished after it was marked interrupted", run.id)
             return
         try:
-            rows = await self._pause(run, thread, outcome)
+            rows = await self._pause(run, thread, outcome, new_history)
         except LookupError:
             log.warning("run %s paused after it was marked interrupted", run.id)
             return
@@ -123,12 +132,19 @@ class Approvals:
                     self.db, approval_id=approval.id, message_ts=str(response["ts"])
                 )
 
-    async def _pause(self, run: Run, thread: repo.ThreadRef, outcome: RunOutcome) -> list[Approval]:
+    async def _pause(
+        self,
+        run: Run,
+        thread: repo.ThreadRef,
+        outcome: RunOutcome,
+        new_history: Sequence[str],
+    ) -> list[Approval]:
         assert outcome.saved is not None
         return await repo.pause_run(
             self.db,
             run_id=run.id,
             saved=outcome.saved,
+            new_history=new_history,
             approvals=[
                 repo.NewApproval(
                     call_id=call.call_id,
@@ -280,29 +296,33 @@ class Approvals:
             await self._resume_failed(run, thread, deferred, "The paused run is gone")
             return JobStatus.FAILED
         decisions = {a.call_id: self._call_decision(a) for a in approvals}
+        history = self.runs.history(job.thread_key)
         try:
             outcome, refused = await self.runs.resume(
                 run.state,
                 decisions=decisions,
                 new_messages=[message.text or "" for message in deferred],
-                thread_key=job.thread_key,
+                history=history,
             )
         except StateLoadError as exc:
             await self._resume_failed(run, thread, deferred, f"I couldn't resume the run: {exc}")
             return JobStatus.FAILED
         except Exception:
-            await self._resume_failed(run, thread, deferred, "The run failed after the decision")
+            await self._resume_failed(
+                run, thread, deferred, "The run failed after the decision", history.new_rows()
+            )
             return JobStatus.FAILED
         for index, message in enumerate(deferred):
             assert message.id is not None
             if index not in refused:
                 await repo.finish_job(self.db, job_id=message.id, status=JobStatus.DONE)
         await repo.requeue_jobs(self.db, job_ids=[deferred[i].id or 0 for i in refused])
+        # The answer goes out first; the requests' messages show what ran right after.
+        await self.settle(run, thread, outcome, history.new_rows())
         ran = await repo.approvals_of_run(self.db, run_id=run.id, generation=run.generation)
         for approval in ran:
             if approval.status == ApprovalStatus.APPROVED and approval.outcome is not None:
                 await self._show(approval)
-        await self.settle(run, thread, outcome)
         return JobStatus.DONE
 
     def _call_decision(self, approval: Approval) -> CallDecision:
@@ -313,11 +333,22 @@ class Approvals:
         return CallDecision(approved=False, message=approval.reason or REJECTED_WITHOUT_REASON)
 
     async def _resume_failed(
-        self, run: Run, thread: repo.ThreadRef, deferred: list[Job], what: str
+        self,
+        run: Run,
+        thread: repo.ThreadRef,
+        deferred: list[Job],
+        what: str,
+        new_history: Sequence[str] = (),
     ) -> None:
         """The decisions stay on record and the run ends; nothing that ran is run again."""
         ref = new_ref()
         log.error("resume of run %s failed (ref %s)", run.id, ref, exc_info=True)
-        await repo.finish_run(self.db, run_id=run.id, status=RunStatus.FAILED, error_ref=ref)
+        await repo.finish_run(
+            self.db,
+            run_id=run.id,
+            status=RunStatus.FAILED,
+            error_ref=ref,
+            new_history=new_history,
+        )
         await repo.requeue_jobs(self.db, job_ids=[job.id for job in deferred if job.id])
         await self.replies.failure(thread, f"{what}; the run has stopped.", ref)

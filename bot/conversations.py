@@ -82,16 +82,22 @@ class Conversations:
         thread = repo.ThreadRef.from_key(job.thread_key)
         assert job.id is not None
         user = job.user_id or "unknown"
-        run, parked = await repo.begin_run(
-            self.db, thread_key=job.thread_key, job_id=job.id, requested_by=user
+        begun = await repo.begin_run(
+            self.db,
+            thread_key=job.thread_key,
+            job_id=job.id,
+            requested_by=user,
+            history_limit=self.runs.history_limit,
         )
-        if parked:
+        if begun.parked:
             await self.replies.note(thread, WAITING_NOTE)
             return JobStatus.DEFERRED
+        run = begun.run
+        history = self.runs.history(job.thread_key, stored=begun.history)
         try:
             outcome = await self.runs.start(
                 job.text or "",
-                thread_key=job.thread_key,
+                history=history,
                 context=thread_context(
                     run_id=run.id,
                     team_id=thread.team_id,
@@ -103,8 +109,14 @@ class Conversations:
         except Exception:
             ref = new_ref()
             log.exception("run %s failed (ref %s)", run.id, ref)
-            await repo.finish_run(self.db, run_id=run.id, status=RunStatus.FAILED, error_ref=ref)
+            await repo.finish_run(
+                self.db,
+                run_id=run.id,
+                status=RunStatus.FAILED,
+                error_ref=ref,
+                new_history=history.new_rows(),
+            )
             await self.replies.failure(thread, "Sorry, I couldn't answer that.", ref)
             return JobStatus.FAILED
-        await self.approvals.settle(run, thread, outcome)
+        await self.approvals.settle(run, thread, outcome, history.new_rows())
         return JobStatus.DONE

@@ -12,18 +12,16 @@ from importlib.metadata import version
 from typing import Any
 
 from agents import Agent, Runner, RunResult, RunState, ToolApprovalItem
-from agents.extensions.memory import SQLAlchemySession
-from agents.memory import Session, SessionSettings
+from agents.memory import SessionSettings
 from agents.run_state import CURRENT_SCHEMA_VERSION
 from openai import AsyncOpenAI
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.encrypted_session import SealedSession
+from bot.run_history import RunHistory
 from storage.crypto import Cipher
+from storage.database import Database
 from storage.repositories import SavedState
 
 SDK_VERSION = version("openai-agents")
-SESSION_CACHE = 32
 
 
 @dataclass(frozen=True)
@@ -64,14 +62,14 @@ def thread_context(
 
 
 class AgentRuns:
-    """Runs the agent with each thread's own history, kept by the SDK's SQLAlchemySession."""
+    """Runs the agent with each thread's own history (bot.run_history)."""
 
     def __init__(
         self,
         agent: Agent[Any],
         *,
         max_turns: int,
-        engine: AsyncEngine,
+        db: Database,
         history_limit: int,
         client: AsyncOpenAI | None = None,
         cipher: Cipher | None = None,
@@ -80,26 +78,19 @@ class AgentRuns:
         self.cipher = cipher
         self.client = client
         self.max_turns = max_turns
-        self.engine = engine
-        self.history = SessionSettings(limit=history_limit)
-        self._sessions: dict[str, Session] = {}
+        self.db = db
+        self.history_limit = history_limit
 
-    def session(self, thread_key: str) -> Session:
-        """Same id on start and resume, or the tool output never reaches the history.
-
-        Building an SDK session declares its tables anew, so recent threads keep theirs; a
-        thread's runs never overlap (its lease sees to that), so sharing one is safe.
-        """
-        session = self._sessions.pop(thread_key, None)
-        if session is None:
-            stored = SQLAlchemySession(
-                thread_key, engine=self.engine, session_settings=self.history
-            )
-            session = SealedSession(stored, self.cipher)
-        self._sessions[thread_key] = session
-        if len(self._sessions) > SESSION_CACHE:
-            self._sessions.pop(next(iter(self._sessions)))
-        return session
+    def history(self, thread_key: str, *, stored: list[str] | None = None) -> RunHistory:
+        """A run's session; `stored` is the thread's newest `history_limit` rows, if read."""
+        return RunHistory(
+            self.db,
+            thread_key,
+            cipher=self.cipher,
+            settings=SessionSettings(limit=self.history_limit),
+            stored=stored,
+            stored_limit=self.history_limit,
+        )
 
     async def close(self) -> None:
         if self.client is not None:
@@ -109,11 +100,14 @@ class AgentRuns:
     def tool_names(self) -> list[str]:
         return sorted(tool.name for tool in self.agent.tools)
 
-    async def start(self, text: str, *, thread_key: str, context: Mapping[str, str]) -> RunOutcome:
+    async def start(
+        self, text: str, *, history: RunHistory, context: Mapping[str, str]
+    ) -> RunOutcome:
+        """The run's new history items stay in `history` until its outcome is stored."""
         result = await Runner.run(
             self.agent,
             text,
-            session=self.session(thread_key),
+            session=history,
             context=dict(context),
             max_turns=self.max_turns,
         )
@@ -138,7 +132,7 @@ class AgentRuns:
         *,
         decisions: Mapping[str, CallDecision],
         new_messages: Sequence[str],
-        thread_key: str,
+        history: RunHistory,
     ) -> tuple[RunOutcome, list[int]]:
         """Apply the decisions and go on; returns the outcome and the indexes of the messages
         that the paused state could not take (they go back to the thread's queue).
@@ -161,7 +155,7 @@ class AgentRuns:
                 state.add_input(text)
             except Exception:
                 refused.append(index)
-        result = await Runner.run(self.agent, state, session=self.session(thread_key))
+        result = await Runner.run(self.agent, state, session=history)
         return _outcome(result), refused
 
 

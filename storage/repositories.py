@@ -19,6 +19,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
 
+from storage import history
 from storage.database import Database
 from storage.models import (
     Approval,
@@ -345,12 +346,25 @@ async def get_run(db: Database, run_id: str) -> Run | None:
         return await session.get(Run, run_id)
 
 
+@dataclass(frozen=True)
+class BegunRun:
+    run: Run
+    parked: bool  # the message waits on a run that waits for approval
+    history: list[str]  # the thread's newest items, oldest first, for a run that starts
+
+
 async def begin_run(
-    db: Database, *, thread_key: str, job_id: int, requested_by: str
-) -> tuple[Run, bool]:
+    db: Database,
+    *,
+    thread_key: str,
+    job_id: int,
+    requested_by: str,
+    history_limit: int | None = 0,
+) -> BegunRun:
     """Start a run for a message, or park the message on the run that waits for approval.
 
-    Returns the run and whether the message was parked (deferred) on a waiting run.
+    A starting run gets the thread's newest `history_limit` items (all for None) from the same
+    transaction, so the agent reads its history without a round trip of its own.
     """
     async with db.write() as session:
         waiting = await session.scalar(
@@ -368,11 +382,14 @@ async def begin_run(
                 .where(col(Job.id) == job_id)
                 .values(status=JobStatus.DEFERRED, run_id=waiting.id)
             )
-            return waiting, True
+            return BegunRun(waiting, parked=True, history=[])
         run = Run(id=new_run_id(), thread_key=thread_key, requested_by=requested_by)
         session.add(run)
         await session.execute(update(Job).where(col(Job.id) == job_id).values(run_id=run.id))
-        return run, False
+        items: list[str] = []
+        if history_limit is None or history_limit > 0:
+            items = await history.newest(session, thread_key=thread_key, limit=history_limit)
+        return BegunRun(run, parked=False, history=items)
 
 
 async def begin_resume(
@@ -430,8 +447,10 @@ async def pause_run(
     thread: ThreadRef,
     requested_by: str,
     expire_after: timedelta,
+    new_history: Sequence[str] = (),
 ) -> list[Approval]:
-    """Store the state and its approvals together, replacing any older snapshot of the run."""
+    """Store the state, its approvals and the thread's new history items together, replacing
+    any older snapshot of the run."""
     now = utcnow()
     async with db.write() as session:
         run = await session.get(Run, run_id, with_for_update=True)
@@ -462,26 +481,38 @@ async def pause_run(
             for item in approvals
         ]
         session.add_all(rows)
+        await history.append(session, thread_key=run.thread_key, items=new_history)
         return rows
 
 
 async def finish_run(
-    db: Database, *, run_id: str, status: RunStatus, error_ref: str | None = None
+    db: Database,
+    *,
+    run_id: str,
+    status: RunStatus,
+    error_ref: str | None = None,
+    new_history: Sequence[str] = (),
 ) -> bool:
-    """End a running run. A completed run drops its state; a failed one keeps it.
+    """End a running run, with the thread's new history items. A completed run drops its
+    state; a failed one keeps it.
 
-    Only a running run ends here: one that recovery already marked interrupted stays so.
+    Only a running run ends here: one that recovery already marked interrupted stays so, and
+    its items are not kept, as its retry will produce them again.
     """
     values: dict[str, Any] = {"status": status, "error_ref": error_ref, "updated_at": utcnow()}
     if status == RunStatus.COMPLETED:
         values["state"] = None
     async with db.write() as session:
-        result = await session.execute(
+        thread_key = await session.scalar(
             update(Run)
             .where(col(Run.id) == run_id, col(Run.status) == RunStatus.RUNNING)
             .values(**values)
+            .returning(col(Run.thread_key))
         )
-        return _rowcount(result) == 1
+        if thread_key is None:
+            return False
+        await history.append(session, thread_key=thread_key, items=new_history)
+        return True
 
 
 # --- approvals -----------------------------------------------------------------------------

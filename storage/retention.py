@@ -27,22 +27,19 @@ from sqlalchemy import (
     TIMESTAMP,
     ColumnElement,
     DateTime,
-    Integer,
-    String,
     bindparam,
-    column,
     delete,
     exists,
     func,
     or_,
     select,
-    table,
 )
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from storage.database import Database
+from storage.history import agent_messages, agent_sessions
 from storage.models import (
     Approval,
     ApprovalStatus,
@@ -63,20 +60,6 @@ FINISHED_RUNS = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.INTERRUPTED, R
 SETTLED_RUNS = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.RETRIED)
 ACTIVE_JOBS = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.DEFERRED)
 FINISHED_JOBS = (JobStatus.DONE, JobStatus.FAILED)
-
-# The SDK's SQLAlchemySession tables: not ours to declare, so only the columns we touch.
-# Their timestamps are naive `TIMESTAMP` set by the database's CURRENT_TIMESTAMP.
-agent_sessions = table(
-    "agent_sessions",
-    column("session_id", String),
-    column("updated_at", TIMESTAMP),
-)
-agent_messages = table(
-    "agent_messages",
-    column("id", Integer),
-    column("session_id", String),
-)
-
 
 @dataclass
 class PurgeCounts:
@@ -239,8 +222,8 @@ class _Purger:
     async def history_batch(self, session: AsyncSession) -> tuple[int, PurgeCounts]:
         """Idle conversations of threads with nothing in flight, each deleted whole.
 
-        Locking the session row makes the SDK's next append (which locks it too) wait, then
-        start a fresh conversation, rather than add to one being deleted.
+        A thread's next append upserts the session row, so it waits for this lock and then
+        starts a fresh conversation rather than adding to one being deleted.
         """
         sid = agent_sessions.c.session_id
         in_flight_run = exists().where(col(Run.thread_key) == sid, col(Run.status).in_(LIVE_RUNS))

@@ -33,8 +33,9 @@ async def _paused_run(db: Database, calls: int = 2) -> tuple[str, list[Approval]
     job = await repo.next_job_under_lease(db, thread_key=THREAD.key, owner="w", ttl=LEASE)
     assert job is not None
     assert job.id is not None
-    run, parked = await repo.begin_run(db, thread_key=THREAD.key, job_id=job.id, requested_by="U1")
-    assert not parked
+    begun = await repo.begin_run(db, thread_key=THREAD.key, job_id=job.id, requested_by="U1")
+    assert not begun.parked
+    run = begun.run
     approvals = await repo.pause_run(
         db,
         run_id=run.id,

@@ -24,7 +24,8 @@ from storage.models import (
     Thread,
     utcnow,
 )
-from storage.retention import PurgeCounts, agent_messages, agent_sessions, purge
+from storage.history import agent_messages, agent_sessions
+from storage.retention import PurgeCounts, purge
 
 DAY = timedelta(days=1)
 
@@ -80,11 +81,11 @@ class Builder:
         await self.message(thread, ts)
         job = await self.start(thread)
         assert job.id is not None
-        run, parked = await repo.begin_run(
+        begun = await repo.begin_run(
             self.db, thread_key=thread.key, job_id=job.id, requested_by="U1"
         )
-        assert not parked
-        return job, run
+        assert not begun.parked
+        return job, begun.run
 
     async def pause(self, thread: repo.ThreadRef, run_id: str, calls: int = 1) -> list[Approval]:
         return await repo.pause_run(

@@ -1,10 +1,12 @@
 """Fixtures for tests that drive the whole app over HTTP against the fakes."""
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from agents.testing import ModelCall, ModelStep, assistant_message
 
 from bot.blocks import APPROVE_ACTION
 from bot.config import ApprovalsConfig, Config, ToolsConfig
@@ -57,3 +59,15 @@ def approval_messages(slack: FakeSlackAPI) -> list[RecordedCall]:
 
 def texts(calls: list[RecordedCall]) -> list[str]:
     return [str(c.args.get("text", "")) for c in calls]
+
+
+def blocked_until(
+    event: asyncio.Event, answer: str, started: asyncio.Event | None = None
+) -> ModelStep:
+    async def respond(_call: ModelCall) -> Any:
+        if started is not None:
+            started.set()
+        await event.wait()
+        return [assistant_message(answer)]
+
+    return ModelStep.respond(respond)

@@ -1,5 +1,6 @@
 """A process dies mid-job: another notices, tells the thread, and Retry goes on safely."""
 
+import asyncio
 import json
 from collections import Counter
 from datetime import timedelta
@@ -11,6 +12,7 @@ from sqlmodel import col, select
 
 from bot.blocks import APPROVE_ACTION, RETRY_ACTION
 from bot.runs import CallDecision
+from storage import history
 from storage import repositories as repo
 from storage.database import Database
 from storage.models import (
@@ -33,6 +35,7 @@ from tests.integration.conftest import (
     approval_config,
     approval_ids,
     approval_messages,
+    blocked_until,
     texts,
 )
 from tests.running_app import RunningBot, running_bot
@@ -62,9 +65,9 @@ async def _message_job_running_in_a_dead_process(db: Database) -> str:
     job = await repo.next_job_under_lease(db, thread_key=THREAD.key, owner="dead:1", ttl=LEASE)
     assert job is not None
     assert job.id is not None
-    run, _ = await repo.begin_run(db, thread_key=THREAD.key, job_id=job.id, requested_by=ASKER)
+    begun = await repo.begin_run(db, thread_key=THREAD.key, job_id=job.id, requested_by=ASKER)
     await _dead_process_holds(db)
-    return run.id
+    return begun.run.id
 
 
 def retry_buttons(slack: FakeSlackAPI) -> list[RecordedCall]:
@@ -234,11 +237,12 @@ async def test_a_second_resume_of_the_same_pause_cannot_run_the_tool_again(
         await bot.settle()
         assert executions == Counter({"delete_customer:c3": 1})
         # Resume the very same stored pause again, as a buggy or racing caller might.
-        _outcome, _ = await bot.app.conversations.runs.resume(
+        runs = bot.app.conversations.runs
+        _outcome, _ = await runs.resume(
             saved,
             decisions={"call_1": CallDecision(approved=True)},
             new_messages=[],
-            thread_key=THREAD.key,
+            history=runs.history(THREAD.key),
         )
         assert executions == Counter({"delete_customer:c3": 1})
         approval = await _only(bot.app.db, Approval)
@@ -266,3 +270,27 @@ async def test_a_forged_retry_value_gets_a_private_answer(
         assert len(notes) == 4
         assert "can't find that run" in notes[2]
         assert not model.calls
+
+
+async def test_a_run_cut_short_leaves_no_history_and_its_retry_asks_once(
+    database_url: str, slack: FakeSlackAPI
+) -> None:
+    never, started = asyncio.Event(), asyncio.Event()
+    model = ScriptedModel(
+        [blocked_until(never, "never", started), [assistant_message("Sunny after all.")]]
+    )
+    async with running_bot(database_url=database_url, slack=slack, model=model) as bot:
+        await bot.send(bot.requests.mention(text="what is the weather?", ts=THREAD.thread_ts))
+        await started.wait()
+        assert await bot.app.stop(drain_timeout=0.2) is False
+        assert await history.read_newest(bot.app.db, thread_key=THREAD.key, limit=None) == []
+        run = await _only(bot.app.db, Run)
+        assert run.status == RunStatus.INTERRUPTED
+
+    async with running_bot(database_url=database_url, slack=slack, model=model) as bot:
+        await press_retry(bot, run.id, ASKER)
+        assert texts(slack.messages_in_thread(CHANNEL, THREAD.thread_ts))[-1] == "Sunny after all."
+        retried = model.calls[-1]
+        assert json.dumps(retried.input).count("what is the weather?") == 1
+        stored = await history.read_newest(bot.app.db, thread_key=THREAD.key, limit=None)
+        assert [json.loads(row)["role"] for row in stored] == ["user", "assistant"]

@@ -3,9 +3,8 @@
 import asyncio
 import json
 from collections import Counter
-from typing import Any
 
-from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_message, function_call
+from agents.testing import ScriptedModel, assistant_message, function_call
 
 from bot.blocks import APPROVE_ACTION
 from bot.config import AgentConfig, ApprovalsConfig, Config, ToolsConfig
@@ -13,20 +12,15 @@ from storage.database import Database
 from storage.models import Run, RunStatus
 from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack_api import FakeSlackAPI
-from tests.integration.conftest import APPROVER, CHANNEL, approval_ids, approval_messages, texts
+from tests.integration.conftest import (
+    APPROVER,
+    CHANNEL,
+    approval_ids,
+    approval_messages,
+    blocked_until,
+    texts,
+)
 from tests.running_app import bot_settings, running_bot
-
-
-def blocked_until(
-    event: asyncio.Event, answer: str, started: asyncio.Event | None = None
-) -> ModelStep:
-    async def respond(_call: ModelCall) -> Any:
-        if started is not None:
-            started.set()
-        await event.wait()
-        return [assistant_message(answer)]
-
-    return ModelStep.respond(respond)
 
 
 async def _runs(db: Database) -> list[Run]:

@@ -1,0 +1,99 @@
+"""A thread's conversation history, in the tables the Agents SDK's SQLAlchemySession created.
+
+The rows stay in the SDK's own layout (one JSON item per `agent_messages` row, one
+`agent_sessions` row per thread, ordered by `created_at` then `id`), so history written by
+earlier versions reads back as it was and the SDK's session could still read ours.
+
+What differs is when they are written: a run's new items are appended inside the transaction
+that records how the run ended or paused, so the history and the run's state never disagree,
+and a run cut short by a crash leaves no half of itself behind for its retry to repeat.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import TIMESTAMP, Integer, String, Text, column, delete, select, table
+from sqlalchemy import text as sql_text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.database import Database
+
+# Only the columns we touch. Timestamps are naive, set by the database's CURRENT_TIMESTAMP.
+agent_sessions = table(
+    "agent_sessions",
+    column("session_id", String),
+    column("updated_at", TIMESTAMP),
+)
+agent_messages = table(
+    "agent_messages",
+    column("id", Integer),
+    column("session_id", String),
+    column("message_data", Text),
+    column("created_at", TIMESTAMP),
+)
+
+
+async def newest(session: AsyncSession, *, thread_key: str, limit: int | None) -> list[str]:
+    """The thread's newest `limit` items (all of them for None), oldest first."""
+    m = agent_messages.c
+    stmt = select(m.message_data).where(m.session_id == thread_key)
+    if limit is None:
+        rows = await session.scalars(stmt.order_by(m.created_at, m.id))
+        return list(rows)
+    rows = await session.scalars(stmt.order_by(m.created_at.desc(), m.id.desc()).limit(limit))
+    return list(rows)[::-1]
+
+
+async def read_newest(db: Database, *, thread_key: str, limit: int | None) -> list[str]:
+    async with db.read() as session:
+        return await newest(session, thread_key=thread_key, limit=limit)
+
+
+async def append(session: AsyncSession, *, thread_key: str, items: Sequence[str]) -> None:
+    """Two statements however many items: the session row is upserted, the items inserted."""
+    if not items:
+        return
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    touch = (
+        module.insert(agent_sessions)
+        .values(session_id=thread_key)
+        .on_conflict_do_update(
+            index_elements=[agent_sessions.c.session_id],
+            set_={"updated_at": sql_text("CURRENT_TIMESTAMP")},
+        )
+    )
+    await session.execute(touch)
+    await session.execute(
+        agent_messages.insert().values(
+            [{"session_id": thread_key, "message_data": item} for item in items]
+        )
+    )
+
+
+async def pop_newest(db: Database, *, thread_key: str) -> str | None:
+    m = agent_messages.c
+    async with db.write() as session:
+        row = (
+            await session.execute(
+                select(m.id, m.message_data)
+                .where(m.session_id == thread_key)
+                .order_by(m.created_at.desc(), m.id.desc())
+                .limit(1)
+            )
+        ).first()
+        if row is None:
+            return None
+        await session.execute(delete(agent_messages).where(m.id == row.id))
+        return str(row.message_data)
+
+
+async def clear(db: Database, *, thread_key: str) -> None:
+    async with db.write() as session:
+        await session.execute(
+            delete(agent_messages).where(agent_messages.c.session_id == thread_key)
+        )
+        await session.execute(
+            delete(agent_sessions).where(agent_sessions.c.session_id == thread_key)
+        )
