@@ -287,16 +287,18 @@ class Approvals:
 
     async def handle_resume(self, job: Job) -> JobStatus:
         assert job.run_id is not None
-        begun = await repo.begin_resume(self.db, run_id=job.run_id)
+        begun = await repo.begin_resume(
+            self.db, run_id=job.run_id, history_limit=self.runs.history_limit
+        )
         if begun is None:
             return JobStatus.DONE  # already resumed by somebody else
-        run, approvals, deferred = begun
+        run, approvals, deferred = begun.run, begun.approvals, begun.deferred
         thread = repo.ThreadRef.from_key(job.thread_key)
         if run.state is None:
             await self._resume_failed(run, thread, deferred, "The paused run is gone")
             return JobStatus.FAILED
         decisions = {a.call_id: self._call_decision(a) for a in approvals}
-        history = self.runs.history(job.thread_key)
+        history = self.runs.history(job.thread_key, stored=begun.history)
         try:
             outcome, refused = await self.runs.resume(
                 run.state,

@@ -392,10 +392,19 @@ async def begin_run(
         return BegunRun(run, parked=False, history=items)
 
 
+@dataclass(frozen=True)
+class BegunResume:
+    run: Run
+    approvals: list[Approval]  # the decisions of the run's current pause
+    deferred: list[Job]  # messages that arrived while the run waited
+    history: list[str]  # the thread's newest items, oldest first
+
+
 async def begin_resume(
-    db: Database, *, run_id: str
-) -> tuple[Run, list[Approval], list[Job]] | None:
-    """Claim the run for its resume job, with the decisions and the parked messages, at once.
+    db: Database, *, run_id: str, history_limit: int | None = 0
+) -> BegunResume | None:
+    """Claim the run for its resume job, with the decisions, the parked messages and the
+    thread's newest `history_limit` items (all for None), at once.
 
     Exactly one resume job gets the run; any other (a duplicate, a stale retry) gets None.
     """
@@ -420,7 +429,10 @@ async def begin_resume(
             .where(col(Job.run_id) == run.id, col(Job.status) == JobStatus.DEFERRED)
             .order_by(col(Job.id))
         )
-        return run, list(approvals), list(deferred)
+        items: list[str] = []
+        if history_limit is None or history_limit > 0:
+            items = await history.newest(session, thread_key=run.thread_key, limit=history_limit)
+        return BegunResume(run, list(approvals), list(deferred), items)
 
 
 @dataclass(frozen=True)
