@@ -32,7 +32,7 @@ from bot.user_groups import UserGroups
 from storage import repositories as repo
 from storage import schema
 from storage.database import Database
-from storage.models import Job, JobKind, JobStatus
+from storage.models import JobKind, JobStatus
 
 if TYPE_CHECKING:
     from agents import Model
@@ -169,6 +169,7 @@ def build_app(
         background,
         owner=process_owner(),
         lease=timedelta(seconds=settings.lease_seconds),
+        history_limit=config.agent.history_limit,
         max_workers=settings.max_workers,
     )
     replies = ThreadReplies(client)
@@ -189,10 +190,11 @@ def build_app(
         kick=queue.kick,
     )
 
-    async def handle_job(job: Job) -> JobStatus:
-        if job.kind == JobKind.RESUME:
-            return await approvals.handle_resume(job)
-        return await conversations.handle_message(job)
+    async def handle_job(step: repo.Step) -> JobStatus:
+        if step.job.kind == JobKind.RESUME:
+            return await approvals.handle_resume(step.job, step.resume)
+        assert step.run is not None
+        return await conversations.handle_message(step.job, step.run)
 
     queue.handler = handle_job
     interruptions = Interruptions(

@@ -285,11 +285,8 @@ class Approvals:
 
     # --- the thread's worker resumes -------------------------------------------------------
 
-    async def handle_resume(self, job: Job) -> JobStatus:
-        assert job.run_id is not None
-        begun = await repo.begin_resume(
-            self.db, run_id=job.run_id, history_limit=self.runs.history_limit
-        )
+    async def handle_resume(self, job: Job, begun: repo.BegunResume | None) -> JobStatus:
+        """`begun` is the run that the worker's step claimed for the job, if it was first."""
         if begun is None:
             return JobStatus.DONE  # already resumed by somebody else
         run, approvals, deferred = begun.run, begun.approvals, begun.deferred

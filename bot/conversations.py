@@ -78,17 +78,10 @@ class Conversations:
             self.kick(thread.key)
         return accepted
 
-    async def handle_message(self, job: Job) -> JobStatus:
+    async def handle_message(self, job: Job, begun: repo.BegunRun) -> JobStatus:
+        """`begun` is the run that the worker's step started for the job (or parked it on)."""
         thread = repo.ThreadRef.from_key(job.thread_key)
-        assert job.id is not None
         user = job.user_id or "unknown"
-        begun = await repo.begin_run(
-            self.db,
-            thread_key=job.thread_key,
-            job_id=job.id,
-            requested_by=user,
-            history_limit=self.runs.history_limit,
-        )
         if begun.parked:
             await self.replies.note(thread, WAITING_NOTE)
             return JobStatus.DEFERRED

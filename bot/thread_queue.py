@@ -14,11 +14,11 @@ from datetime import timedelta
 from bot.background import Background, new_ref
 from storage import repositories as repo
 from storage.database import Database
-from storage.models import Job, JobStatus
+from storage.models import JobStatus
 
 log = logging.getLogger(__name__)
 
-JobHandler = Callable[[Job], Awaitable[JobStatus]]
+StepHandler = Callable[[repo.Step], Awaitable[JobStatus]]
 
 
 class ThreadQueue:
@@ -29,13 +29,16 @@ class ThreadQueue:
         *,
         owner: str,
         lease: timedelta,
+        history_limit: int | None,
         max_workers: int = 16,
     ) -> None:
         self.db = db
         self.background = background
         self.owner = owner
         self.lease = lease
-        self.handler: JobHandler | None = None
+        # The history window a run reads in the step that starts it.
+        self.history_limit = history_limit
+        self.handler: StepHandler | None = None
         # Called when shutdown cancels a job mid-way, to record and report where it stopped.
         self.on_interrupted: Callable[[int], Awaitable[None]] | None = None
         self._draining: set[str] = set()
@@ -67,25 +70,27 @@ class ThreadQueue:
             self._again.discard(thread_key)
 
     async def _work(self, thread_key: str) -> None:
-        """Take jobs one at a time under the lease; each step is one transaction."""
+        """Take jobs one at a time under the lease; each step is one transaction, which also
+        starts the job's run."""
         finished: tuple[int, JobStatus] | None = None
         renewer = asyncio.create_task(self._renew(thread_key))
         try:
             while self.background.accepting:
-                job = await repo.next_job_under_lease(
+                step = await repo.next_step_under_lease(
                     self.db,
                     thread_key=thread_key,
                     owner=self.owner,
                     ttl=self.lease,
+                    history_limit=self.history_limit,
                     finished=finished,
                 )
                 finished = None
-                if job is None:
+                if step is None:
                     return  # the queue is empty (lease released) or another process has it
-                assert job.id is not None
-                status = await self._run(job)
+                assert step.job.id is not None
+                status = await self._run(step)
                 if status != JobStatus.DEFERRED:
-                    finished = (job.id, status)
+                    finished = (step.job.id, status)
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -99,11 +104,12 @@ class ThreadQueue:
                     repo.release_thread_lease(self.db, thread_key=thread_key, owner=self.owner)
                 )
 
-    async def _run(self, job: Job) -> JobStatus:
+    async def _run(self, step: repo.Step) -> JobStatus:
+        job = step.job
         assert job.id is not None
         assert self.handler is not None
         try:
-            return await self.handler(job)
+            return await self.handler(step)
         except asyncio.CancelledError:
             if self.on_interrupted is not None:
                 await asyncio.shield(self.on_interrupted(job.id))

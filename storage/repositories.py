@@ -275,33 +275,46 @@ async def next_job_under_lease(
     another process from waiting unseen: its owner's lease attempt waits on this row lock and
     then finds the lease free.
     """
-    now = utcnow()
     async with db.write() as session:
-        if finished is not None:
-            await session.execute(
-                update(Job)
-                .where(col(Job.id) == finished[0])
-                .values(status=finished[1], finished_at=now)
-            )
-        if not await _take_lease(session, thread_key=thread_key, owner=owner, ttl=ttl, now=now):
-            return None
-        job = await session.scalar(
-            select(Job)
-            .where(col(Job.thread_key) == thread_key, col(Job.status) == JobStatus.QUEUED)
-            .order_by(col(Job.id))
-            .limit(1)
+        return await _next_job(
+            session, thread_key=thread_key, owner=owner, ttl=ttl, finished=finished
         )
-        if job is None:
-            await session.execute(
-                update(Thread)
-                .where(col(Thread.key) == thread_key, col(Thread.lease_owner) == owner)
-                .values(lease_owner=None, lease_expires_at=None)
-            )
-            return None
-        job.status = JobStatus.RUNNING
-        job.owner = owner
-        job.started_at = now
-        return job
+
+
+async def _next_job(
+    session: AsyncSession,
+    *,
+    thread_key: str,
+    owner: str,
+    ttl: timedelta,
+    finished: tuple[int, JobStatus] | None,
+) -> Job | None:
+    now = utcnow()
+    if finished is not None:
+        await session.execute(
+            update(Job)
+            .where(col(Job.id) == finished[0])
+            .values(status=finished[1], finished_at=now)
+        )
+    if not await _take_lease(session, thread_key=thread_key, owner=owner, ttl=ttl, now=now):
+        return None
+    job = await session.scalar(
+        select(Job)
+        .where(col(Job.thread_key) == thread_key, col(Job.status) == JobStatus.QUEUED)
+        .order_by(col(Job.id))
+        .limit(1)
+    )
+    if job is None:
+        await session.execute(
+            update(Thread)
+            .where(col(Thread.key) == thread_key, col(Thread.lease_owner) == owner)
+            .values(lease_owner=None, lease_expires_at=None)
+        )
+        return None
+    job.status = JobStatus.RUNNING
+    job.owner = owner
+    job.started_at = now
+    return job
 
 
 async def finish_job(db: Database, *, job_id: int, status: JobStatus) -> None:
@@ -367,29 +380,43 @@ async def begin_run(
     transaction, so the agent reads its history without a round trip of its own.
     """
     async with db.write() as session:
+        job = await session.get(Job, job_id)
+        if job is None:
+            raise LookupError(f"job {job_id} does not exist")
+        return await _begin_run(
+            session, job, requested_by=requested_by, history_limit=history_limit
+        )
+
+
+async def _begin_run(
+    session: AsyncSession, job: Job, *, requested_by: str, history_limit: int | None
+) -> BegunRun:
+    """Changes `job` in place, so that one UPDATE carries all of the step's changes to it."""
+    with session.no_autoflush:
         waiting = await session.scalar(
             select(Run)
             .where(
-                col(Run.thread_key) == thread_key,
+                col(Run.thread_key) == job.thread_key,
                 col(Run.status).in_([RunStatus.WAITING, RunStatus.RESUMING]),
             )
             .order_by(col(Run.created_at).desc())
             .limit(1)
         )
-        if waiting is not None:
-            await session.execute(
-                update(Job)
-                .where(col(Job.id) == job_id)
-                .values(status=JobStatus.DEFERRED, run_id=waiting.id)
-            )
-            return BegunRun(waiting, parked=True, history=[])
-        run = Run(id=new_run_id(), thread_key=thread_key, requested_by=requested_by)
-        session.add(run)
-        await session.execute(update(Job).where(col(Job.id) == job_id).values(run_id=run.id))
-        items: list[str] = []
-        if history_limit is None or history_limit > 0:
-            items = await history.newest(session, thread_key=thread_key, limit=history_limit)
-        return BegunRun(run, parked=False, history=items)
+    if waiting is not None:
+        job.status = JobStatus.DEFERRED
+        job.run_id = waiting.id
+        return BegunRun(waiting, parked=True, history=[])
+    run = Run(id=new_run_id(), thread_key=job.thread_key, requested_by=requested_by)
+    session.add(run)
+    job.run_id = run.id
+    items = await _history(session, job.thread_key, history_limit)
+    return BegunRun(run, parked=False, history=items)
+
+
+async def _history(session: AsyncSession, thread_key: str, limit: int | None) -> list[str]:
+    if limit is not None and limit <= 0:
+        return []
+    return await history.newest(session, thread_key=thread_key, limit=limit)
 
 
 @dataclass(frozen=True)
@@ -409,30 +436,76 @@ async def begin_resume(
     Exactly one resume job gets the run; any other (a duplicate, a stale retry) gets None.
     """
     async with db.write() as session:
-        result = await session.execute(
-            update(Run)
-            .where(col(Run.id) == run_id, col(Run.status) == RunStatus.RESUMING)
-            .values(status=RunStatus.RUNNING, updated_at=utcnow())
+        return await _begin_resume(session, run_id=run_id, history_limit=history_limit)
+
+
+async def _begin_resume(
+    session: AsyncSession, *, run_id: str, history_limit: int | None
+) -> BegunResume | None:
+    result = await session.execute(
+        update(Run)
+        .where(col(Run.id) == run_id, col(Run.status) == RunStatus.RESUMING)
+        .values(status=RunStatus.RUNNING, updated_at=utcnow())
+    )
+    if _rowcount(result) != 1:
+        return None
+    run = await session.get(Run, run_id, populate_existing=True)
+    if run is None:
+        return None
+    approvals = await session.scalars(
+        select(Approval)
+        .where(col(Approval.run_id) == run.id, col(Approval.generation) == run.generation)
+        .order_by(col(Approval.created_at), col(Approval.id))
+    )
+    deferred = await session.scalars(
+        select(Job)
+        .where(col(Job.run_id) == run.id, col(Job.status) == JobStatus.DEFERRED)
+        .order_by(col(Job.id))
+    )
+    return BegunResume(
+        run,
+        list(approvals),
+        list(deferred),
+        await _history(session, run.thread_key, history_limit),
+    )
+
+
+@dataclass(frozen=True)
+class Step:
+    """A started job, with what its handler needs from the same transaction."""
+
+    job: Job
+    run: BegunRun | None = None  # a message job's run (or the waiting run it was parked on)
+    resume: BegunResume | None = None  # a resume job's claimed run; None if already claimed
+
+
+async def next_step_under_lease(
+    db: Database,
+    *,
+    thread_key: str,
+    owner: str,
+    ttl: timedelta,
+    history_limit: int | None,
+    finished: tuple[int, JobStatus] | None = None,
+) -> Step | None:
+    """`next_job_under_lease`, and in the same transaction the start of the job's run: a
+    message begins a run (`begin_run`), a resume claims its run (`begin_resume`)."""
+    async with db.write() as session:
+        job = await _next_job(
+            session, thread_key=thread_key, owner=owner, ttl=ttl, finished=finished
         )
-        if _rowcount(result) != 1:
+        if job is None:
             return None
-        run = await session.get(Run, run_id, populate_existing=True)
-        if run is None:
-            return None
-        approvals = await session.scalars(
-            select(Approval)
-            .where(col(Approval.run_id) == run.id, col(Approval.generation) == run.generation)
-            .order_by(col(Approval.created_at), col(Approval.id))
+        assert job.id is not None
+        if job.kind == JobKind.RESUME:
+            if job.run_id is None:
+                return Step(job)
+            resume = await _begin_resume(session, run_id=job.run_id, history_limit=history_limit)
+            return Step(job, resume=resume)
+        run = await _begin_run(
+            session, job, requested_by=job.user_id or "unknown", history_limit=history_limit
         )
-        deferred = await session.scalars(
-            select(Job)
-            .where(col(Job.run_id) == run.id, col(Job.status) == JobStatus.DEFERRED)
-            .order_by(col(Job.id))
-        )
-        items: list[str] = []
-        if history_limit is None or history_limit > 0:
-            items = await history.newest(session, thread_key=run.thread_key, limit=history_limit)
-        return BegunResume(run, list(approvals), list(deferred), items)
+        return Step(job, run=run)
 
 
 @dataclass(frozen=True)

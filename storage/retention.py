@@ -61,6 +61,7 @@ SETTLED_RUNS = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.RETRIED)
 ACTIVE_JOBS = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.DEFERRED)
 FINISHED_JOBS = (JobStatus.DONE, JobStatus.FAILED)
 
+
 @dataclass
 class PurgeCounts:
     runs: int = 0

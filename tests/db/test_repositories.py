@@ -6,6 +6,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlmodel import col
 
+from storage import history
 from storage import repositories as repo
 from storage.database import Database
 from storage.models import Approval, ApprovalStatus, Job, JobKind, JobStatus, RunStatus, utcnow
@@ -186,3 +187,68 @@ async def test_finished_jobs_leave_the_queue(db: Database) -> None:
     assert job.id is not None
     await repo.finish_job(db, job_id=job.id, status=JobStatus.DONE)
     assert await repo.threads_needing_work(db) == []
+
+
+async def _step(db: Database, *, owner: str = "w") -> repo.Step | None:
+    return await repo.next_step_under_lease(
+        db, thread_key=THREAD.key, owner=owner, ttl=LEASE, history_limit=10
+    )
+
+
+async def test_a_step_starts_the_job_and_its_run_in_one_go(db: Database) -> None:
+    async with db.write() as session:
+        await history.append(session, thread_key=THREAD.key, items=['{"role":"user"}'] * 3)
+    await _accept(db, "Ev1", "100.000")
+
+    step = await _step(db)
+
+    assert step is not None
+    assert step.job.status == JobStatus.RUNNING
+    assert step.run is not None
+    assert not step.run.parked
+    assert step.run.history == ['{"role":"user"}'] * 3
+    assert step.run.run.status == RunStatus.RUNNING
+    async with db.read() as session:
+        job = await session.get(Job, step.job.id)
+    assert job is not None
+    assert job.run_id == step.run.run.id
+
+
+async def test_a_message_step_behind_a_waiting_run_is_parked(db: Database) -> None:
+    run_id, _approvals = await _paused_run(db, calls=1)
+    await _accept(db, "Ev2", "100.500")
+
+    step = await _step(db)
+
+    assert step is not None
+    assert step.run is not None
+    assert step.run.parked
+    assert step.run.run.id == run_id
+    async with db.read() as session:
+        job = await session.get(Job, step.job.id)
+    assert job is not None
+    assert job.status == JobStatus.DEFERRED
+
+
+async def test_a_resume_step_claims_the_run_and_a_second_one_does_not(db: Database) -> None:
+    run_id, approvals = await _paused_run(db, calls=1)
+    await repo.finish_job(db, job_id=1, status=JobStatus.DONE)
+    decision = await repo.decide_approval(
+        db, approval_id=approvals[0].id, status=ApprovalStatus.APPROVED, decided_by="U9"
+    )
+    assert decision is not None
+    assert decision.resume_queued
+    async with db.write() as session:  # a duplicate resume job, as a racing retry might queue
+        session.add(
+            Job(thread_key=THREAD.key, kind=JobKind.RESUME, run_id=run_id, dedupe_key="dup")
+        )
+
+    first, second = await _step(db), await _step(db)
+
+    assert first is not None
+    assert first.resume is not None
+    assert first.resume.run.id == run_id
+    assert [a.status for a in first.resume.approvals] == [ApprovalStatus.APPROVED]
+    assert second is not None
+    assert second.job.kind == JobKind.RESUME
+    assert second.resume is None

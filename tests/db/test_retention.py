@@ -13,6 +13,7 @@ from sqlmodel import SQLModel, col
 
 from storage import repositories as repo
 from storage.database import Database
+from storage.history import agent_messages, agent_sessions
 from storage.models import (
     Approval,
     ApprovalStatus,
@@ -24,7 +25,6 @@ from storage.models import (
     Thread,
     utcnow,
 )
-from storage.history import agent_messages, agent_sessions
 from storage.retention import PurgeCounts, purge
 
 DAY = timedelta(days=1)
