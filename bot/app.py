@@ -77,7 +77,7 @@ class Threadgate:
             # One pooled HTTP session for every Web API call instead of one per call.
             self.client.session = aiohttp.ClientSession()
         if self.settings.migrate_on_start:
-            await schema.upgrade(self.db)
+            await schema.upgrade_if_behind(self.db)
         elif not await schema.is_up_to_date(self.db):
             raise RuntimeError("the database schema is behind: run `python -m bot migrate`")
         await repo.check_stored_data_opens(self.db)

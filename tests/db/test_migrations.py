@@ -1,9 +1,12 @@
 """Migrations upgrade a database in place, with its data, on both databases."""
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +172,39 @@ async def test_migrating_twice_is_harmless(empty_db: Database) -> None:
     await schema.upgrade(empty_db)
     await schema.upgrade(empty_db)
     assert await schema.is_up_to_date(empty_db)
+
+
+async def test_the_head_the_app_checks_for_is_alembics_head(empty_db: Database) -> None:
+    assert schema.head_revision() == schema.HEAD_REVISION
+    assert await schema.current_revision(empty_db) is None
+    assert not await schema.is_up_to_date(empty_db)
+
+    await schema.upgrade_if_behind(empty_db)
+
+    assert await schema.current_revision(empty_db) == schema.HEAD_REVISION
+    assert await schema.is_up_to_date(empty_db)
+
+
+def test_starting_on_an_up_to_date_database_does_not_import_alembic(tmp_path: Path) -> None:
+    """Alembic stays out of a serving process's memory unless it has something to migrate."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'migrated.db'}"
+    probe = (
+        "import asyncio, sys\n"
+        "from storage import schema\n"
+        "from storage.database import Database\n"
+        "async def main(url):\n"
+        "    db = Database(url)\n"
+        "    await schema.upgrade_if_behind(db)\n"
+        "    await db.dispose()\n"
+        "asyncio.run(main(sys.argv[1]))\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    run = partial(
+        subprocess.run,
+        [sys.executable, "-c", probe, url],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[2],
+    )
+    first, second = run(check=True), run(check=True)
+    assert (first.stdout.strip(), second.stdout.strip()) == ("True", "False")
