@@ -13,6 +13,7 @@ from agents.models.openai_responses import OpenAIResponsesModel
 from agents.tool_context import ToolContext
 from openai import AsyncOpenAI
 
+from bot import openai_request_transform
 from bot.config import Config, ConfigError
 from bot.policy import Policy
 from bot.runs import AgentRuns
@@ -141,6 +142,7 @@ def build_runs(
     set_tracing_disabled(True)
     client = None
     if model is None:
+        openai_request_transform.install()
         client = AsyncOpenAI(api_key=api_key or "unset", base_url=base_url)
         model = build_model(config, client)
     return AgentRuns(
