@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 from pydantic import SecretStr
@@ -31,9 +31,6 @@ from tests.fakes.model_server import (
 )
 from tests.fakes.slack_api import FakeSlackAPI, RecordedCall
 from tests.fakes.slack_requests import SignedRequest, SlackRequestBuilder
-
-if TYPE_CHECKING:
-    from agents import Model
 
 ASKER = "U0ASKER"
 APPROVER = "UAPPROVER1"
@@ -163,12 +160,14 @@ class Endpoint:
         return elapsed
 
 
-def build_bot(*, slack_url: str, bot_token: str, model: "Model", database_url: str) -> Threadgate:
+def build_bot(*, slack_url: str, bot_token: str, model_url: str, database_url: str) -> Threadgate:
+    """The bot as `python -m bot` builds it, model client included, pointed at the fakes."""
     values: dict[str, Any] = {
         "slack_bot_token": SecretStr(bot_token),
         "slack_signing_secret": SecretStr(SIGNING_SECRET),
         "slack_api_url": slack_url,
         "openai_api_key": SecretStr("sk-benchmark"),
+        "openai_base_url": model_url,
         "database_url": database_url,
         "log_level": "WARNING",
         "sweep_interval": 3600.0,
@@ -176,7 +175,7 @@ def build_bot(*, slack_url: str, bot_token: str, model: "Model", database_url: s
     }
     settings = Settings(_env_file=None, **values)
     client = build_slack_client(bot_token, base_url=slack_url, backoff_factor=0.01)
-    return build_app(settings, config=bot_config(), slack_client=client, model=model)
+    return build_app(settings, config=bot_config(), slack_client=client)
 
 
 def request_builder(slack: FakeSlackAPI) -> SlackRequestBuilder:
@@ -190,7 +189,7 @@ async def bot_endpoint(fakes: Fakes, database_url: str) -> AsyncIterator[Endpoin
     app = build_bot(
         slack_url=fakes.slack.base_url,
         bot_token=fakes.slack.bot_token,
-        model=fakes.model.responses_model(),
+        model_url=fakes.model.base_url,
         database_url=database_url,
     )
     async with served(build_web_app(app)) as url:

@@ -54,7 +54,7 @@ async def serve(
     """The child's side: serve, say where, run until stdin closes."""
     from openai import AsyncOpenAI
 
-    from benchmarks.baseline import MODEL, Baseline, BaselineKind
+    from benchmarks.baseline import Baseline, BaselineKind
     from benchmarks.serving import SIGNING_SECRET, served
 
     logging.basicConfig(level=logging.WARNING)
@@ -62,7 +62,6 @@ async def serve(
     threadgate: Threadgate | None = None
     web_app: web.Application
     if app == "bot":
-        from agents import OpenAIResponsesModel
         from aiohttp.web import Request, Response
 
         from benchmarks.harness import build_bot
@@ -71,7 +70,7 @@ async def serve(
         threadgate = build_bot(
             slack_url=slack_url,
             bot_token=token,
-            model=OpenAIResponsesModel(model=MODEL, openai_client=model),
+            model_url=model_url,
             database_url=database_url,
         )
         web_app = build_web_app(threadgate)
