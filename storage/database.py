@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from storage.crypto import Cipher
@@ -48,9 +49,13 @@ class Database:
         setattr(self.engine.dialect, CIPHER_ATTRIBUTE, cipher)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
-        self._reader = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._reader = async_sessionmaker(
+            self.engine, expire_on_commit=False, sync_session_class=StorageSession
+        )
         self._writer = async_sessionmaker(
-            self.engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False
+            self.engine.execution_options(**{_WRITE_OPTION: True}),
+            expire_on_commit=False,
+            sync_session_class=StorageSession,
         )
         self._write_lock = PriorityLock() if self.is_sqlite else None
         # On PostgreSQL the urgent writes get connections of their own, so an ack never
@@ -62,7 +67,9 @@ class Database:
                 url, echo=echo, pool_size=2, max_overflow=4, pool_pre_ping=False
             )
             setattr(self._urgent_engine.dialect, CIPHER_ATTRIBUTE, cipher)
-            self._urgent_writer = async_sessionmaker(self._urgent_engine, expire_on_commit=False)
+            self._urgent_writer = async_sessionmaker(
+                self._urgent_engine, expire_on_commit=False, sync_session_class=StorageSession
+            )
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -92,6 +99,21 @@ class Database:
         await self.engine.dispose()
         if self._urgent_engine is not None:
             await self._urgent_engine.dispose()
+
+
+class StorageSession(Session):
+    """Our UPDATE and DELETE statements are compare-and-set: their outcome is read from the
+    row count, and a row needed afterwards is read again (`refresh`, `populate_existing`). So
+    the ORM's default of evaluating each one against every object the session holds is work
+    for nothing on every hot path; a statement that wants it can still ask for it."""
+
+
+@event.listens_for(StorageSession, "do_orm_execute")
+def _skip_identity_map_sync(state: ORMExecuteState) -> None:
+    if (state.is_update or state.is_delete) and "synchronize_session" not in (
+        state.execution_options
+    ):
+        state.update_execution_options(synchronize_session=False)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

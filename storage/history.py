@@ -65,10 +65,10 @@ async def append(session: AsyncSession, *, thread_key: str, items: Sequence[str]
         )
     )
     await session.execute(touch)
+    # executemany: one compiled statement for any number of items, sent as multi-row INSERTs
     await session.execute(
-        agent_messages.insert().values(
-            [{"session_id": thread_key, "message_data": item} for item in items]
-        )
+        agent_messages.insert(),
+        [{"session_id": thread_key, "message_data": item} for item in items],
     )
 
 
