@@ -102,7 +102,8 @@ async def accept_message(
 
 
 async def accept_messages(db: Database, rows: Sequence[IncomingRow]) -> list[Accepted]:
-    """Queue several messages in one transaction of three statements, whatever their number.
+    """Queue several messages in one transaction of three or four statements, whatever their
+    number.
 
     The event id catches Slack's retries; the message's own ts catches the second event Slack
     sends for a message that mentions the bot (`app_mention` and `message`). Rows keep their
@@ -131,8 +132,12 @@ async def accept_messages(db: Database, rows: Sequence[IncomingRow]) -> list[Acc
                 live.append(index)
             else:
                 results[index] = Accepted.DUPLICATE_EVENT
-        keys = {rows[i].thread.key for i in live}
-        known = set(await session.scalars(select(col(Thread.key)).where(col(Thread.key).in_(keys))))
+        # Only messages that are not addressed to the bot need to know which threads exist.
+        keys = {rows[i].thread.key for i in live if rows[i].only_known_thread}
+        known: set[str] = set()
+        if keys:
+            found = await session.scalars(select(col(Thread.key)).where(col(Thread.key).in_(keys)))
+            known = set(found)
         wanted: list[int] = []
         for index in live:
             if rows[index].only_known_thread and rows[index].thread.key not in known:
