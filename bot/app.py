@@ -14,6 +14,7 @@ import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.ack_first import AckFirst
 from bot.agent import build_runs, check_policy_tools, load_tool_modules
 from bot.approvals import Approvals
 from bot.background import Background
@@ -69,6 +70,7 @@ class Threadgate:
     interruptions: Interruptions
     sweeper: Sweeper
     policy: Policy
+    ack_first: AckFirst
     health: Health = field(default_factory=Health)
     _sweeper_task: asyncio.Task[None] | None = None
 
@@ -164,12 +166,14 @@ def build_app(
     )
 
     background = Background()
+    ack_first = AckFirst()
     queue = ThreadQueue(
         db,
         background,
         owner=process_owner(),
         lease=timedelta(seconds=settings.lease_seconds),
         history_limit=config.agent.history_limit,
+        ack_first=ack_first,
         max_workers=settings.max_workers,
     )
     replies = ThreadReplies(client)
@@ -230,6 +234,7 @@ def build_app(
             retention=config.storage,
         ),
         policy=policy,
+        ack_first=ack_first,
     )
     events.register(bolt, app)
     actions.register(bolt, app)

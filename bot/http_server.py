@@ -50,6 +50,10 @@ def build_web_app(threadgate: "Threadgate", *, serve_events: bool = True) -> web
     async def slack_events(request: web.Request) -> web.Response:
         if not threadgate.health.ready:
             return web.json_response({"error": "starting up"}, status=503)
+        with threadgate.ack_first.request():
+            return await _handle(request)
+
+    async def _handle(request: web.Request) -> web.Response:
         raw = await request.read()
         if len(raw) > MAX_BODY:
             return web.Response(status=413, text="body too large")

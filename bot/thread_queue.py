@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from bot.ack_first import AckFirst
 from bot.background import Background, new_ref
 from storage import repositories as repo
 from storage.database import Database
@@ -30,6 +31,7 @@ class ThreadQueue:
         owner: str,
         lease: timedelta,
         history_limit: int | None,
+        ack_first: AckFirst,
         max_workers: int = 16,
     ) -> None:
         self.db = db
@@ -38,6 +40,8 @@ class ThreadQueue:
         self.lease = lease
         # The history window a run reads in the step that starts it.
         self.history_limit = history_limit
+        # Each step first lets the Slack requests in flight have their acks.
+        self.ack_first = ack_first
         self.handler: StepHandler | None = None
         # Called when shutdown cancels a job mid-way, to record and report where it stopped.
         self.on_interrupted: Callable[[int], Awaitable[None]] | None = None
@@ -76,6 +80,7 @@ class ThreadQueue:
         renewer = asyncio.create_task(self._renew(thread_key))
         try:
             while self.background.accepting:
+                await self.ack_first.wait_quiet()
                 step = await repo.next_step_under_lease(
                     self.db,
                     thread_key=thread_key,

@@ -209,3 +209,18 @@ async def test_the_history_limit_caps_what_the_agent_sees(
     assert "answer 2" in seen
     assert "message 0" not in seen
     assert Counter(type(item).__name__ for item in last.input)["dict"] <= 3
+
+
+async def test_a_thread_starts_its_run_only_once_requests_in_flight_have_their_acks(
+    database_url: str, slack: FakeSlackAPI
+) -> None:
+    model = ScriptedModel([[assistant_message("after the acks")]])
+    async with running_bot(database_url=database_url, slack=slack, model=model) as bot:
+        bot.app.ack_first.max_wait = 30
+        with bot.app.ack_first.request():  # another Slack request, still being handled
+            status, _ = await bot.send(bot.requests.mention(text="hi", ts="7.7"))
+            await asyncio.sleep(0.2)
+            assert status == 200
+            assert model.calls == ()
+        await bot.settle()
+        assert texts(slack.calls_to("chat.postMessage")) == ["after the acks"]
