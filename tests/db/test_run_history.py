@@ -272,3 +272,23 @@ async def test_appends_touch_the_session_row_once(db: Database) -> None:
 
 async def test_it_satisfies_the_sdk_session_protocol(db: Database) -> None:
     assert isinstance(_history(db, _cipher(OLD_KEY)), Session)
+
+
+async def test_the_newest_items_come_off_an_index_without_a_sort(db: Database) -> None:
+    """A run reads its window in index order, however long the thread and however many of
+    its items share one timestamp (one transaction writes them all)."""
+    async with db.write() as session:
+        await history.append(session, thread_key=THREAD, items=["{}"] * 500)
+        await session.execute(text("ANALYZE"))
+    newest = (
+        "SELECT message_data FROM agent_messages WHERE session_id = :sid "
+        "ORDER BY created_at DESC, id DESC LIMIT 100"
+    )
+    explain = "EXPLAIN QUERY PLAN " if db.is_sqlite else "EXPLAIN "
+    async with db.read() as session:
+        plan = " ".join(
+            str(row[-1]) for row in await session.execute(text(explain + newest), {"sid": THREAD})
+        )
+    assert "ix_agent_messages_session_time_id" in plan
+    assert "TEMP B-TREE" not in plan
+    assert "Sort" not in plan
