@@ -179,7 +179,8 @@ METHOD = """\
 - A sample ends when the fake Slack receives the answer's `chat.postMessage` in that thread
   (scenario 3: when the HTTP response arrives). Between samples the app goes idle. Each
   scenario starts with warm-up requests that are not counted.
-- **bot**: the real threadgate (`build_app` + `build_web_app`), config: the tools of
+- **bot**: the real threadgate (`build_app` + `build_web_app`, which builds its own model
+  client from `OPENAI_BASE_URL`, here the fake model server), config: the tools of
   `tests/tools_for_tests.py`, all needing approval, approver `UAPPROVER1`; `history_limit` at its
   default, 100; no `THREADGATE_ENCRYPTION_KEY` (the default). A fresh, migrated database per
   scenario: a temp SQLite file, or a scratch PostgreSQL database created and dropped by the run.
@@ -203,8 +204,9 @@ METHOD = """\
   moment; the next round starts when every mention of the round is answered.
 - Scenario 4 adds other threads with waiting runs and pending approvals (bulk inserts of 1,000
   rows per transaction), then checkpoints SQLite's WAL / runs ANALYZE on PostgreSQL, as a
-  database that grew over days would be. Scenario 5 fills the thread's SDK session with earlier
-  messages (`SQLAlchemySession.add_items`) before the mention that pauses.
+  database that grew over days would be. Scenario 5 writes the thread's earlier messages with
+  the SDK's own `SQLAlchemySession.add_items` (one transaction, into the tables the bot reads)
+  before the mention that pauses.
 - Scenario 6 runs each app alone in a child process, on SQLite: 20 warm-up threads, then N
   threads, 10 at a time; RSS of the child read with psutil.
 - p50 and p99 interpolate linearly between ranks; with 30 samples (scenarios 4 and 5) p99 is
