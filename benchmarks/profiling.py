@@ -28,15 +28,14 @@ OWNERS = (
     ("/tests/fakes/", "harness: fake Slack Web API and model server"),
     ("/benchmarks/", "harness: the sender (aiohttp client)"),
     ("/storage/", "bot: storage/ queries (SQLAlchemy ORM, from the event loop)"),
-    ("/agents/extensions/memory/", "SDK session: SQLAlchemySession (thread history)"),
-    ("/bot/", "bot: bot/ code (listeners, queue, approvals, blocks)"),
+    ("/bot/", "bot: bot/ code (listeners, queue, approvals, run history, blocks)"),
     ("/agents/", "Agents SDK: Runner, RunState, openai client"),
     ("/slack_bolt/", "Bolt: request verification and dispatch"),
     ("/slack_sdk/", "slack_sdk: Web API client (posts, updates)"),
 )
 # When no owner is on the stack, what the sample was doing, by the innermost frame's file.
 FALLBACKS = (
-    ("/sqlalchemy/", "SQLAlchemy inside greenlets (storage/ and SDK session statements)"),
+    ("/sqlalchemy/", "SQLAlchemy inside greenlets (storage/ statements)"),
     ("<built-in>", "waiting in epoll (database I/O, sockets): idle loop"),
     ("selectors.py", "waiting in epoll (database I/O, sockets): idle loop"),
     ("/aiohttp/", "aiohttp server and client internals"),
