@@ -209,7 +209,10 @@ METHOD = """\
   before the mention that pauses.
 - Scenario 6 runs each app alone in a child process, on SQLite: 20 warm-up threads, then N
   threads, 10 at a time; RSS of the child read with psutil.
-- p50 and p99 interpolate linearly between ranks; with 30 samples (scenarios 4 and 5) p99 is
+- Scenario 5's sizes take turns sample by sample (each sample a new thread), so drift of a
+  shared machine weighs on every size alike; scenario 4's sizes build on each other and run one
+  after the other.
+- p50 and p99 interpolate linearly between ranks; with 60 samples (scenarios 4 and 5) p99 is
   close to the worst sample."""
 
 
