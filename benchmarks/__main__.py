@@ -94,10 +94,20 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="also run scenarios 1 and 2 on PostgreSQL against N bot processes (N ≥ 2) "
         "sharing one database, requests round-robin; reported as bot xN (default 1: not run)",
     )
+    parser.add_argument(
+        "--model-latency",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="milliseconds the fake model takes per call (default 0: only the apps' own work "
+        "shows); a run with latency writes to a temp dir unless --out says where",
+    )
     parser.add_argument("--out", type=Path, help="where to write the report, plot and profiles")
     args = parser.parse_args(argv)
     if args.processes < 1:
         parser.error("--processes must be at least 1")
+    if args.model_latency < 0:
+        parser.error("--model-latency must not be negative")
     return args
 
 
@@ -192,7 +202,7 @@ async def collect(args: argparse.Namespace, workdir: Path) -> Run:
             raise BenchmarkError(f"PostgreSQL is not reachable at {postgres_address()}")
         _say(f"PostgreSQL is not reachable at {postgres_address()}: running on SQLite only")
         run.dbs = ["sqlite"]
-    async with running_fakes() as fakes:
+    async with running_fakes(model_latency=args.model_latency / 1000) as fakes:
         if args.profile:
             from benchmarks.profiling import profile  # pyinstrument only when asked for
 
@@ -220,13 +230,13 @@ async def collect(args: argparse.Namespace, workdir: Path) -> Run:
 def _out_dir(args: argparse.Namespace) -> Path:
     if args.out is not None:
         return Path(args.out)
-    partial = args.scenario is not None or args.db is not None
+    partial = args.scenario is not None or args.db is not None or args.model_latency > 0
     if args.quick or (partial and not args.profile):
         return Path(tempfile.mkdtemp(prefix="threadgate-bench-"))
     return DOCS
 
 
-def write(run: Run, out: Path, argv: list[str]) -> None:
+def write(run: Run, out: Path, argv: list[str], args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name, text in run.profiles.items():
         (out / name).write_text(text, encoding="utf-8")
@@ -250,6 +260,7 @@ def write(run: Run, out: Path, argv: list[str]) -> None:
             checks=found,
             host=report.machine(run.postgres if "postgres" in run.dbs else None),
             command=" ".join(["uv run python -m benchmarks", *argv]),
+            model_latency_ms=args.model_latency,
             plot=plot,
             profiles=profiles,
         ),
@@ -268,7 +279,7 @@ def main(argv: list[str]) -> int:
     except BenchmarkError as exc:
         _say(f"benchmark failed: {exc}")
         return 1
-    write(run, _out_dir(args), argv)
+    write(run, _out_dir(args), argv, args)
     _say(f"done in {time.monotonic() - started:.0f} s")
     return 0
 

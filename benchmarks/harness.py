@@ -4,6 +4,7 @@ Both apps are built and served in this process the way tests/running_app.py serv
 app's aiohttp application behind an AppRunner on port 0. Requests are signed like Slack's.
 """
 
+import asyncio
 import gc
 import itertools
 import time
@@ -106,9 +107,18 @@ class Fakes:
 
 
 @asynccontextmanager
-async def running_fakes() -> AsyncIterator[Fakes]:
+async def running_fakes(*, model_latency: float = 0.0) -> AsyncIterator[Fakes]:
+    """`model_latency`: seconds the fake model takes per call; 0 shows the apps' own work."""
     async with FakeSlackAPI() as slack, FakeModelServer() as model:
-        model.respond_with(model_reply)
+        if model_latency > 0:
+
+            async def slow_reply(body: dict[str, Any]) -> Reply:
+                await asyncio.sleep(model_latency)
+                return model_reply(body)
+
+            model.respond_with(slow_reply)
+        else:
+            model.respond_with(model_reply)
         yield Fakes(slack, model)
 
 

@@ -226,6 +226,7 @@ def markdown_report(
     command: str,
     plot: str | None,
     profiles: Sequence[str],
+    model_latency_ms: float = 0.0,
 ) -> str:
     lines = [
         "# threadgate benchmarks",
@@ -241,6 +242,8 @@ def markdown_report(
         "uv run python -m benchmarks --processes 2 # adds bot x2: S1 and S2, two bot processes",
         "uv run python -m benchmarks --profile     # pyinstrument, scenarios 1 and 2 → docs/",
         "uv run python -m benchmarks.memory bot    # scenario 6 for one app, as JSON",
+        "uv run python -m benchmarks --scenario 1 --scenario 2 --model-latency 300"
+        "  # with a model that takes 300 ms",
         "```",
         "",
         f"This file was written by `{command}`. PostgreSQL: 127.0.0.1:5432, user postgres, "
@@ -249,6 +252,8 @@ def markdown_report(
         "## Machine",
         "",
         *_machine_lines(host),
+        f"- Fake model latency: {model_latency_ms:g} ms per call"
+        + (" (only the apps' own work shows)" if model_latency_ms == 0 else ""),
         "",
         "## Targets",
         "",
