@@ -23,7 +23,7 @@ from bot.log_redaction import configure_logging
 from bot.settings import Settings
 from storage import schema
 from storage.crypto import DecryptionError
-from storage.database import Database
+from storage.database import Database, driver_threads_finished
 
 log = logging.getLogger("threadgate")
 
@@ -60,6 +60,7 @@ async def migrate(settings: Settings) -> int:
         return 1
     finally:
         await db.dispose()
+        await driver_threads_finished()
     return 0
 
 
@@ -134,6 +135,7 @@ async def serve(threadgate: Threadgate) -> int:
             await socket_handler.close_async()  # type: ignore[no-untyped-call]
         finished = await threadgate.stop()
         await runner.cleanup()
+        await driver_threads_finished()
         if started:
             log.info("stopped%s", "" if finished else " (unfinished work was recorded)")
     return 0

@@ -8,6 +8,7 @@ compare-and-set updates do the work there.
 """
 
 import asyncio
+import threading
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,6 +30,7 @@ from storage.crypto import Cipher
 from storage.models import CIPHER_ATTRIBUTE
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+DRIVER_THREAD_GRACE = 2.0  # seconds each aiosqlite worker thread gets to finish at exit
 _WRITE_OPTION = "threadgate_write"
 
 
@@ -114,6 +116,23 @@ def _skip_identity_map_sync(state: ORMExecuteState) -> None:
         state.execution_options
     ):
         state.update_execution_options(synchronize_session=False)
+
+
+async def driver_threads_finished() -> None:
+    """Let aiosqlite's worker threads finish while the event loop still runs.
+
+    A connection that fails to open (say, the SQLite file's directory is missing) is stopped by
+    a job on its worker thread, which then reports back to the event loop. A command that fails
+    fast and exits can close the loop first, and the thread then dies printing a traceback
+    after the command's one-line error. Call this last, with every engine disposed.
+    """
+    workers = [
+        thread
+        for thread in threading.enumerate()
+        if thread.name.endswith("(_connection_worker_thread)")
+    ]
+    for thread in workers:
+        await asyncio.to_thread(thread.join, DRIVER_THREAD_GRACE)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

@@ -117,3 +117,45 @@ async def test_migrate_against_a_missing_database_says_so_in_one_line(tmp_path: 
     lines = stderr.decode().strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("threadgate: migration failed:")
+
+
+# aiosqlite stops a connection that failed to open from its worker thread; here that stop is
+# slowed down, so the event loop of a fast-failing command is closed before the thread reports.
+SLOW_DRIVER_STOP = """
+import asyncio, sys, time
+import aiosqlite.core
+stop = aiosqlite.core.Connection.stop
+def slow_stop(self):
+    self._tx.put_nowait((None, lambda: time.sleep(0.3)))
+    return stop(self)
+aiosqlite.core.Connection.stop = slow_stop
+from bot.__main__ import load_settings, migrate
+code = asyncio.run(migrate(load_settings()))
+time.sleep(0.6)  # a traceback from the worker thread would be printed by now
+sys.exit(code)
+"""
+
+
+async def test_a_failed_migration_leaves_no_driver_thread_behind_to_print_a_traceback(
+    tmp_path: Path,
+) -> None:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(ROOT),
+        "SLACK_BOT_TOKEN": "xoxb-test",
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/no/such/dir/x.db",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        SLOW_DRIVER_STOP,
+        cwd=tmp_path,
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 1
+    lines = stderr.decode().strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("threadgate: migration failed:")
