@@ -95,7 +95,9 @@ async def test_a_token_slack_refuses_ends_start_up_with_a_clear_line(
     assert "xoxb-revoked-token" not in text
 
 
-async def test_migrate_against_a_missing_database_says_so_in_one_line(tmp_path: Path) -> None:
+async def _migrate_to_a_missing_directory(tmp_path: Path, *argv: str) -> tuple[int, list[str]]:
+    """Runs `python <argv>` against a SQLite file whose directory does not exist; returns the
+    exit code and the lines written to stderr."""
     env = {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": str(ROOT),
@@ -104,17 +106,16 @@ async def test_migrate_against_a_missing_database_says_so_in_one_line(tmp_path: 
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/no/such/dir/x.db",
     }
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "migrate",
-        cwd=tmp_path,
-        env=env,
-        stderr=asyncio.subprocess.PIPE,
+        sys.executable, *argv, cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE
     )
     _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode == 1
-    lines = stderr.decode().strip().splitlines()
+    assert process.returncode is not None
+    return process.returncode, stderr.decode().strip().splitlines()
+
+
+async def test_migrate_against_a_missing_database_says_so_in_one_line(tmp_path: Path) -> None:
+    code, lines = await _migrate_to_a_missing_directory(tmp_path, "-m", "bot", "migrate")
+    assert code == 1
     assert len(lines) == 1
     assert lines[0].startswith("threadgate: migration failed:")
 
@@ -139,23 +140,7 @@ sys.exit(code)
 async def test_a_failed_migration_leaves_no_driver_thread_behind_to_print_a_traceback(
     tmp_path: Path,
 ) -> None:
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": str(ROOT),
-        "SLACK_BOT_TOKEN": "xoxb-test",
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/no/such/dir/x.db",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        SLOW_DRIVER_STOP,
-        cwd=tmp_path,
-        env=env,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode == 1
-    lines = stderr.decode().strip().splitlines()
+    code, lines = await _migrate_to_a_missing_directory(tmp_path, "-c", SLOW_DRIVER_STOP)
+    assert code == 1
     assert len(lines) == 1, lines
     assert lines[0].startswith("threadgate: migration failed:")
