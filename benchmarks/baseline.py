@@ -20,7 +20,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.blocks import APPROVE_ACTION
+from bot.slack.blocks import APPROVE_ACTION
 
 if TYPE_CHECKING:
     from agents import Agent

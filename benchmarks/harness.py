@@ -18,11 +18,12 @@ from pydantic import SecretStr
 
 from benchmarks.baseline import Baseline, BaselineKind
 from benchmarks.serving import SIGNING_SECRET, served
-from bot.app import Threadgate, build_app
+from bot.app import build_app
 from bot.config import ApprovalsConfig, Config, ToolsConfig
-from bot.http_server import build_web_app
+from bot.container import Threadgate
 from bot.settings import Settings
-from bot.slack_client import build_slack_client
+from bot.slack.client import build_slack_client
+from bot.slack.http_server import build_web_app
 from tests.fakes.model_server import (
     DEFAULT_TEXT,
     FakeModelServer,

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from benchmarks.harness import Endpoint, Fakes
-    from bot.app import Threadgate
+    from bot.container import Threadgate
 
 ROOT = Path(__file__).resolve().parents[1]
 AppName = Literal["bot", "baseline", "baseline-sdk"]
@@ -65,7 +65,7 @@ async def serve(
         from aiohttp.web import Request, Response
 
         from benchmarks.harness import build_bot
-        from bot.http_server import build_web_app
+        from bot.slack.http_server import build_web_app
 
         threadgate = build_bot(
             slack_url=slack_url,

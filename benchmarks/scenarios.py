@@ -27,7 +27,7 @@ from benchmarks.harness import (
 from benchmarks.process import AppName
 from benchmarks.results import Measurement
 from benchmarks.seeding import add_history, add_pending_approvals
-from bot.blocks import APPROVE_ACTION
+from bot.slack.blocks import APPROVE_ACTION
 from tests.fakes.slack_api import RecordedCall
 
 Window = Callable[[], AbstractContextManager[object]]

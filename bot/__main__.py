@@ -16,11 +16,12 @@ from pydantic import ValidationError
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.app import Threadgate, build_app
+from bot.app import build_app
 from bot.config import ConfigError
-from bot.http_server import build_web_app
+from bot.container import Threadgate
 from bot.log_redaction import configure_logging
 from bot.settings import Settings
+from bot.slack.http_server import build_web_app
 from storage import schema
 from storage.crypto import DecryptionError
 from storage.database import Database, driver_threads_finished

@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Sequence
 
 from storage.database import Database
-from storage.repositories import Accepted, IncomingRow, accept_messages
+from storage.messages import Accepted, IncomingRow, accept_messages
 
 MAX_BATCH = 200
 

@@ -11,11 +11,12 @@ import aiohttp
 from aiohttp import web
 from pydantic import SecretStr
 
-from bot.app import Threadgate, build_app
+from bot.app import build_app
 from bot.config import Config
-from bot.http_server import build_web_app
+from bot.container import Threadgate
 from bot.settings import Settings
-from bot.slack_client import build_slack_client
+from bot.slack.client import build_slack_client
+from bot.slack.http_server import build_web_app
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.fakes.slack_requests import SignedRequest, SlackRequestBuilder
 

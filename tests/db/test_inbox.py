@@ -6,16 +6,17 @@ from collections import Counter
 from sqlalchemy import event, func, select
 from sqlalchemy.engine import Connection
 
-from storage import repositories as repo
 from storage.database import Database
+from storage.ids import ThreadRef
 from storage.inbox import Inbox
+from storage.messages import Accepted, IncomingRow
 from storage.models import Job
 
 
-def _row(i: int, *, event_id: str | None = None, ts: str | None = None) -> repo.IncomingRow:
-    return repo.IncomingRow(
+def _row(i: int, *, event_id: str | None = None, ts: str | None = None) -> IncomingRow:
+    return IncomingRow(
         event_id=event_id or f"Ev{i}",
-        thread=repo.ThreadRef("T1", "C1", ts or f"{i}.0"),
+        thread=ThreadRef("T1", "C1", ts or f"{i}.0"),
         user_id="U1",
         message_ts=ts or f"{i}.0",
         text=f"message {i}",
@@ -42,9 +43,9 @@ async def test_a_burst_is_stored_in_few_transactions_and_each_gets_its_own_answe
 
     assert Counter(results) == Counter(
         {
-            repo.Accepted.QUEUED: 40,
-            repo.Accepted.DUPLICATE_EVENT: 1,
-            repo.Accepted.DUPLICATE_MESSAGE: 1,
+            Accepted.QUEUED: 40,
+            Accepted.DUPLICATE_EVENT: 1,
+            Accepted.DUPLICATE_MESSAGE: 1,
         }
     )
     assert commits <= 3

@@ -11,9 +11,11 @@ from sqlalchemy import ColumnElement, FromClause, func, select, update
 from sqlalchemy.orm import Mapped
 from sqlmodel import SQLModel, col
 
-from storage import repositories as repo
+from storage.approvals import decide_approval
 from storage.database import Database
 from storage.history import agent_messages, agent_sessions
+from storage.ids import ThreadRef
+from storage.messages import Accepted
 from storage.models import (
     Approval,
     ApprovalStatus,
@@ -25,13 +27,17 @@ from storage.models import (
     Thread,
     utcnow,
 )
+from storage.queue import Step, finish_job, release_thread_lease
+from storage.recovery import interrupt_job
 from storage.retention import PurgeCounts, purge
+from storage.runs import NewApproval, SavedState, finish_run, pause_run
+from tests.storage_steps import accept, next_step
 
 DAY = timedelta(days=1)
 
 
-def _thread(name: str) -> repo.ThreadRef:
-    return repo.ThreadRef("T1", "C1", name)
+def _thread(name: str) -> ThreadRef:
+    return ThreadRef("T1", "C1", name)
 
 
 @dataclass
@@ -52,10 +58,10 @@ class Builder:
         self.cutoff = utcnow() - 30 * DAY
         self.events = 0
 
-    async def message(self, thread: repo.ThreadRef, ts: str) -> str:
+    async def message(self, thread: ThreadRef, ts: str) -> str:
         self.events += 1
         event_id = f"Ev{self.events}"
-        accepted = await repo.accept_message(
+        accepted = await accept(
             self.db,
             event_id=event_id,
             thread=thread,
@@ -64,36 +70,44 @@ class Builder:
             text="please delete customer 42",
             only_known_thread=False,
         )
-        assert accepted == repo.Accepted.QUEUED
+        assert accepted == Accepted.QUEUED
         return event_id
 
-    async def start(self, thread: repo.ThreadRef) -> Job:
-        """Start the thread's next job; leases are tested on their own, so none is kept."""
-        job = await repo.next_job_under_lease(
+    async def step(self, thread: ThreadRef) -> Step:
+        """Start the thread's next job and its run; leases are tested on their own, so none
+        is kept."""
+        step = await next_step(
             self.db, thread_key=thread.key, owner="worker", ttl=timedelta(seconds=30)
         )
-        assert job is not None
-        assert job.id is not None
-        await repo.release_thread_lease(self.db, thread_key=thread.key, owner="worker")
-        return job
+        assert step is not None
+        assert step.job.id is not None
+        await release_thread_lease(self.db, thread_key=thread.key, owner="worker")
+        return step
 
-    async def run_for_message(self, thread: repo.ThreadRef, ts: str) -> tuple[Job, Run]:
+    async def finish_without_run(self, thread: ThreadRef) -> int:
+        """A job that ended before a run of its own began (a parked message, say)."""
+        async with self.db.write() as session:
+            job = (
+                await session.scalars(select(Job).where(col(Job.thread_key) == thread.key))
+            ).one()
+            job.status, job.finished_at = JobStatus.DONE, utcnow()
+            assert job.id is not None
+            return job.id
+
+    async def run_for_message(self, thread: ThreadRef, ts: str) -> tuple[Job, Run]:
         await self.message(thread, ts)
-        job = await self.start(thread)
-        assert job.id is not None
-        begun = await repo.begin_run(
-            self.db, thread_key=thread.key, job_id=job.id, requested_by="U1"
-        )
-        assert not begun.parked
-        return job, begun.run
+        step = await self.step(thread)
+        assert step.run is not None
+        assert not step.run.parked
+        return step.job, step.run.run
 
-    async def pause(self, thread: repo.ThreadRef, run_id: str, calls: int = 1) -> list[Approval]:
-        return await repo.pause_run(
+    async def pause(self, thread: ThreadRef, run_id: str, calls: int = 1) -> list[Approval]:
+        return await pause_run(
             self.db,
             run_id=run_id,
-            saved=repo.SavedState(state="{}", sdk_version="x", schema_version="1.21"),
+            saved=SavedState(state="{}", sdk_version="x", schema_version="1.21"),
             approvals=[
-                repo.NewApproval(
+                NewApproval(
                     call_id=f"call_{i}", tool_name="delete", arguments="{}", approvers=["U9"]
                 )
                 for i in range(calls)
@@ -105,7 +119,7 @@ class Builder:
 
     async def decide_all(self, approvals: list[Approval]) -> None:
         for approval in approvals:
-            decision = await repo.decide_approval(
+            decision = await decide_approval(
                 self.db, approval_id=approval.id, status=ApprovalStatus.APPROVED, decided_by="U9"
             )
             assert decision is not None
@@ -113,17 +127,18 @@ class Builder:
 
     async def finish(self, job: Job, status: JobStatus = JobStatus.DONE) -> None:
         assert job.id is not None
-        await repo.finish_job(self.db, job_id=job.id, status=status)
+        await finish_job(self.db, job_id=job.id, status=status)
 
-    async def completed_after_approval(self, thread: repo.ThreadRef, ts: str, seen: Seen) -> None:
+    async def completed_after_approval(self, thread: ThreadRef, ts: str, seen: Seen) -> None:
         """message → run → pause → approve → resume → completed, every job done."""
         job, run = await self.run_for_message(thread, ts)
         approvals = await self.pause(thread, run.id, calls=2)
         await self.finish(job)
         await self.decide_all(approvals)
-        resume = await self.start(thread)
-        assert await repo.begin_resume(self.db, run_id=run.id) is not None
-        assert await repo.finish_run(self.db, run_id=run.id, status=RunStatus.COMPLETED)
+        step = await self.step(thread)
+        assert step.resume is not None
+        resume = step.job
+        assert await finish_run(self.db, run_id=run.id, status=RunStatus.COMPLETED)
         await self.finish(resume)
         seen.runs[ts] = run.id
         for index, approval in enumerate(approvals):
@@ -133,7 +148,7 @@ class Builder:
         seen.jobs[ts] = job.id
         seen.jobs[f"{ts}/resume"] = resume.id
 
-    async def age_thread(self, thread: repo.ThreadRef, *, runs: bool = True) -> None:
+    async def age_thread(self, thread: ThreadRef, *, runs: bool = True) -> None:
         """Everything the thread holds happened long ago."""
         async with self.db.write() as session:
             await session.execute(
@@ -160,7 +175,7 @@ class Builder:
         async with self.db.write() as session:
             await session.execute(update(SlackEvent).values(received_at=self.old))
 
-    async def history(self, thread: repo.ThreadRef, *, old: bool) -> None:
+    async def history(self, thread: ThreadRef, *, old: bool) -> None:
         session = SQLAlchemySession(thread.key, engine=self.db.engine)
         items: list[TResponseInputItem] = [
             {"role": "user", "content": "please delete customer 42"},
@@ -219,7 +234,7 @@ async def _scenario(b: Builder) -> Seen:
     for thread, name in ((OLD_INTERRUPTED, "old_int"), (RECENT_INTERRUPTED, "recent_int")):
         job, run = await b.run_for_message(thread, thread.thread_ts)
         assert job.id is not None
-        interrupted = await repo.interrupt_job(b.db, job_id=job.id)
+        interrupted = await interrupt_job(b.db, job_id=job.id)
         assert interrupted is not None
         assert interrupted.run is not None
         seen.runs[name], seen.jobs[name] = run.id, job.id
@@ -236,20 +251,20 @@ async def _scenario(b: Builder) -> Seen:
         )
 
     await b.message(NO_RUN, "7.000")
-    job = await b.start(NO_RUN)
-    await b.finish(job)
-    seen.jobs["no_run"] = job.id or 0
+    seen.jobs["no_run"] = await b.finish_without_run(NO_RUN)
     await b.age_thread(NO_RUN)
 
     await b.message(QUEUED, "8.000")
     await b.age_thread(QUEUED)
 
     await b.message(LEASED, "9.000")
-    job = await b.start(LEASED)
-    await b.finish(job)
-    assert await repo.acquire_thread_lease(
-        b.db, thread_key=LEASED.key, owner="worker", ttl=timedelta(minutes=5)
-    )
+    await b.finish_without_run(LEASED)
+    async with b.db.write() as session:
+        await session.execute(
+            update(Thread)
+            .where(col(Thread.key) == LEASED.key)
+            .values(lease_owner="worker", lease_expires_at=utcnow() + timedelta(minutes=5))
+        )
     await b.age_thread(LEASED)
 
     job, run = await b.run_for_message(FAILED_PENDING, "10.000")
@@ -428,7 +443,7 @@ async def test_rows_another_transaction_holds_are_skipped_not_waited_for(db: Dat
     b = Builder(db)
     job, run = await b.run_for_message(OLD_INTERRUPTED, "4.000")
     assert job.id is not None
-    await repo.interrupt_job(db, job_id=job.id)
+    await interrupt_job(db, job_id=job.id)
     await b.history(OLD_INTERRUPTED, old=True)
     await b.age_thread(OLD_INTERRUPTED)
 

@@ -15,7 +15,7 @@ from agents.memory import Session, SessionSettings
 from agents.testing import ScriptedModel, assistant_message
 from sqlalchemy import text
 
-from bot.run_history import ENVELOPE_KEY, RunHistory
+from bot.agent.run_history import ENVELOPE_KEY, RunHistory
 from storage import history
 from storage.crypto import Cipher, DecryptionError
 from storage.database import Database

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from agents.testing import ModelCall, ModelStep, assistant_message
 
-from bot.blocks import APPROVE_ACTION
 from bot.config import ApprovalsConfig, Config, ToolsConfig
+from bot.slack.blocks import APPROVE_ACTION
 from tests.fakes.slack_api import FakeSlackAPI, RecordedCall
 from tests.tools_for_tests import EXECUTIONS
 

@@ -9,8 +9,8 @@ from agents.testing import ScriptedModel, assistant_message, function_call
 from sqlalchemy import update
 from sqlmodel import col
 
-from bot.blocks import APPROVE_ACTION, REASON_BLOCK, REASON_INPUT, REJECT_ACTION, REJECT_VIEW
-from storage import repositories as repo
+from bot.slack.blocks import APPROVE_ACTION, REASON_BLOCK, REASON_INPUT, REJECT_ACTION, REJECT_VIEW
+from storage.approvals import get_approval
 from storage.database import Database
 from storage.models import Approval, ApprovalStatus, Run, RunStatus, utcnow
 from tests.fakes.slack_api import FakeSlackAPI
@@ -86,7 +86,7 @@ async def reject_with(bot: RunningBot, approval_id: str, reason: str, user: str 
 
 
 async def status_of(bot: RunningBot, approval_id: str) -> ApprovalStatus:
-    approval = await repo.get_approval(bot.app.db, approval_id)
+    approval = await get_approval(bot.app.db, approval_id)
     assert approval is not None
     return approval.status
 
@@ -237,7 +237,7 @@ async def test_only_approvers_may_decide_and_others_are_told_privately(
         await ask(bot)
         [approval_id] = approval_ids(approval_messages(slack)[0])
         await click(bot, approval_id, user=user)
-        approval = await repo.get_approval(bot.app.db, approval_id)
+        approval = await get_approval(bot.app.db, approval_id)
         assert approval is not None
         if allowed:
             assert approval.status == ApprovalStatus.APPROVED
@@ -367,7 +367,7 @@ async def test_a_view_submission_for_a_decided_approval_changes_nothing(
         [approval_id] = approval_ids(approval_messages(slack)[0])
         await click(bot, approval_id)
         assert await reject_with(bot, approval_id, "too late", user=GROUP_MEMBER) == 200
-        approval = await repo.get_approval(bot.app.db, approval_id)
+        approval = await get_approval(bot.app.db, approval_id)
         assert approval is not None
         assert approval.status == ApprovalStatus.APPROVED
         assert "already decided" in private_notes(slack, GROUP_MEMBER)[0]
@@ -478,7 +478,7 @@ async def test_undecided_approvals_expire_and_the_model_is_told(
         await _expire_now(bot.app.db)
         await bot.app.sweeper.sweep()
         await bot.settle()
-        approval = await repo.get_approval(bot.app.db, approval_id)
+        approval = await get_approval(bot.app.db, approval_id)
         assert approval is not None
         assert approval.status == ApprovalStatus.EXPIRED
         assert "Expired" in json.dumps(slack.calls_to("chat.update")[0].args["blocks"])
@@ -538,7 +538,7 @@ async def test_a_model_error_on_resume_ends_the_run_visibly_and_keeps_the_decisi
         assert executions == Counter({"delete_customer:c42": 1})
         last = texts(slack.messages_in_thread(CHANNEL, THREAD_TS))[-1]
         assert "Reference" in last
-        approval = await repo.get_approval(bot.app.db, approval_id)
+        approval = await get_approval(bot.app.db, approval_id)
         assert approval is not None
         assert approval.status == ApprovalStatus.APPROVED
         run = await _only_run(bot.app.db)
@@ -592,7 +592,7 @@ async def test_state_from_a_newer_sdk_ends_the_run_visibly(
         assert "couldn't resume" in last
         run = await _only_run(bot.app.db)
         assert run.status == RunStatus.FAILED
-        approval = await repo.get_approval(bot.app.db, approval_id)
+        approval = await get_approval(bot.app.db, approval_id)
         assert approval is not None
         assert approval.status == ApprovalStatus.APPROVED
 

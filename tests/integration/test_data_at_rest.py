@@ -9,8 +9,8 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr
 from sqlalchemy import text, update
 
-from bot.blocks import APPROVE_ACTION
 from bot.config import StorageConfig
+from bot.slack.blocks import APPROVE_ACTION
 from storage.crypto import DecryptionError
 from storage.models import Job, Run, SlackEvent, utcnow
 from tests.fakes.slack_api import FakeSlackAPI

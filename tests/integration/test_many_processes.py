@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.blocks import APPROVE_ACTION, RETRY_ACTION
+from bot.slack.blocks import APPROVE_ACTION, RETRY_ACTION
 from tests.bot_process import BotProcess, bot_process
 from tests.conftest import empty_database
 from tests.fakes.model_server import FakeModelServer, Reply, text_reply, tool_calls_reply

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.blocks import APPROVE_ACTION
+from bot.slack.blocks import APPROVE_ACTION
 from tests.bot_process import ROOT, bot_process, free_port
 from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack_api import FakeSlackAPI

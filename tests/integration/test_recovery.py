@@ -10,11 +10,12 @@ from agents.testing import ScriptedModel, assistant_message, function_call
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from bot.blocks import APPROVE_ACTION, RETRY_ACTION
-from bot.runs import CallDecision
+from bot.agent.runs import CallDecision
+from bot.slack.blocks import APPROVE_ACTION, RETRY_ACTION
 from storage import history
-from storage import repositories as repo
+from storage.approvals import claim_execution, decide_approval
 from storage.database import Database
+from storage.ids import ThreadRef
 from storage.models import (
     Approval,
     ApprovalStatus,
@@ -26,6 +27,7 @@ from storage.models import (
     Thread,
     utcnow,
 )
+from storage.runs import get_run
 from tests.fakes.slack_api import FakeSlackAPI, RecordedCall
 from tests.integration.conftest import (
     APPROVER,
@@ -39,8 +41,9 @@ from tests.integration.conftest import (
     texts,
 )
 from tests.running_app import RunningBot, running_bot
+from tests.storage_steps import accept, next_step
 
-THREAD = repo.ThreadRef("T0TEAM", CHANNEL, "20.1")
+THREAD = ThreadRef("T0TEAM", CHANNEL, "20.1")
 LEASE = timedelta(seconds=30)
 
 
@@ -53,7 +56,7 @@ async def _dead_process_holds(db: Database) -> None:
 
 
 async def _message_job_running_in_a_dead_process(db: Database) -> str:
-    await repo.accept_message(
+    await accept(
         db,
         event_id="Ev0DEAD",
         thread=THREAD,
@@ -62,12 +65,11 @@ async def _message_job_running_in_a_dead_process(db: Database) -> str:
         text="what is the weather?",
         only_known_thread=False,
     )
-    job = await repo.next_job_under_lease(db, thread_key=THREAD.key, owner="dead:1", ttl=LEASE)
-    assert job is not None
-    assert job.id is not None
-    begun = await repo.begin_run(db, thread_key=THREAD.key, job_id=job.id, requested_by=ASKER)
+    step = await next_step(db, thread_key=THREAD.key, owner="dead:1", ttl=LEASE)
+    assert step is not None
+    assert step.run is not None
     await _dead_process_holds(db)
-    return begun.run.id
+    return step.run.run.id
 
 
 def retry_buttons(slack: FakeSlackAPI) -> list[RecordedCall]:
@@ -108,7 +110,7 @@ async def test_a_dead_processes_run_is_reported_and_retry_answers_it(
         [note] = retry_buttons(slack)
         assert note.args["thread_ts"] == THREAD.thread_ts
         assert "stopped unexpectedly" in note.args["text"]
-        run = await repo.get_run(bot.app.db, run_id)
+        run = await get_run(bot.app.db, run_id)
         assert run is not None
         assert run.status == RunStatus.INTERRUPTED
         await bot.app.sweeper.sweep()  # reported once, not at every sweep
@@ -148,16 +150,16 @@ async def test_an_interrupted_resume_names_the_call_in_flight_and_never_runs_it_
         await bot.settle()
         [approval_id] = approval_ids(approval_messages(slack)[0])
         # The approval is decided and its call started in a process that then died.
-        decision = await repo.decide_approval(
+        decision = await decide_approval(
             db, approval_id=approval_id, status=ApprovalStatus.APPROVED, decided_by=APPROVER
         )
         assert decision is not None
         assert decision.resume_queued
         run = await _only(db, Run)
-        assert await repo.claim_execution(db, run_id=run.id, call_id="call_1") == (True, None)
-        job = await repo.next_job_under_lease(db, thread_key=THREAD.key, owner="dead:1", ttl=LEASE)
-        assert job is not None
-        assert await repo.begin_resume(db, run_id=run.id) is not None
+        assert await claim_execution(db, run_id=run.id, call_id="call_1") == (True, None)
+        step = await next_step(db, thread_key=THREAD.key, owner="dead:1", ttl=LEASE)
+        assert step is not None
+        assert step.resume is not None
         await _dead_process_holds(db)
 
         await bot.app.sweeper.sweep()
@@ -186,7 +188,7 @@ async def test_a_message_that_had_not_started_its_run_simply_waits_its_turn(
     model = ScriptedModel([[assistant_message("Answered after all.")]])
     async with running_bot(database_url=database_url, slack=slack, model=model) as bot:
         db = bot.app.db
-        await repo.accept_message(
+        await accept(
             db,
             event_id="Ev0EARLY",
             thread=THREAD,
@@ -195,10 +197,11 @@ async def test_a_message_that_had_not_started_its_run_simply_waits_its_turn(
             text="hello?",
             only_known_thread=False,
         )
-        assert (
-            await repo.next_job_under_lease(db, thread_key=THREAD.key, owner="dead:1", ttl=LEASE)
-            is not None
-        )
+        # A job taken by a process that died before its step began the run.
+        async with db.write() as session:
+            await session.execute(
+                update(Job).values(status=JobStatus.RUNNING, owner="dead:1", started_at=utcnow())
+            )
         await _dead_process_holds(db)
         await bot.app.sweeper.sweep()
         await bot.settle()
@@ -237,7 +240,7 @@ async def test_a_second_resume_of_the_same_pause_cannot_run_the_tool_again(
         await bot.settle()
         assert executions == Counter({"delete_customer:c3": 1})
         # Resume the very same stored pause again, as a buggy or racing caller might.
-        runs = bot.app.conversations.runs
+        runs = bot.app.runs
         _outcome, _ = await runs.resume(
             saved,
             decisions={"call_1": CallDecision(approved=True)},

@@ -6,8 +6,8 @@ from collections import Counter
 
 from agents.testing import ScriptedModel, assistant_message, function_call
 
-from bot.blocks import APPROVE_ACTION
 from bot.config import AgentConfig, ApprovalsConfig, Config, ToolsConfig
+from bot.slack.blocks import APPROVE_ACTION
 from storage.database import Database
 from storage.models import Run, RunStatus
 from tests.fakes.model_server import FakeModelServer

@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 from agents.testing import ScriptedModel, assistant_message, function_call
 
-from bot.blocks import APPROVE_ACTION
+from bot.slack.blocks import APPROVE_ACTION
 from tests.conftest import empty_database
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.integration.conftest import (

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from bot.ack_first import AckFirst
+from bot.runtime.ack_first import AckFirst
 
 
 async def test_with_no_request_in_flight_work_goes_at_once() -> None:

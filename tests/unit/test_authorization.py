@@ -2,7 +2,7 @@
 
 from collections.abc import Collection, Mapping, Sequence
 
-from bot.authorization import Verdict, may_decide
+from bot.approvals.authorization import Verdict, may_decide
 
 REQUESTER = "U0REQUESTER"
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bot.blocks import (
+from bot.slack.blocks import (
     APPROVE_ACTION,
     REJECT_ACTION,
     REJECT_VIEW,

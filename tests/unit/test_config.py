@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.agent import check_policy_tools, load_tool_modules
+from bot.agent.build import check_policy_tools, load_tool_modules
 from bot.config import Config, ConfigError, load_config, parse_duration
 
 FULL_EXAMPLE = """\

@@ -34,7 +34,7 @@ from openai.types.responses.response_reasoning_item import Summary
 from openai.types.shared import Reasoning
 from typing_extensions import TypeAliasType
 
-from bot.openai_request_transform import (
+from bot.agent.openai_request_transform import (
     AsyncFastMaybeTransform,
     FastMaybeTransform,
     install,
@@ -375,7 +375,7 @@ def test_install_changes_nothing_when_openai_moved(
         monkeypatch.setattr(module, "async_maybe_transform", openai._utils.async_maybe_transform)
     monkeypatch.delattr(chat_module, "async_maybe_transform")
 
-    with caplog.at_level(logging.DEBUG, logger="bot.openai_request_transform"):
+    with caplog.at_level(logging.DEBUG, logger="bot.agent.openai_request_transform"):
         assert install() is False
 
     assert wrapper_in(responses_module, "async_maybe_transform") is (

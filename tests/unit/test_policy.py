@@ -5,8 +5,8 @@ from typing import Any
 
 import pytest
 
+from bot.approvals.policy import Policy, ToolRule
 from bot.config import ApprovalsConfig
-from bot.policy import Policy, ToolRule
 
 
 def _approvals(**fields: Any) -> ApprovalsConfig:

@@ -15,16 +15,22 @@ from typing import Literal
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import blocks
-from bot.authorization import Verdict, may_decide
-from bot.background import new_ref
-from bot.policy import Policy
-from bot.runs import AgentRuns, CallDecision, RunOutcome, StateLoadError
-from bot.thread_replies import ThreadReplies
-from bot.user_groups import UserGroups
-from storage import repositories as repo
+from bot.agent.runs import CallDecision, RunOutcome
+from bot.approvals.authorization import Verdict, may_decide
+from bot.approvals.policy import Policy
+from bot.slack import blocks
+from bot.slack.replies import ThreadReplies
+from bot.slack.user_groups import UserGroups
+from storage.approvals import (
+    decide_approval,
+    due_approval_ids,
+    get_approval,
+    set_approval_message,
+)
 from storage.database import Database
-from storage.models import Approval, ApprovalStatus, Job, JobStatus, Run, RunStatus, utcnow
+from storage.ids import ThreadRef
+from storage.models import Approval, ApprovalStatus, Run, utcnow
+from storage.runs import NewApproval, pause_run
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +91,6 @@ class Approvals:
         *,
         client: AsyncWebClient,
         replies: ThreadReplies,
-        runs: AgentRuns,
         policy: Policy,
         groups: UserGroups,
         kick: Callable[[str], None],
@@ -93,30 +98,20 @@ class Approvals:
         self.db = db
         self.client = client
         self.replies = replies
-        self.runs = runs
         self.policy = policy
         self.groups = groups
         self.kick = kick
 
     # --- a run ends or pauses --------------------------------------------------------------
 
-    async def settle(
+    async def request(
         self,
         run: Run,
-        thread: repo.ThreadRef,
+        thread: ThreadRef,
         outcome: RunOutcome,
         new_history: Sequence[str],
     ) -> None:
-        """Answer in the thread, or store the pause and post one request per call; the run's
-        new history items are stored with either."""
-        if not outcome.pending or outcome.saved is None:
-            if await repo.finish_run(
-                self.db, run_id=run.id, status=RunStatus.COMPLETED, new_history=new_history
-            ):
-                await self.replies.answer(thread, outcome.final_text or "")
-            else:
-                log.warning("run %s finished after it was marked interrupted", run.id)
-            return
+        """Store the pause with one approval per call, then post each call with its buttons."""
         try:
             rows = await self._pause(run, thread, outcome, new_history)
         except LookupError:
@@ -128,25 +123,25 @@ class Approvals:
                 channel=thread.channel_id, thread_ts=thread.thread_ts, text=text, blocks=body
             )
             if response.get("ts"):
-                await repo.set_approval_message(
+                await set_approval_message(
                     self.db, approval_id=approval.id, message_ts=str(response["ts"])
                 )
 
     async def _pause(
         self,
         run: Run,
-        thread: repo.ThreadRef,
+        thread: ThreadRef,
         outcome: RunOutcome,
         new_history: Sequence[str],
     ) -> list[Approval]:
         assert outcome.saved is not None
-        return await repo.pause_run(
+        return await pause_run(
             self.db,
             run_id=run.id,
             saved=outcome.saved,
             new_history=new_history,
             approvals=[
-                repo.NewApproval(
+                NewApproval(
                     call_id=call.call_id,
                     tool_name=call.tool_name,
                     arguments=call.arguments,
@@ -180,7 +175,7 @@ class Approvals:
 
     async def reject(self, rejection: Rejection) -> None:
         """The modal was submitted: check everything again, the approval may have moved on."""
-        approval = await repo.get_approval(self.db, rejection.approval_id)
+        approval = await get_approval(self.db, rejection.approval_id)
         if approval is None or approval.team_id != rejection.team_id:
             log.warning("rejection for an unknown approval from %s", rejection.user_id)
             return
@@ -220,14 +215,14 @@ class Approvals:
         """Reject, as expired, every approval nobody decided in time; resume their runs."""
         count = 0
         now = utcnow()
-        for approval_id in await repo.due_approval_ids(self.db, now=now):
-            approval = await repo.get_approval(self.db, approval_id)
+        for approval_id in await due_approval_ids(self.db, now=now):
+            approval = await get_approval(self.db, approval_id)
             if approval is not None:
                 count += await self._decide(approval, ApprovalStatus.EXPIRED, None, None)
         return count
 
     async def _find(self, approval_id: str, team_id: str, channel_id: str) -> Approval | None:
-        approval = await repo.get_approval(self.db, approval_id)
+        approval = await get_approval(self.db, approval_id)
         if approval is None or (approval.team_id, approval.channel_id) != (team_id, channel_id):
             return None
         return approval
@@ -235,7 +230,7 @@ class Approvals:
     async def _decide(
         self, approval: Approval, status: ApprovalStatus, user_id: str | None, reason: str | None
     ) -> int:
-        decision = await repo.decide_approval(
+        decision = await decide_approval(
             self.db, approval_id=approval.id, status=status, decided_by=user_id, reason=reason
         )
         if decision is None:
@@ -245,8 +240,8 @@ class Approvals:
                 await self._tell_already(decision.approval, user_id)
             return 0
         if decision.resume_queued:  # the resume need not wait for the message update
-            self.kick(repo.ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts).key)
-        await self._show(decision.approval)
+            self.kick(ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts).key)
+        await self.show(decision.approval)
         return 1
 
     async def _open_reject_modal(self, approval: Approval, click: Click) -> None:
@@ -263,7 +258,7 @@ class Approvals:
         except SlackApiError as exc:
             log.warning("could not open the reject modal: %s", exc.response.get("error"))
 
-    async def _show(self, approval: Approval) -> None:
+    async def show(self, approval: Approval) -> None:
         """Replace the request with its decision; the buttons go away."""
         if approval.message_ts is None:
             return
@@ -283,71 +278,10 @@ class Approvals:
     async def _tell(self, channel: str, user: str, thread_ts: str | None, text: str) -> None:
         await self.replies.private(channel=channel, user=user, thread_ts=thread_ts, text=text)
 
-    # --- the thread's worker resumes -------------------------------------------------------
-
-    async def handle_resume(self, job: Job, begun: repo.BegunResume | None) -> JobStatus:
-        """`begun` is the run that the worker's step claimed for the job, if it was first."""
-        if begun is None:
-            return JobStatus.DONE  # already resumed by somebody else
-        run, approvals, deferred = begun.run, begun.approvals, begun.deferred
-        thread = repo.ThreadRef.from_key(job.thread_key)
-        if run.state is None:
-            await self._resume_failed(run, thread, deferred, "The paused run is gone")
-            return JobStatus.FAILED
-        decisions = {a.call_id: self._call_decision(a) for a in approvals}
-        history = self.runs.history(job.thread_key, stored=begun.history)
-        try:
-            outcome, refused = await self.runs.resume(
-                run.state,
-                decisions=decisions,
-                new_messages=[message.text or "" for message in deferred],
-                history=history,
-            )
-        except StateLoadError as exc:
-            await self._resume_failed(run, thread, deferred, f"I couldn't resume the run: {exc}")
-            return JobStatus.FAILED
-        except Exception:
-            await self._resume_failed(
-                run, thread, deferred, "The run failed after the decision", history.new_rows()
-            )
-            return JobStatus.FAILED
-        for index, message in enumerate(deferred):
-            assert message.id is not None
-            if index not in refused:
-                await repo.finish_job(self.db, job_id=message.id, status=JobStatus.DONE)
-        await repo.requeue_jobs(self.db, job_ids=[deferred[i].id or 0 for i in refused])
-        # The answer goes out first; the requests' messages show what ran right after.
-        await self.settle(run, thread, outcome, history.new_rows())
-        ran = await repo.approvals_of_run(self.db, run_id=run.id, generation=run.generation)
-        for approval in ran:
-            if approval.status == ApprovalStatus.APPROVED and approval.outcome is not None:
-                await self._show(approval)
-        return JobStatus.DONE
-
-    def _call_decision(self, approval: Approval) -> CallDecision:
+    def decision_for(self, approval: Approval) -> CallDecision:
+        """What the resumed run is told about this call."""
         if approval.status == ApprovalStatus.APPROVED:
             return CallDecision(approved=True)
         if approval.status == ApprovalStatus.EXPIRED:
             return CallDecision(approved=False, message=expired_message(self.policy))
         return CallDecision(approved=False, message=approval.reason or REJECTED_WITHOUT_REASON)
-
-    async def _resume_failed(
-        self,
-        run: Run,
-        thread: repo.ThreadRef,
-        deferred: list[Job],
-        what: str,
-        new_history: Sequence[str] = (),
-    ) -> None:
-        """The decisions stay on record and the run ends; nothing that ran is run again."""
-        ref = new_ref()
-        log.error("resume of run %s failed (ref %s)", run.id, ref, exc_info=True)
-        await repo.finish_run(
-            self.db,
-            run_id=run.id,
-            status=RunStatus.FAILED,
-            error_ref=ref,
-            new_history=new_history,
-        )
-        await repo.requeue_jobs(self.db, job_ids=[job.id for job in deferred if job.id])
-        await self.replies.failure(thread, f"{what}; the run has stopped.", ref)

@@ -1,16 +1,13 @@
 """Mentions and messages become thread messages; everything else a bot sees is ignored."""
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 from slack_bolt.response import BoltResponse
 
-from bot.conversations import IncomingMessage, strip_mention
-from bot.listeners.parsing import MalformedPayload, bad_request, field_str, require
-
-if TYPE_CHECKING:
-    from bot.app import Threadgate
+from bot.runtime.conversations import Conversations, IncomingMessage, strip_mention
+from bot.slack.listeners.parsing import MalformedPayload, bad_request, field_str, require
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +43,7 @@ def _incoming(
     )
 
 
-def register(app: AsyncApp, threadgate: "Threadgate") -> None:
+def register(app: AsyncApp, *, conversations: Conversations) -> None:
     async def receive(
         body: dict[str, Any], context: AsyncBoltContext, ack: AsyncAck, *, mention: bool
     ) -> BoltResponse | None:
@@ -55,7 +52,7 @@ def register(app: AsyncApp, threadgate: "Threadgate") -> None:
         except MalformedPayload as exc:
             return bad_request(exc)
         if message is not None:
-            await threadgate.conversations.receive(message)
+            await conversations.receive(message)
         await ack()
         return None
 

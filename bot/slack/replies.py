@@ -5,8 +5,8 @@ import logging
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import blocks
-from storage.repositories import ThreadRef
+from bot.slack import blocks
+from storage.ids import ThreadRef
 
 log = logging.getLogger(__name__)
 

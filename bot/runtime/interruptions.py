@@ -13,13 +13,21 @@ from dataclasses import dataclass
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import blocks
-from bot.approvals import Approvals
-from bot.background import new_ref
-from bot.thread_replies import ThreadReplies
-from storage import repositories as repo
+from bot.approvals.approvals import Approvals
+from bot.runtime.background import new_ref
+from bot.slack import blocks
+from bot.slack.replies import ThreadReplies
 from storage.database import Database
+from storage.ids import ThreadRef
 from storage.models import JobKind
+from storage.recovery import (
+    Interrupted,
+    RetryOutcome,
+    interrupt_job,
+    recover_orphaned_jobs,
+    retry_run,
+)
+from storage.runs import get_run
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +59,19 @@ class Interruptions:
 
     async def stopped(self, job_id: int) -> None:
         """Shutdown cancelled this job: record where it stopped and say so."""
-        interrupted = await repo.interrupt_job(self.db, job_id=job_id)
+        interrupted = await interrupt_job(self.db, job_id=job_id)
         if interrupted is not None:
             await self.report(interrupted, "I was stopped (a restart or deploy)")
 
     async def recover(self) -> int:
         """Take over jobs of processes that died; the threads go on with their next work."""
-        found = await repo.recover_orphaned_jobs(self.db)
+        found = await recover_orphaned_jobs(self.db)
         for interrupted in found:
             await self.report(interrupted, "The process working on this stopped unexpectedly")
             self.kick(interrupted.job.thread_key)
         return len(found)
 
-    async def report(self, interrupted: repo.Interrupted, cause: str) -> None:
+    async def report(self, interrupted: Interrupted, cause: str) -> None:
         run = interrupted.run
         if run is None:
             return  # nothing had started: the message simply waits for its turn again
@@ -84,7 +92,7 @@ class Interruptions:
             ref=ref,
             can_retry=True,
         )
-        thread = repo.ThreadRef.from_key(run.thread_key)
+        thread = ThreadRef.from_key(run.thread_key)
         try:
             await self.client.chat_postMessage(
                 channel=thread.channel_id, thread_ts=thread.thread_ts, text=text, blocks=body
@@ -93,8 +101,8 @@ class Interruptions:
             log.warning("could not report run %s: %s", run.id, exc.response.get("error"))
 
     async def retry(self, click: RetryClick) -> None:
-        run = await repo.get_run(self.db, click.run_id)
-        thread = repo.ThreadRef.from_key(run.thread_key) if run else None
+        run = await get_run(self.db, click.run_id)
+        thread = ThreadRef.from_key(run.thread_key) if run else None
         if (
             run is None
             or thread is None
@@ -113,8 +121,8 @@ class Interruptions:
                 click, thread.thread_ts, "Only the person who asked or an approver can retry it."
             )
             return
-        outcome, _ = await repo.retry_run(self.db, run_id=run.id)
-        if outcome != repo.RetryOutcome.QUEUED:
+        outcome, _ = await retry_run(self.db, run_id=run.id)
+        if outcome != RetryOutcome.QUEUED:
             await self._tell(click, thread.thread_ts, "This run was already retried.")
             return
         if click.message_ts:

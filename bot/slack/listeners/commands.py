@@ -1,20 +1,17 @@
 """`/threadgate`: a private summary of how this workspace's threadgate is set up."""
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot.blocks import mention
-
-if TYPE_CHECKING:
-    from bot.app import Threadgate
+from bot.approvals.policy import Policy
+from bot.slack.blocks import mention
 
 COMMAND = "/threadgate"
 
 
-def help_text(threadgate: "Threadgate") -> str:
-    policy = threadgate.policy
-    tools = threadgate.conversations.runs.tool_names
+def help_text(policy: Policy, tools: Sequence[str]) -> str:
     lines = [
         "*threadgate* runs an AI agent in every thread it is mentioned in.",
         "Mention me in a channel or write to me directly; I answer in the thread.",
@@ -27,7 +24,7 @@ def help_text(threadgate: "Threadgate") -> str:
     return "\n".join(lines)
 
 
-def register(app: AsyncApp, threadgate: "Threadgate") -> None:
+def register(app: AsyncApp, *, policy: Policy, tool_names: Sequence[str]) -> None:
     @app.command(COMMAND)
     async def handle_threadgate_command(ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack(response_type="ephemeral", text=help_text(threadgate))
+        await ack(response_type="ephemeral", text=help_text(policy, tool_names))

@@ -13,10 +13,10 @@ from agents.models.openai_responses import OpenAIResponsesModel
 from agents.tool_context import ToolContext
 from openai import AsyncOpenAI
 
-from bot import openai_request_transform
+from bot.agent import openai_request_transform
+from bot.agent.runs import AgentRuns
+from bot.approvals.policy import Policy
 from bot.config import Config, ConfigError
-from bot.policy import Policy
-from bot.runs import AgentRuns
 from storage.crypto import Cipher
 from storage.database import Database
 

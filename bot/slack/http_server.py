@@ -7,17 +7,15 @@ body of the wrong shape is a 400, and Bolt only ever sees well-formed payloads.
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
-from bot import envelope
-from bot.background import new_ref
-
-if TYPE_CHECKING:
-    from bot.app import Threadgate
+from bot.container import Threadgate
+from bot.runtime.background import new_ref
+from bot.slack import envelope
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +41,7 @@ def _headers(request: web.Request) -> dict[str, str | Sequence[str]]:
     return headers
 
 
-def build_web_app(threadgate: "Threadgate", *, serve_events: bool = True) -> web.Application:
+def build_web_app(threadgate: Threadgate, *, serve_events: bool = True) -> web.Application:
     secret = threadgate.settings.slack_signing_secret
     verifier = SignatureVerifier(secret.get_secret_value()) if secret else None
 

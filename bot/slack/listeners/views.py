@@ -1,17 +1,15 @@
 """The reject-reason modal: submitting rejects, closing leaves the approval pending."""
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.response import BoltResponse
 
-from bot.approvals import Rejection
-from bot.blocks import REASON_BLOCK, REASON_INPUT, REASON_LIMIT, REJECT_VIEW
-from bot.listeners.actions import APPROVAL_ID
-from bot.listeners.parsing import MalformedPayload, bad_request, field_str, require
-
-if TYPE_CHECKING:
-    from bot.app import Threadgate
+from bot.approvals.approvals import Approvals, Rejection
+from bot.runtime.background import Background
+from bot.slack.blocks import REASON_BLOCK, REASON_INPUT, REASON_LIMIT, REJECT_VIEW
+from bot.slack.listeners.parsing import MalformedPayload, bad_request, field_str, require
+from storage.ids import APPROVAL_ID
 
 
 def _rejection(body: dict[str, Any]) -> Rejection:
@@ -30,7 +28,7 @@ def _rejection(body: dict[str, Any]) -> Rejection:
     )
 
 
-def register(app: AsyncApp, threadgate: "Threadgate") -> None:
+def register(app: AsyncApp, *, approvals: Approvals, background: Background) -> None:
     @app.view(REJECT_VIEW)
     async def handle_reject_submission(body: dict[str, Any], ack: AsyncAck) -> BoltResponse | None:
         try:
@@ -38,7 +36,7 @@ def register(app: AsyncApp, threadgate: "Threadgate") -> None:
         except MalformedPayload as exc:
             return bad_request(exc)
         await ack()
-        threadgate.background.spawn(threadgate.approvals.reject(rejection), name="reject")
+        background.spawn(approvals.reject(rejection), name="reject")
         return None
 
     @app.view_closed(REJECT_VIEW)

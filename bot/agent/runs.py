@@ -16,10 +16,10 @@ from agents.memory import SessionSettings
 from agents.run_state import CURRENT_SCHEMA_VERSION
 from openai import AsyncOpenAI
 
-from bot.run_history import RunHistory
+from bot.agent.run_history import RunHistory
 from storage.crypto import Cipher
 from storage.database import Database
-from storage.repositories import SavedState
+from storage.runs import SavedState
 
 SDK_VERSION = version("openai-agents")
 
@@ -62,7 +62,7 @@ def thread_context(
 
 
 class AgentRuns:
-    """Runs the agent with each thread's own history (bot.run_history)."""
+    """Runs the agent with each thread's own history (bot.agent.run_history)."""
 
     def __init__(
         self,

@@ -11,15 +11,21 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from bot.ack_first import AckFirst
-from bot.background import Background, new_ref
-from storage import repositories as repo
+from bot.runtime.ack_first import AckFirst
+from bot.runtime.background import Background, new_ref
 from storage.database import Database
 from storage.models import JobStatus
+from storage.queue import (
+    Step,
+    finish_job,
+    next_step_under_lease,
+    release_thread_lease,
+    renew_thread_lease,
+)
 
 log = logging.getLogger(__name__)
 
-StepHandler = Callable[[repo.Step], Awaitable[JobStatus]]
+StepHandler = Callable[[Step], Awaitable[JobStatus]]
 
 
 class ThreadQueue:
@@ -81,7 +87,7 @@ class ThreadQueue:
         try:
             while self.background.accepting:
                 await self.ack_first.wait_quiet()
-                step = await repo.next_step_under_lease(
+                step = await next_step_under_lease(
                     self.db,
                     thread_key=thread_key,
                     owner=self.owner,
@@ -101,15 +107,13 @@ class ThreadQueue:
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
             if finished is not None:
-                await asyncio.shield(
-                    repo.finish_job(self.db, job_id=finished[0], status=finished[1])
-                )
+                await asyncio.shield(finish_job(self.db, job_id=finished[0], status=finished[1]))
             if not self.background.accepting:
                 await asyncio.shield(
-                    repo.release_thread_lease(self.db, thread_key=thread_key, owner=self.owner)
+                    release_thread_lease(self.db, thread_key=thread_key, owner=self.owner)
                 )
 
-    async def _run(self, step: repo.Step) -> JobStatus:
+    async def _run(self, step: Step) -> JobStatus:
         job = step.job
         assert job.id is not None
         assert self.handler is not None
@@ -127,7 +131,7 @@ class ThreadQueue:
         interval = self.lease.total_seconds() / 3
         while True:
             await asyncio.sleep(interval)
-            if not await repo.renew_thread_lease(
+            if not await renew_thread_lease(
                 self.db, thread_key=thread_key, owner=self.owner, ttl=self.lease
             ):
                 log.warning("lost the lease of thread %s", thread_key)

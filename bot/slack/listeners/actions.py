@@ -1,21 +1,19 @@
 """Approve, Reject and Retry buttons. A button's value is untrusted: only an id to look up."""
 
-import re
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.response import BoltResponse
 
-from bot.approvals import Click
-from bot.blocks import APPROVE_ACTION, REJECT_ACTION, RETRY_ACTION
-from bot.interruptions import RetryClick
-from bot.listeners.parsing import MalformedPayload, bad_request, field_str, require
+from bot.approvals.approvals import Approvals, Click
+from bot.runtime.background import Background
+from bot.runtime.interruptions import Interruptions, RetryClick
+from bot.slack.blocks import APPROVE_ACTION, REJECT_ACTION, RETRY_ACTION
+from bot.slack.listeners.parsing import MalformedPayload, bad_request, field_str, require
+from bot.slack.replies import ThreadReplies
+from storage.ids import APPROVAL_ID, RUN_ID
 
-if TYPE_CHECKING:
-    from bot.app import Threadgate
-
-APPROVAL_ID = re.compile(r"^ap_[A-Za-z0-9_-]{8,40}$")
 INVALID_BUTTON = "That button is not valid. Ask the bot again in the thread if you need it."
 
 
@@ -38,9 +36,6 @@ def _click(body: dict[str, Any], action: Literal["approve", "reject"]) -> tuple[
     return click, bool(APPROVAL_ID.match(click.approval_id))
 
 
-RUN_ID = re.compile(r"^run_[0-9a-f]{32}$")
-
-
 def _retry(body: dict[str, Any]) -> tuple[RetryClick, bool]:
     click, _valid = _click(body, "approve")
     container = body.get("container")
@@ -55,19 +50,24 @@ def _retry(body: dict[str, Any]) -> tuple[RetryClick, bool]:
     return retry, bool(RUN_ID.match(retry.run_id))
 
 
-def register(app: AsyncApp, threadgate: "Threadgate") -> None:
+def register(
+    app: AsyncApp,
+    *,
+    approvals: Approvals,
+    interruptions: Interruptions,
+    replies: ThreadReplies,
+    background: Background,
+) -> None:
     def after_ack(
         valid: bool, channel: str, user: str, work: Coroutine[Any, Any, None], name: str
     ) -> None:
         """Start the work, or tell the clicker privately that the button was not valid."""
         if valid:
-            threadgate.background.spawn(work, name=name)
+            background.spawn(work, name=name)
             return
         work.close()
-        note = threadgate.approvals.replies.private(
-            channel=channel, user=user, thread_ts=None, text=INVALID_BUTTON
-        )
-        threadgate.background.spawn(note, name="invalid button")
+        note = replies.private(channel=channel, user=user, thread_ts=None, text=INVALID_BUTTON)
+        background.spawn(note, name="invalid button")
 
     async def on_click(
         body: dict[str, Any], ack: AsyncAck, action: Literal["approve", "reject"]
@@ -77,7 +77,7 @@ def register(app: AsyncApp, threadgate: "Threadgate") -> None:
         except MalformedPayload as exc:
             return bad_request(exc)
         await ack()
-        work = threadgate.approvals.click(click)
+        work = approvals.click(click)
         after_ack(valid, click.channel_id, click.user_id, work, f"click {action}")
         return None
 
@@ -96,6 +96,6 @@ def register(app: AsyncApp, threadgate: "Threadgate") -> None:
         except MalformedPayload as exc:
             return bad_request(exc)
         await ack()
-        work = threadgate.interruptions.retry(retry)
+        work = interruptions.retry(retry)
         after_ack(valid, retry.channel_id, retry.user_id, work, "retry")
         return None

@@ -6,13 +6,13 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
-from bot.approvals import Approvals
-from bot.background import new_ref
+from bot.approvals.approvals import Approvals
 from bot.config import StorageConfig
-from bot.interruptions import Interruptions
-from storage import repositories as repo
+from bot.runtime.background import new_ref
+from bot.runtime.interruptions import Interruptions
 from storage.database import Database
 from storage.models import utcnow
+from storage.queue import threads_needing_work
 from storage.retention import purge
 
 PURGE_EVERY = 3600.0
@@ -46,7 +46,7 @@ class Sweeper:
         expired = await self.approvals.expire_due()
         if expired:
             log.info("expired %d approval request(s)", expired)
-        for thread_key in await repo.threads_needing_work(self.db):
+        for thread_key in await threads_needing_work(self.db):
             self.kick(thread_key)
         await self.purge_when_due()
 

@@ -1,0 +1,1 @@
+"""The agent: its tools, and starting or resuming its runs on a thread's history."""

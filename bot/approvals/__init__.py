@@ -1,0 +1,1 @@
+"""Who must approve which call, who may decide it, and the cards and clicks that decide."""

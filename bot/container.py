@@ -1,0 +1,106 @@
+"""What one process runs, held together; `start` and `stop` bracket its life.
+
+Built by `bot.app.build_app`; lives apart from the wiring so that what serves requests can
+name it without importing the wiring.
+"""
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import aiohttp
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.agent.runs import AgentRuns
+from bot.approvals.approvals import Approvals
+from bot.approvals.policy import Policy
+from bot.config import Config
+from bot.runtime.ack_first import AckFirst
+from bot.runtime.background import Background
+from bot.runtime.conversations import Conversations
+from bot.runtime.interruptions import Interruptions
+from bot.runtime.sweeper import Sweeper
+from bot.runtime.thread_queue import ThreadQueue
+from bot.settings import Settings
+from storage import schema
+from storage.database import Database
+from storage.queue import release_all_leases
+from storage.sealed_columns import check_stored_data_opens
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Health:
+    migrated: bool = False
+    slack_ok: bool = False
+    bot_user_id: str | None = None
+    team_id: str | None = None
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return self.migrated and self.slack_ok
+
+
+@dataclass
+class Threadgate:
+    """Everything one process runs; `start` and `stop` bracket its life."""
+
+    settings: Settings
+    config: Config
+    db: Database
+    client: AsyncWebClient
+    bolt: AsyncApp
+    background: Background
+    queue: ThreadQueue
+    conversations: Conversations
+    runs: AgentRuns
+    approvals: Approvals
+    interruptions: Interruptions
+    sweeper: Sweeper
+    policy: Policy
+    ack_first: AckFirst
+    health: Health = field(default_factory=Health)
+    _sweeper_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self.client.session is None or self.client.session.closed:
+            # One pooled HTTP session for every Web API call instead of one per call.
+            self.client.session = aiohttp.ClientSession()
+        if self.settings.migrate_on_start:
+            await schema.upgrade_if_behind(self.db)
+        elif not await schema.is_up_to_date(self.db):
+            raise RuntimeError("the database schema is behind: run `python -m bot migrate`")
+        await check_stored_data_opens(self.db)
+        self.health.migrated = True
+        if self.db.is_sqlite:
+            # SQLite serves one process, so a lease left behind is a crashed predecessor's.
+            await release_all_leases(self.db)
+        response = await self.client.auth_test()
+        self.health.bot_user_id = response.get("user_id")
+        self.health.team_id = response.get("team_id")
+        self.health.slack_ok = True
+        # Leftovers of an earlier life (queued work, dead owners) are picked up before serving.
+        await self.sweeper.sweep_safely()
+        if self._sweeper_task is None:
+            self._sweeper_task = asyncio.create_task(self.sweeper.run(), name="sweeper")
+        log.info("threadgate ready as %s in %s", self.health.bot_user_id, self.health.team_id)
+
+    async def stop(self, *, drain_timeout: float | None = None) -> bool:
+        """Finish or hand back running work, then let go of the database."""
+        self.health.slack_ok = False
+        timeout = self.settings.drain_timeout if drain_timeout is None else drain_timeout
+        finished = await self.background.drain(timeout)
+        if self._sweeper_task is not None:
+            self._sweeper_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper_task
+        await self.conversations.inbox.close()
+        await self.runs.close()
+        if self.client.session is not None:
+            await self.client.session.close()
+        await self.db.dispose()
+        return finished

@@ -1,0 +1,1 @@
+"""The thread runtime: incoming work, the per-thread queue and worker, sweeps, recovery."""

@@ -1,0 +1,201 @@
+"""Runs: begun for a message, paused with their approvals, resumed once, finished.
+
+A run is handed to its resume by `UPDATE … WHERE status = 'resuming'`: exactly one resume job
+gets it. A pause replaces any older snapshot of the run in the transaction that stores its
+approvals."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from storage import history
+from storage.database import Database
+from storage.ids import ThreadRef, new_approval_id, new_run_id
+from storage.models import (
+    Approval,
+    Job,
+    JobStatus,
+    Run,
+    RunStatus,
+    utcnow,
+)
+from storage.statements import rowcount
+
+
+async def get_run(db: Database, run_id: str) -> Run | None:
+    async with db.read() as session:
+        return await session.get(Run, run_id)
+
+
+@dataclass(frozen=True)
+class BegunRun:
+    run: Run
+    parked: bool  # the message waits on a run that waits for approval
+    history: list[str]  # the thread's newest items, oldest first, for a run that starts
+
+
+async def begin_run(
+    session: AsyncSession, job: Job, *, requested_by: str, history_limit: int | None
+) -> BegunRun:
+    """Changes `job` in place, so that one UPDATE carries all of the step's changes to it."""
+    with session.no_autoflush:
+        waiting = await session.scalar(
+            select(Run)
+            .where(
+                col(Run.thread_key) == job.thread_key,
+                col(Run.status).in_([RunStatus.WAITING, RunStatus.RESUMING]),
+            )
+            .order_by(col(Run.created_at).desc())
+            .limit(1)
+        )
+    if waiting is not None:
+        job.status = JobStatus.DEFERRED
+        job.run_id = waiting.id
+        return BegunRun(waiting, parked=True, history=[])
+    run = Run(id=new_run_id(), thread_key=job.thread_key, requested_by=requested_by)
+    session.add(run)
+    job.run_id = run.id
+    items = await _history_window(session, job.thread_key, history_limit)
+    return BegunRun(run, parked=False, history=items)
+
+
+async def _history_window(session: AsyncSession, thread_key: str, limit: int | None) -> list[str]:
+    if limit is not None and limit <= 0:
+        return []
+    return await history.newest(session, thread_key=thread_key, limit=limit)
+
+
+@dataclass(frozen=True)
+class BegunResume:
+    run: Run
+    approvals: list[Approval]  # the decisions of the run's current pause
+    deferred: list[Job]  # messages that arrived while the run waited
+    history: list[str]  # the thread's newest items, oldest first
+
+
+async def begin_resume(
+    session: AsyncSession, *, run_id: str, history_limit: int | None
+) -> BegunResume | None:
+    result = await session.execute(
+        update(Run)
+        .where(col(Run.id) == run_id, col(Run.status) == RunStatus.RESUMING)
+        .values(status=RunStatus.RUNNING, updated_at=utcnow())
+    )
+    if rowcount(result) != 1:
+        return None
+    run = await session.get(Run, run_id, populate_existing=True)
+    if run is None:
+        return None
+    approvals = await session.scalars(
+        select(Approval)
+        .where(col(Approval.run_id) == run.id, col(Approval.generation) == run.generation)
+        .order_by(col(Approval.created_at), col(Approval.id))
+    )
+    deferred = await session.scalars(
+        select(Job)
+        .where(col(Job.run_id) == run.id, col(Job.status) == JobStatus.DEFERRED)
+        .order_by(col(Job.id))
+    )
+    return BegunResume(
+        run,
+        list(approvals),
+        list(deferred),
+        await _history_window(session, run.thread_key, history_limit),
+    )
+
+
+@dataclass(frozen=True)
+class NewApproval:
+    call_id: str
+    tool_name: str
+    arguments: str
+    approvers: list[str]
+
+
+@dataclass(frozen=True)
+class SavedState:
+    state: str
+    sdk_version: str
+    schema_version: str
+
+
+async def pause_run(
+    db: Database,
+    *,
+    run_id: str,
+    saved: SavedState,
+    approvals: Sequence[NewApproval],
+    thread: ThreadRef,
+    requested_by: str,
+    expire_after: timedelta,
+    new_history: Sequence[str] = (),
+) -> list[Approval]:
+    """Store the state, its approvals and the thread's new history items together, replacing
+    any older snapshot of the run."""
+    now = utcnow()
+    async with db.write() as session:
+        run = await session.get(Run, run_id, with_for_update=True)
+        if run is None or run.status != RunStatus.RUNNING:
+            raise LookupError(f"run {run_id} is not running")
+        run.generation += 1
+        run.status = RunStatus.WAITING
+        run.state = saved.state
+        run.sdk_version = saved.sdk_version
+        run.state_schema_version = saved.schema_version
+        run.updated_at = now
+        rows = [
+            Approval(
+                id=new_approval_id(),
+                run_id=run_id,
+                generation=run.generation,
+                team_id=thread.team_id,
+                channel_id=thread.channel_id,
+                thread_ts=thread.thread_ts,
+                call_id=item.call_id,
+                tool_name=item.tool_name,
+                arguments=item.arguments,
+                requested_by=requested_by,
+                approvers=item.approvers,
+                expires_at=now + expire_after,
+                created_at=now,
+            )
+            for item in approvals
+        ]
+        session.add_all(rows)
+        await history.append(session, thread_key=run.thread_key, items=new_history)
+        return rows
+
+
+async def finish_run(
+    db: Database,
+    *,
+    run_id: str,
+    status: RunStatus,
+    error_ref: str | None = None,
+    new_history: Sequence[str] = (),
+) -> bool:
+    """End a running run, with the thread's new history items. A completed run drops its
+    state; a failed one keeps it.
+
+    Only a running run ends here: one that recovery already marked interrupted stays so, and
+    its items are not kept, as its retry will produce them again.
+    """
+    values: dict[str, Any] = {"status": status, "error_ref": error_ref, "updated_at": utcnow()}
+    if status == RunStatus.COMPLETED:
+        values["state"] = None
+    async with db.write() as session:
+        thread_key = await session.scalar(
+            update(Run)
+            .where(col(Run.id) == run_id, col(Run.status) == RunStatus.RUNNING)
+            .values(**values)
+            .returning(col(Run.thread_key))
+        )
+        if thread_key is None:
+            return False
+        await history.append(session, thread_key=thread_key, items=new_history)
+        return True
