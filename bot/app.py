@@ -21,11 +21,12 @@ from bot.runtime.ack_first import AckFirst
 from bot.runtime.background import Background
 from bot.runtime.conversations import Conversations
 from bot.runtime.interruptions import Interruptions
+from bot.runtime.outbox import Outbox
 from bot.runtime.sweeper import Sweeper
 from bot.runtime.thread_queue import ThreadQueue
-from bot.runtime.worker import ThreadWorker
+from bot.runtime.worker import PARKED_NOTE, ThreadWorker
 from bot.settings import Settings
-from bot.slack.client import build_slack_client
+from bot.slack.client import build_slack_client, posting_client
 from bot.slack.listeners import actions, commands, events, views
 from bot.slack.replies import ThreadReplies
 from bot.slack.user_groups import UserGroups
@@ -77,11 +78,14 @@ def build_app(
 
     background = Background()
     ack_first = AckFirst()
+    owner = process_owner()
+    lease = timedelta(seconds=settings.lease_seconds)
+    outbox = Outbox(db, posting_client(client), owner=owner, claim=lease)
     queue = ThreadQueue(
         db,
         background,
-        owner=process_owner(),
-        lease=timedelta(seconds=settings.lease_seconds),
+        owner=owner,
+        lease=lease,
         history_limit=config.agent.history_limit,
         ack_first=ack_first,
         max_workers=settings.max_workers,
@@ -91,15 +95,17 @@ def build_app(
         db,
         client=client,
         replies=replies,
+        outbox=outbox,
         policy=policy,
         groups=UserGroups(client),
         kick=queue.kick,
     )
     conversations = Conversations(db, kick=queue.kick)
-    worker = ThreadWorker(db, runs=runs, approvals=approvals, replies=replies)
+    worker = ThreadWorker(db, runs=runs, approvals=approvals, outbox=outbox)
     queue.handler = worker.handle
+    queue.parked_note = PARKED_NOTE
     interruptions = Interruptions(
-        db, client=client, replies=replies, approvals=approvals, kick=queue.kick
+        db, replies=replies, approvals=approvals, outbox=outbox, kick=queue.kick
     )
     queue.on_interrupted = interruptions.stopped
 
@@ -133,9 +139,11 @@ def build_app(
         runs=runs,
         approvals=approvals,
         interruptions=interruptions,
+        outbox=outbox,
         sweeper=Sweeper(
             approvals=approvals,
             interruptions=interruptions,
+            outbox=outbox,
             db=db,
             kick=queue.kick,
             interval=settings.sweep_interval,

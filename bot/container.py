@@ -21,6 +21,7 @@ from bot.runtime.ack_first import AckFirst
 from bot.runtime.background import Background
 from bot.runtime.conversations import Conversations
 from bot.runtime.interruptions import Interruptions
+from bot.runtime.outbox import Outbox
 from bot.runtime.sweeper import Sweeper
 from bot.runtime.thread_queue import ThreadQueue
 from bot.settings import Settings
@@ -57,6 +58,7 @@ class Threadgate:
     background: Background
     queue: ThreadQueue
     conversations: Conversations
+    outbox: Outbox
     runs: AgentRuns
     approvals: Approvals
     interruptions: Interruptions
@@ -70,6 +72,7 @@ class Threadgate:
         if self.client.session is None or self.client.session.closed:
             # One pooled HTTP session for every Web API call instead of one per call.
             self.client.session = aiohttp.ClientSession()
+        self.outbox.client.session = self.client.session
         if self.settings.migrate_on_start:
             await schema.upgrade_if_behind(self.db)
         elif not await schema.is_up_to_date(self.db):

@@ -6,17 +6,21 @@ from datetime import datetime
 from sqlalchemy import and_, func, select, update
 from sqlmodel import col
 
+from storage import outbox
 from storage.database import Database
+from storage.ids import ThreadRef
 from storage.models import (
     Approval,
     ApprovalStatus,
     Job,
     JobKind,
     JobStatus,
+    OutboxKind,
     Run,
     RunStatus,
     utcnow,
 )
+from storage.outbox import Claimant, Owed
 from storage.statements import insert_unless_taken, rowcount
 
 
@@ -95,8 +99,10 @@ async def decide_approval(
     status: ApprovalStatus,
     decided_by: str | None,
     reason: str | None = None,
+    by: Claimant | None = None,
 ) -> Decision | None:
-    """Decide a pending approval once; queue the resume when it was the run's last one.
+    """Decide a pending approval once; queue the resume when it was the run's last one. The
+    card owes the thread its new look, stored with the decision.
 
     The run row is locked first so that two approvals of one run decided at the same moment
     cannot both see the other still pending and leave the run waiting forever.
@@ -113,6 +119,10 @@ async def decide_approval(
         )
         won = rowcount(result) == 1
         await session.refresh(approval)
+        if won:
+            card = Owed(OutboxKind.CARD, approval_id=approval.id)
+            thread_key = ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts).key
+            await outbox.add(session, thread_key=thread_key, owed=[card], by=by)
         if not won or run is None or run.status != RunStatus.WAITING:
             return Decision(approval=approval, won=won, resume_queued=False)
         still_pending = await session.scalar(

@@ -199,3 +199,45 @@ class Approval(SQLModel, table=True):
     outcome: str | None = Field(default=None, sa_column=Column(SealedText, nullable=True))
     expires_at: datetime = Field(sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class OutboxKind(StrEnum):
+    POST = "post"  # a new message in the thread: payload holds its text and blocks
+    UPDATE = "update"  # a new version of a message the bot posted: payload holds its ts too
+    CARD = "card"  # an approval's card as the approval stands when delivered
+    INTERRUPTED = "interrupted"  # the note of a run whose process stopped half-way
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # Slack refused it for good (or it kept failing): logged, not retried
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A message the bot owes a thread, committed with the state change that owes it.
+
+    Whoever committed it delivers it right after; if that process dies first, the sweep takes
+    it once the claim (`next_attempt_at`) has passed. A post carries its id in the message's
+    metadata, so a retried delivery finds an earlier post instead of posting twice.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_thread_status_id", "thread_key", "status", "id"),
+        Index("ix_outbox_status_next", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    thread_key: str = Field(max_length=200)
+    kind: OutboxKind = Field(sa_type=String(16))
+    status: OutboxStatus = Field(default=OutboxStatus.PENDING, sa_type=String(16))
+    approval_id: str | None = Field(default=None, max_length=40)
+    payload: str | None = Field(default=None, sa_column=Column(SealedText, nullable=True))
+    claimed_by: str | None = Field(default=None, max_length=100)
+    attempts: int = Field(default=1)
+    next_attempt_at: datetime = Field(sa_type=UTCDateTime)
+    message_ts: str | None = Field(default=None, max_length=32)
+    error: str | None = Field(default=None, max_length=100)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

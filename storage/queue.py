@@ -20,6 +20,7 @@ from storage.models import (
     Thread,
     utcnow,
 )
+from storage.outbox import Claimant, Owed
 from storage.runs import BegunResume, BegunRun, begin_resume, begin_run
 from storage.statements import rowcount
 
@@ -160,6 +161,7 @@ async def next_step_under_lease(
     ttl: timedelta,
     history_limit: int | None,
     finished: tuple[int, JobStatus] | None = None,
+    parked_note: Owed | None = None,
 ) -> Step | None:
     """One step of a thread's worker, in one transaction: record the job it just finished,
     hold (or take) the thread's lease, start the next queued job and that job's run (a message
@@ -182,6 +184,11 @@ async def next_step_under_lease(
             resume = await begin_resume(session, run_id=job.run_id, history_limit=history_limit)
             return Step(job, resume=resume)
         run = await begin_run(
-            session, job, requested_by=job.user_id or "unknown", history_limit=history_limit
+            session,
+            job,
+            requested_by=job.user_id or "unknown",
+            history_limit=history_limit,
+            parked_note=parked_note,
+            by=Claimant(owner, ttl),
         )
         return Step(job, run=run)

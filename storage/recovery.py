@@ -1,6 +1,7 @@
 """Jobs whose process stopped half-way: interrupted once, and retried once on request."""
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -10,6 +11,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from storage import outbox
 from storage.database import Database
 from storage.models import (
     Approval,
@@ -17,12 +19,14 @@ from storage.models import (
     Job,
     JobKind,
     JobStatus,
+    OutboxKind,
     Run,
     RunStatus,
     Thread,
     new_ref,
     utcnow,
 )
+from storage.outbox import Claimant, Owed
 from storage.statements import insert_unless_taken
 
 
@@ -35,8 +39,11 @@ class Interrupted:
     in_flight: list[Approval]
 
 
-async def _interrupt(session: AsyncSession, job: Job, now: datetime) -> Interrupted:
-    """Fail the job and interrupt its run; a job that had not started a run just goes back."""
+async def _interrupt(
+    session: AsyncSession, job: Job, now: datetime, *, cause: str, by: Claimant
+) -> Interrupted:
+    """Fail the job and interrupt its run, owing the thread a note with a Retry button; a job
+    that had not started a run just goes back."""
     run = await session.get(Run, job.run_id, with_for_update=True) if job.run_id else None
     if run is None or run.status != RunStatus.RUNNING:
         if job.kind == JobKind.MESSAGE and run is None:
@@ -62,19 +69,34 @@ async def _interrupt(session: AsyncSession, job: Job, now: datetime) -> Interrup
             )
         )
         in_flight = list(rows)
+    note = Owed(
+        OutboxKind.INTERRUPTED,
+        {
+            "run_id": run.id,
+            "ref": run.error_ref,
+            "cause": cause,
+            "resuming": job.kind == JobKind.RESUME,
+            "in_flight": [[a.tool_name, a.arguments] for a in in_flight],
+        },
+    )
+    await outbox.add(session, thread_key=run.thread_key, owed=[note], by=by)
     return Interrupted(job=job, run=run, in_flight=in_flight)
 
 
-async def interrupt_job(db: Database, *, job_id: int) -> Interrupted | None:
+async def interrupt_job(
+    db: Database, *, job_id: int, cause: str, by: Claimant
+) -> Interrupted | None:
     """This process is stopping in the middle of the job: record where it stopped."""
     async with db.write() as session:
         job = await session.get(Job, job_id, with_for_update=True)
         if job is None or job.status != JobStatus.RUNNING:
             return None
-        return await _interrupt(session, job, utcnow())
+        return await _interrupt(session, job, utcnow(), cause=cause, by=by)
 
 
-async def recover_orphaned_jobs(db: Database, *, limit: int = 20) -> list[Interrupted]:
+async def recover_orphaned_jobs(
+    db: Database, *, cause: str, by: Claimant, limit: int = 20
+) -> list[Interrupted]:
     """Running jobs whose thread lease expired: their process died. Each is taken once.
 
     The dead owner's lease is cleared with it, so a process that was only slow finds its
@@ -99,7 +121,7 @@ async def recover_orphaned_jobs(db: Database, *, limit: int = 20) -> list[Interr
         for job, thread in rows:
             thread.lease_owner = None
             thread.lease_expires_at = None
-            found.append(await _interrupt(session, job, now))
+            found.append(await _interrupt(session, job, now, cause=cause, by=by))
         return found
 
 
@@ -109,8 +131,11 @@ class RetryOutcome(StrEnum):
     UNKNOWN = "unknown"
 
 
-async def retry_run(db: Database, *, run_id: str) -> tuple[RetryOutcome, Run | None]:
-    """Queue an interrupted run again, once: a resume from its stored pause, or its message."""
+async def retry_run(
+    db: Database, *, run_id: str, owed: Sequence[Owed] = (), by: Claimant | None = None
+) -> tuple[RetryOutcome, Run | None]:
+    """Queue an interrupted run again, once: a resume from its stored pause, or its message;
+    `owed` (the note that it was retried) goes with it."""
     async with db.write() as session:
         run = await session.get(Run, run_id, with_for_update=True)
         if run is None:
@@ -152,4 +177,5 @@ async def retry_run(db: Database, *, run_id: str) -> tuple[RetryOutcome, Run | N
             ],
             key="dedupe_key",
         )
+        await outbox.add(session, thread_key=run.thread_key, owed=owed, by=by)
         return RetryOutcome.QUEUED, run

@@ -13,17 +13,19 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from storage import history
+from storage import history, outbox
 from storage.database import Database
 from storage.ids import ThreadRef, new_approval_id, new_run_id
 from storage.models import (
     Approval,
     Job,
     JobStatus,
+    OutboxKind,
     Run,
     RunStatus,
     utcnow,
 )
+from storage.outbox import Claimant, Owed
 from storage.statements import rowcount
 
 
@@ -40,9 +42,18 @@ class BegunRun:
 
 
 async def begin_run(
-    session: AsyncSession, job: Job, *, requested_by: str, history_limit: int | None
+    session: AsyncSession,
+    job: Job,
+    *,
+    requested_by: str,
+    history_limit: int | None,
+    parked_note: Owed | None = None,
+    by: Claimant | None = None,
 ) -> BegunRun:
-    """Changes `job` in place, so that one UPDATE carries all of the step's changes to it."""
+    """Changes `job` in place, so that one UPDATE carries all of the step's changes to it.
+
+    A message parked on a waiting run owes the thread `parked_note`, stored here with it.
+    """
     with session.no_autoflush:
         waiting = await session.scalar(
             select(Run)
@@ -56,6 +67,8 @@ async def begin_run(
     if waiting is not None:
         job.status = JobStatus.DEFERRED
         job.run_id = waiting.id
+        if parked_note is not None:
+            await outbox.add(session, thread_key=job.thread_key, owed=[parked_note], by=by)
         return BegunRun(waiting, parked=True, history=[])
     run = Run(id=new_run_id(), thread_key=job.thread_key, requested_by=requested_by)
     session.add(run)
@@ -134,9 +147,11 @@ async def pause_run(
     requested_by: str,
     expire_after: timedelta,
     new_history: Sequence[str] = (),
+    owed: Sequence[Owed] = (),
+    by: Claimant | None = None,
 ) -> list[Approval]:
     """Store the state, its approvals and the thread's new history items together, replacing
-    any older snapshot of the run."""
+    any older snapshot of the run; the thread is owed `owed`, then one card per approval."""
     now = utcnow()
     async with db.write() as session:
         run = await session.get(Run, run_id, with_for_update=True)
@@ -168,6 +183,8 @@ async def pause_run(
         ]
         session.add_all(rows)
         await history.append(session, thread_key=run.thread_key, items=new_history)
+        cards = [Owed(OutboxKind.CARD, approval_id=row.id) for row in rows]
+        await outbox.add(session, thread_key=run.thread_key, owed=[*owed, *cards], by=by)
         return rows
 
 
@@ -178,9 +195,12 @@ async def finish_run(
     status: RunStatus,
     error_ref: str | None = None,
     new_history: Sequence[str] = (),
+    owed: Sequence[Owed] = (),
+    by: Claimant | None = None,
 ) -> bool:
-    """End a running run, with the thread's new history items. A completed run drops its
-    state; a failed one keeps it.
+    """End a running run, with the thread's new history items and the messages it owes the
+    thread (its answer, or the note that it failed). A completed run drops its state; a
+    failed one keeps it.
 
     Only a running run ends here: one that recovery already marked interrupted stays so, and
     its items are not kept, as its retry will produce them again.
@@ -198,4 +218,5 @@ async def finish_run(
         if thread_key is None:
             return False
         await history.append(session, thread_key=thread_key, items=new_history)
+        await outbox.add(session, thread_key=thread_key, owed=owed, by=by)
         return True

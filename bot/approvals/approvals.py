@@ -18,18 +18,19 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.agent.runs import CallDecision, RunOutcome
 from bot.approvals.authorization import Verdict, may_decide
 from bot.approvals.policy import Policy
-from bot.slack import blocks
+from bot.runtime.outbox import Outbox
+from bot.slack import blocks, cards
 from bot.slack.replies import ThreadReplies
 from bot.slack.user_groups import UserGroups
 from storage.approvals import (
     decide_approval,
     due_approval_ids,
     get_approval,
-    set_approval_message,
 )
 from storage.database import Database
 from storage.ids import ThreadRef
 from storage.models import Approval, ApprovalStatus, Run, utcnow
+from storage.outbox import Owed
 from storage.runs import NewApproval, pause_run
 
 log = logging.getLogger(__name__)
@@ -64,26 +65,6 @@ def expired_message(policy: Policy) -> str:
     )
 
 
-def view_of(approval: Approval) -> blocks.ApprovalView:
-    return blocks.ApprovalView(
-        approval_id=approval.id,
-        tool_name=approval.tool_name,
-        arguments=approval.arguments,
-        requested_by=approval.requested_by,
-        approvers=approval.approvers,
-    )
-
-
-def decision_of(approval: Approval) -> blocks.DecisionView:
-    return blocks.DecisionView(
-        status=str(approval.status),
-        decided_by=approval.decided_by,
-        decided_at=approval.decided_at,
-        reason=approval.reason,
-        outcome=approval.outcome,
-    )
-
-
 class Approvals:
     def __init__(
         self,
@@ -91,6 +72,7 @@ class Approvals:
         *,
         client: AsyncWebClient,
         replies: ThreadReplies,
+        outbox: Outbox,
         policy: Policy,
         groups: UserGroups,
         kick: Callable[[str], None],
@@ -98,6 +80,7 @@ class Approvals:
         self.db = db
         self.client = client
         self.replies = replies
+        self.outbox = outbox
         self.policy = policy
         self.groups = groups
         self.kick = kick
@@ -110,49 +93,37 @@ class Approvals:
         thread: ThreadRef,
         outcome: RunOutcome,
         new_history: Sequence[str],
+        *,
+        before: Sequence[Owed] = (),
     ) -> None:
-        """Store the pause with one approval per call, then post each call with its buttons."""
+        """Store the pause with one approval per call, with the cards it owes the thread
+        (after `before`), then deliver them."""
+        assert outcome.saved is not None
         try:
-            rows = await self._pause(run, thread, outcome, new_history)
+            await pause_run(
+                self.db,
+                run_id=run.id,
+                saved=outcome.saved,
+                new_history=new_history,
+                approvals=[
+                    NewApproval(
+                        call_id=call.call_id,
+                        tool_name=call.tool_name,
+                        arguments=call.arguments,
+                        approvers=list(self.policy.approvers_for(call.tool_name)),
+                    )
+                    for call in outcome.pending
+                ],
+                thread=thread,
+                requested_by=run.requested_by,
+                expire_after=self.policy.expire_after,
+                owed=before,
+                by=self.outbox.claimant,
+            )
         except LookupError:
             log.warning("run %s paused after it was marked interrupted", run.id)
             return
-        for approval in rows:
-            text, body = blocks.approval_request(view_of(approval))
-            response = await self.client.chat_postMessage(
-                channel=thread.channel_id, thread_ts=thread.thread_ts, text=text, blocks=body
-            )
-            if response.get("ts"):
-                await set_approval_message(
-                    self.db, approval_id=approval.id, message_ts=str(response["ts"])
-                )
-
-    async def _pause(
-        self,
-        run: Run,
-        thread: ThreadRef,
-        outcome: RunOutcome,
-        new_history: Sequence[str],
-    ) -> list[Approval]:
-        assert outcome.saved is not None
-        return await pause_run(
-            self.db,
-            run_id=run.id,
-            saved=outcome.saved,
-            new_history=new_history,
-            approvals=[
-                NewApproval(
-                    call_id=call.call_id,
-                    tool_name=call.tool_name,
-                    arguments=call.arguments,
-                    approvers=list(self.policy.approvers_for(call.tool_name)),
-                )
-                for call in outcome.pending
-            ],
-            thread=thread,
-            requested_by=run.requested_by,
-            expire_after=self.policy.expire_after,
-        )
+        await self.outbox.deliver(thread.key)
 
     # --- a person clicks -------------------------------------------------------------------
 
@@ -231,7 +202,12 @@ class Approvals:
         self, approval: Approval, status: ApprovalStatus, user_id: str | None, reason: str | None
     ) -> int:
         decision = await decide_approval(
-            self.db, approval_id=approval.id, status=status, decided_by=user_id, reason=reason
+            self.db,
+            approval_id=approval.id,
+            status=status,
+            decided_by=user_id,
+            reason=reason,
+            by=self.outbox.claimant,
         )
         if decision is None:
             return 0
@@ -239,9 +215,10 @@ class Approvals:
             if user_id is not None:
                 await self._tell_already(decision.approval, user_id)
             return 0
-        if decision.resume_queued:  # the resume need not wait for the message update
-            self.kick(ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts).key)
-        await self.show(decision.approval)
+        thread = ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts)
+        if decision.resume_queued:  # the resume need not wait for the card's update
+            self.kick(thread.key)
+        await self.outbox.deliver(thread.key)
         return 1
 
     async def _open_reject_modal(self, approval: Approval, click: Click) -> None:
@@ -258,20 +235,8 @@ class Approvals:
         except SlackApiError as exc:
             log.warning("could not open the reject modal: %s", exc.response.get("error"))
 
-    async def show(self, approval: Approval) -> None:
-        """Replace the request with its decision; the buttons go away."""
-        if approval.message_ts is None:
-            return
-        text, body = blocks.approval_decided(view_of(approval), decision_of(approval))
-        try:
-            await self.client.chat_update(
-                channel=approval.channel_id, ts=approval.message_ts, text=text, blocks=body
-            )
-        except SlackApiError as exc:
-            log.warning("could not update approval %s: %s", approval.id, exc.response.get("error"))
-
     async def _tell_already(self, approval: Approval, user_id: str) -> None:
-        line = blocks.decision_line(decision_of(approval))
+        line = blocks.decision_line(cards.decision_of(approval))
         text = f"This request was already decided. {line}"
         await self._tell(approval.channel_id, user_id, approval.thread_ts, text)
 

@@ -10,16 +10,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
-
 from bot.approvals.approvals import Approvals
-from bot.runtime.background import new_ref
+from bot.runtime import outbox as owed
+from bot.runtime.outbox import Outbox
 from bot.slack import blocks
 from bot.slack.replies import ThreadReplies
 from storage.database import Database
 from storage.ids import ThreadRef
-from storage.models import JobKind
 from storage.recovery import (
     Interrupted,
     RetryOutcome,
@@ -30,6 +27,9 @@ from storage.recovery import (
 from storage.runs import get_run
 
 log = logging.getLogger(__name__)
+
+STOPPED = "I was stopped (a restart or deploy)"
+DIED = "The process working on this stopped unexpectedly"
 
 
 @dataclass(frozen=True)
@@ -46,59 +46,39 @@ class Interruptions:
         self,
         db: Database,
         *,
-        client: AsyncWebClient,
         replies: ThreadReplies,
         approvals: Approvals,
+        outbox: Outbox,
         kick: Callable[[str], None],
     ) -> None:
         self.db = db
-        self.client = client
         self.replies = replies
         self.approvals = approvals
+        self.outbox = outbox
         self.kick = kick
 
     async def stopped(self, job_id: int) -> None:
-        """Shutdown cancelled this job: record where it stopped and say so."""
-        interrupted = await interrupt_job(self.db, job_id=job_id)
+        """Shutdown cancelled this job: record where it stopped; the thread is owed a note."""
+        interrupted = await interrupt_job(
+            self.db, job_id=job_id, cause=STOPPED, by=self.outbox.claimant
+        )
         if interrupted is not None:
-            await self.report(interrupted, "I was stopped (a restart or deploy)")
+            await self._reported(interrupted)
 
     async def recover(self) -> int:
         """Take over jobs of processes that died; the threads go on with their next work."""
-        found = await recover_orphaned_jobs(self.db)
+        found = await recover_orphaned_jobs(self.db, cause=DIED, by=self.outbox.claimant)
         for interrupted in found:
-            await self.report(interrupted, "The process working on this stopped unexpectedly")
+            await self._reported(interrupted)
             self.kick(interrupted.job.thread_key)
         return len(found)
 
-    async def report(self, interrupted: Interrupted, cause: str) -> None:
+    async def _reported(self, interrupted: Interrupted) -> None:
         run = interrupted.run
         if run is None:
             return  # nothing had started: the message simply waits for its turn again
-        ref = run.error_ref or new_ref()
-        doing = (
-            "while resuming after an approval"
-            if interrupted.job.kind == JobKind.RESUME
-            else "while answering"
-        )
-        log.warning("run %s interrupted %s (ref %s)", run.id, doing, ref)
-        text, body = blocks.interrupted_note(
-            run_id=run.id,
-            what=f"{cause} {doing}, so this run did not finish.",
-            in_flight=[
-                blocks.InFlightCall(tool_name=a.tool_name, arguments=a.arguments)
-                for a in interrupted.in_flight
-            ],
-            ref=ref,
-            can_retry=True,
-        )
-        thread = ThreadRef.from_key(run.thread_key)
-        try:
-            await self.client.chat_postMessage(
-                channel=thread.channel_id, thread_ts=thread.thread_ts, text=text, blocks=body
-            )
-        except SlackApiError as exc:
-            log.warning("could not report run %s: %s", run.id, exc.response.get("error"))
+        log.warning("run %s interrupted (ref %s)", run.id, run.error_ref)
+        await self.outbox.deliver(run.thread_key)
 
     async def retry(self, click: RetryClick) -> None:
         run = await get_run(self.db, click.run_id)
@@ -121,18 +101,17 @@ class Interruptions:
                 click, thread.thread_ts, "Only the person who asked or an approver can retry it."
             )
             return
-        outcome, _ = await retry_run(self.db, run_id=run.id)
+        mention = blocks.mention(click.user_id)
+        retried = (
+            [owed.replace(click.message_ts, *blocks.plain(f":repeat: Retried by {mention}."))]
+            if click.message_ts
+            else []
+        )
+        outcome, _ = await retry_run(self.db, run_id=run.id, owed=retried, by=self.outbox.claimant)
         if outcome != RetryOutcome.QUEUED:
             await self._tell(click, thread.thread_ts, "This run was already retried.")
             return
-        if click.message_ts:
-            text, body = blocks.plain(f":repeat: Retried by {blocks.mention(click.user_id)}.")
-            try:
-                await self.client.chat_update(
-                    channel=click.channel_id, ts=click.message_ts, text=text, blocks=body
-                )
-            except SlackApiError as exc:
-                log.warning("could not update the retry note: %s", exc.response.get("error"))
+        await self.outbox.deliver(run.thread_key)
         self.kick(run.thread_key)
 
     async def _tell(self, click: RetryClick, thread_ts: str | None, text: str) -> None:

@@ -10,6 +10,7 @@ from bot.approvals.approvals import Approvals
 from bot.config import StorageConfig
 from bot.runtime.background import new_ref
 from bot.runtime.interruptions import Interruptions
+from bot.runtime.outbox import Outbox
 from storage.database import Database
 from storage.models import utcnow
 from storage.queue import threads_needing_work
@@ -26,6 +27,7 @@ class Sweeper:
         *,
         approvals: Approvals,
         interruptions: Interruptions,
+        outbox: Outbox,
         db: Database,
         kick: Callable[[str], None],
         interval: float,
@@ -35,6 +37,7 @@ class Sweeper:
         self._next_purge = 0.0
         self.approvals = approvals
         self.interruptions = interruptions
+        self.outbox = outbox
         self.db = db
         self.kick = kick
         self.interval = interval
@@ -48,6 +51,7 @@ class Sweeper:
             log.info("expired %d approval request(s)", expired)
         for thread_key in await threads_needing_work(self.db):
             self.kick(thread_key)
+        await self.outbox.sweep()
         await self.purge_when_due()
 
     async def purge_when_due(self) -> None:

@@ -15,6 +15,7 @@ from bot.runtime.ack_first import AckFirst
 from bot.runtime.background import Background, new_ref
 from storage.database import Database
 from storage.models import JobStatus
+from storage.outbox import Owed
 from storage.queue import (
     Step,
     finish_job,
@@ -49,6 +50,8 @@ class ThreadQueue:
         # Each step first lets the Slack requests in flight have their acks.
         self.ack_first = ack_first
         self.handler: StepHandler | None = None
+        # What the thread is owed when a message is parked on a run that waits for approval.
+        self.parked_note: Owed | None = None
         # Called when shutdown cancels a job mid-way, to record and report where it stopped.
         self.on_interrupted: Callable[[int], Awaitable[None]] | None = None
         self._draining: set[str] = set()
@@ -94,6 +97,7 @@ class ThreadQueue:
                     ttl=self.lease,
                     history_limit=self.history_limit,
                     finished=finished,
+                    parked_note=self.parked_note,
                 )
                 finished = None
                 if step is None:

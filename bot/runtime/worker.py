@@ -12,18 +12,19 @@ from collections.abc import Sequence
 
 from bot.agent.runs import AgentRuns, RunOutcome, StateLoadError, thread_context
 from bot.approvals.approvals import Approvals
+from bot.runtime import outbox as owed
 from bot.runtime.background import new_ref
-from bot.slack.replies import ThreadReplies
-from storage.approvals import approvals_of_run
+from bot.runtime.outbox import Outbox
 from storage.database import Database
 from storage.ids import ThreadRef
 from storage.models import ApprovalStatus, Job, JobKind, JobStatus, Run, RunStatus
+from storage.outbox import Owed
 from storage.queue import Step, finish_job, requeue_jobs
 from storage.runs import BegunResume, BegunRun, finish_run
 
 log = logging.getLogger(__name__)
 
-WAITING_NOTE = (
+PARKED_NOTE = owed.note(
     ":hourglass_flowing_sand: I'm waiting for approval of a tool call in this thread. "
     "I'll read your message as soon as it is decided."
 )
@@ -36,12 +37,12 @@ class ThreadWorker:
         *,
         runs: AgentRuns,
         approvals: Approvals,
-        replies: ThreadReplies,
+        outbox: Outbox,
     ) -> None:
         self.db = db
         self.runs = runs
         self.approvals = approvals
-        self.replies = replies
+        self.outbox = outbox
 
     async def handle(self, step: Step) -> JobStatus:
         if step.job.kind == JobKind.RESUME:
@@ -53,7 +54,7 @@ class ThreadWorker:
         """`begun` is the run that the step started for the message (or parked it on)."""
         thread = ThreadRef.from_key(job.thread_key)
         if begun.parked:
-            await self.replies.note(thread, WAITING_NOTE)
+            await self.outbox.deliver(job.thread_key)  # the step stored PARKED_NOTE
             return JobStatus.DEFERRED
         run = begun.run
         history = self.runs.history(job.thread_key, stored=begun.history)
@@ -78,8 +79,10 @@ class ThreadWorker:
                 status=RunStatus.FAILED,
                 error_ref=ref,
                 new_history=history.new_rows(),
+                owed=[owed.failure("Sorry, I couldn't answer that.", ref)],
+                by=self.outbox.claimant,
             )
-            await self.replies.failure(thread, "Sorry, I couldn't answer that.", ref)
+            await self.outbox.deliver(job.thread_key)
             return JobStatus.FAILED
         await self.settle(run, thread, outcome, history.new_rows())
         return JobStatus.DONE
@@ -115,26 +118,35 @@ class ThreadWorker:
             if index not in refused:
                 await finish_job(self.db, job_id=message.id, status=JobStatus.DONE)
         await requeue_jobs(self.db, job_ids=[deferred[i].id or 0 for i in refused])
-        # The answer goes out first; the requests' messages show what ran right after.
-        await self.settle(run, thread, outcome, history.new_rows())
-        ran = await approvals_of_run(self.db, run_id=run.id, generation=run.generation)
-        for approval in ran:
-            if approval.status == ApprovalStatus.APPROVED and approval.outcome is not None:
-                await self.approvals.show(approval)
+        # The answer goes out first; the cards of the calls that ran then show their output.
+        ran = [owed.card(a.id) for a in approvals if a.status == ApprovalStatus.APPROVED]
+        await self.settle(run, thread, outcome, history.new_rows(), then=ran)
         return JobStatus.DONE
 
     async def settle(
-        self, run: Run, thread: ThreadRef, outcome: RunOutcome, new_history: Sequence[str]
+        self,
+        run: Run,
+        thread: ThreadRef,
+        outcome: RunOutcome,
+        new_history: Sequence[str],
+        *,
+        then: Sequence[Owed] = (),
     ) -> None:
         """Answer in the thread, or store the pause and post one request per call; the run's
-        new history items are stored with either."""
+        new history items, and what it owes the thread (`then` after its own message), are
+        stored with either."""
         if outcome.pending and outcome.saved is not None:
-            await self.approvals.request(run, thread, outcome, new_history)
+            await self.approvals.request(run, thread, outcome, new_history, before=then)
             return
         if await finish_run(
-            self.db, run_id=run.id, status=RunStatus.COMPLETED, new_history=new_history
+            self.db,
+            run_id=run.id,
+            status=RunStatus.COMPLETED,
+            new_history=new_history,
+            owed=[owed.answer(outcome.final_text or ""), *then],
+            by=self.outbox.claimant,
         ):
-            await self.replies.answer(thread, outcome.final_text or "")
+            await self.outbox.deliver(thread.key)
         else:
             log.warning("run %s finished after it was marked interrupted", run.id)
 
@@ -155,6 +167,8 @@ class ThreadWorker:
             status=RunStatus.FAILED,
             error_ref=ref,
             new_history=new_history,
+            owed=[owed.failure(f"{what}; the run has stopped.", ref)],
+            by=self.outbox.claimant,
         )
         await requeue_jobs(self.db, job_ids=[job.id for job in deferred if job.id])
-        await self.replies.failure(thread, f"{what}; the run has stopped.", ref)
+        await self.outbox.deliver(thread.key)

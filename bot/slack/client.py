@@ -36,3 +36,18 @@ def build_slack_client(
         timeout=timeout,
         retry_handlers=retry_handlers(backoff_factor=backoff_factor),
     )
+
+
+def posting_client(client: AsyncWebClient) -> AsyncWebClient:
+    """The same client, retrying only what Slack refused for sure (rate limits).
+
+    A post retried blindly after a dropped connection or a 5xx may post twice; the outbox
+    retries those itself, first looking for the earlier post.
+    """
+    return AsyncWebClient(
+        token=client.token,
+        base_url=client.base_url,
+        timeout=client.timeout,
+        session=client.session,
+        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=MAX_ATTEMPTS)],
+    )

@@ -1,4 +1,8 @@
-"""Posting into a thread: answers, notes and failures, each safe at any length."""
+"""Private replies: what only the person who clicked or typed should see.
+
+They answer a request, not a change of state, so they go straight to Slack; what the bot owes
+a thread goes through the outbox (bot.runtime.outbox).
+"""
 
 import logging
 
@@ -6,7 +10,6 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import blocks
-from storage.ids import ThreadRef
 
 log = logging.getLogger(__name__)
 
@@ -14,21 +17,6 @@ log = logging.getLogger(__name__)
 class ThreadReplies:
     def __init__(self, client: AsyncWebClient) -> None:
         self.client = client
-
-    async def answer(self, thread: ThreadRef, text: str) -> str | None:
-        return await self._post(
-            thread, blocks.truncate(text or "(empty answer)", 3000), blocks.answer_chunks(text)
-        )
-
-    async def note(self, thread: ThreadRef, text: str) -> str | None:
-        fallback, body = blocks.plain(text)
-        return await self._post(thread, fallback, body)
-
-    async def failure(self, thread: ThreadRef, what: str, ref: str) -> str | None:
-        return await self.note(
-            thread,
-            f":warning: {what} Reference: `{ref}`. You can keep writing in this thread.",
-        )
 
     async def private(self, *, channel: str, user: str, thread_ts: str | None, text: str) -> None:
         """Only `user` sees it; failures are logged, never raised into a click handler."""
@@ -38,10 +26,3 @@ class ThreadReplies:
             )
         except SlackApiError as exc:
             log.warning("could not send a private note: %s", exc.response.get("error"))
-
-    async def _post(self, thread: ThreadRef, text: str, body: list[blocks.Block]) -> str | None:
-        response = await self.client.chat_postMessage(
-            channel=thread.channel_id, thread_ts=thread.thread_ts, text=text, blocks=body
-        )
-        ts = response.get("ts")
-        return str(ts) if ts is not None else None

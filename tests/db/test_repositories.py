@@ -12,6 +12,7 @@ from storage.database import Database
 from storage.ids import ThreadRef
 from storage.messages import Accepted
 from storage.models import Approval, ApprovalStatus, Job, JobKind, JobStatus, RunStatus, utcnow
+from storage.outbox import Claimant
 from storage.queue import (
     Step,
     finish_job,
@@ -48,6 +49,7 @@ async def _paused_run(db: Database, calls: int = 2) -> tuple[str, list[Approval]
     run = begun.run
     approvals = await pause_run(
         db,
+        by=Claimant("test"),
         run_id=run.id,
         saved=SavedState(
             state='{"$schemaVersion": "1.21"}', sdk_version="x", schema_version="1.21"
@@ -109,6 +111,7 @@ async def test_twenty_concurrent_decisions_have_one_winner(db: Database) -> None
         *(
             decide_approval(
                 db,
+                by=Claimant("test"),
                 approval_id=approvals[0].id,
                 status=ApprovalStatus.APPROVED,
                 decided_by=f"U{i}",
@@ -133,7 +136,13 @@ async def test_concurrent_decisions_of_sibling_calls_queue_exactly_one_resume(db
     _run_id, approvals = await _paused_run(db, calls=5)
     results = await asyncio.gather(
         *(
-            decide_approval(db, approval_id=a.id, status=ApprovalStatus.APPROVED, decided_by="U9")
+            decide_approval(
+                db,
+                by=Claimant("test"),
+                approval_id=a.id,
+                status=ApprovalStatus.APPROVED,
+                decided_by="U9",
+            )
             for a in approvals
         )
     )
@@ -144,7 +153,11 @@ async def test_concurrent_decisions_of_sibling_calls_queue_exactly_one_resume(db
 async def test_a_resume_is_claimed_once(db: Database) -> None:
     run_id, approvals = await _paused_run(db, calls=1)
     await decide_approval(
-        db, approval_id=approvals[0].id, status=ApprovalStatus.REJECTED, decided_by="U9"
+        db,
+        by=Claimant("test"),
+        approval_id=approvals[0].id,
+        status=ApprovalStatus.REJECTED,
+        decided_by="U9",
     )
     claims = await asyncio.gather(*(claim_resume(db, run_id=run_id) for _ in range(10)))
     assert sum(1 for c in claims if c is not None) == 1
@@ -153,11 +166,16 @@ async def test_a_resume_is_claimed_once(db: Database) -> None:
 async def test_pausing_again_replaces_the_state_and_bumps_the_generation(db: Database) -> None:
     run_id, approvals = await _paused_run(db, calls=1)
     await decide_approval(
-        db, approval_id=approvals[0].id, status=ApprovalStatus.APPROVED, decided_by="U9"
+        db,
+        by=Claimant("test"),
+        approval_id=approvals[0].id,
+        status=ApprovalStatus.APPROVED,
+        decided_by="U9",
     )
     await claim_resume(db, run_id=run_id)
     second = await pause_run(
         db,
+        by=Claimant("test"),
         run_id=run_id,
         saved=SavedState(state='{"new": true}', sdk_version="x", schema_version="1.21"),
         approvals=[NewApproval(call_id="call_b", tool_name="delete", arguments="{}", approvers=[])],
@@ -236,7 +254,11 @@ async def test_a_resume_step_claims_the_run_and_a_second_one_does_not(db: Databa
     run_id, approvals = await _paused_run(db, calls=1)
     await finish_job(db, job_id=1, status=JobStatus.DONE)
     decision = await decide_approval(
-        db, approval_id=approvals[0].id, status=ApprovalStatus.APPROVED, decided_by="U9"
+        db,
+        by=Claimant("test"),
+        approval_id=approvals[0].id,
+        status=ApprovalStatus.APPROVED,
+        decided_by="U9",
     )
     assert decision is not None
     assert decision.resume_queued

@@ -27,6 +27,7 @@ from storage.models import (
     Thread,
     utcnow,
 )
+from storage.outbox import Claimant
 from storage.queue import Step, finish_job, release_thread_lease
 from storage.recovery import interrupt_job
 from storage.retention import PurgeCounts, purge
@@ -104,6 +105,7 @@ class Builder:
     async def pause(self, thread: ThreadRef, run_id: str, calls: int = 1) -> list[Approval]:
         return await pause_run(
             self.db,
+            by=Claimant("test"),
             run_id=run_id,
             saved=SavedState(state="{}", sdk_version="x", schema_version="1.21"),
             approvals=[
@@ -120,7 +122,11 @@ class Builder:
     async def decide_all(self, approvals: list[Approval]) -> None:
         for approval in approvals:
             decision = await decide_approval(
-                self.db, approval_id=approval.id, status=ApprovalStatus.APPROVED, decided_by="U9"
+                self.db,
+                by=Claimant("test"),
+                approval_id=approval.id,
+                status=ApprovalStatus.APPROVED,
+                decided_by="U9",
             )
             assert decision is not None
             assert decision.won
@@ -234,7 +240,7 @@ async def _scenario(b: Builder) -> Seen:
     for thread, name in ((OLD_INTERRUPTED, "old_int"), (RECENT_INTERRUPTED, "recent_int")):
         job, run = await b.run_for_message(thread, thread.thread_ts)
         assert job.id is not None
-        interrupted = await interrupt_job(b.db, job_id=job.id)
+        interrupted = await interrupt_job(b.db, job_id=job.id, cause="stopped", by=Claimant("test"))
         assert interrupted is not None
         assert interrupted.run is not None
         seen.runs[name], seen.jobs[name] = run.id, job.id
@@ -443,7 +449,7 @@ async def test_rows_another_transaction_holds_are_skipped_not_waited_for(db: Dat
     b = Builder(db)
     job, run = await b.run_for_message(OLD_INTERRUPTED, "4.000")
     assert job.id is not None
-    await interrupt_job(db, job_id=job.id)
+    await interrupt_job(db, job_id=job.id, cause="stopped", by=Claimant("test"))
     await b.history(OLD_INTERRUPTED, old=True)
     await b.age_thread(OLD_INTERRUPTED)
 

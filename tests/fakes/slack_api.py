@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,6 +56,10 @@ class RecordedFault:
 class _Fault:
     status: int | None  # None: drop the connection
     retry_after: int | None = None
+    # Never answer (the caller waits until it gives up or dies); with `accept`, the call
+    # takes effect first, as when Slack did the work and the answer was lost.
+    hang: bool = False
+    accept: bool = False
 
 
 _Handler = Callable[[dict[str, Any]], dict[str, Any]]
@@ -215,6 +220,10 @@ class FakeSlackAPI:
     def drop(self, method: str, times: int = 1) -> None:
         self._pending[method].extend(_Fault(None) for _ in range(times))
 
+    def hang(self, method: str, *, accept: bool, times: int = 1) -> None:
+        """The next calls never get an answer; with `accept` they take effect first."""
+        self._pending[method].extend(_Fault(None, hang=True, accept=accept) for _ in range(times))
+
     # -- HTTP ------------------------------------------------------------------------------
 
     async def _handle_api(self, request: web.Request) -> web.StreamResponse:
@@ -222,6 +231,16 @@ class FakeSlackAPI:
         args, token, error = await _read_args(request)
         call = RecordedCall(method, args, token, request.path)
         fault = self._next_fault(method)
+        if fault is not None and fault.hang:
+            if fault.accept and error is None and token == self.bot_token:
+                handler = self._handlers.get(method)
+                if handler is not None:
+                    handler(args)
+                await self._record(call)
+            async with self._changed:
+                self.faults.append(RecordedFault(call, None))
+                self._changed.notify_all()
+            await asyncio.Event().wait()  # until the server stops
         if fault is not None:
             return await self._answer_fault(request, call, fault)
         await self._record(call)
@@ -281,9 +300,10 @@ class FakeSlackAPI:
     # -- methods ---------------------------------------------------------------------------
 
     def _next_ts(self) -> str:
-        self._ts_counter += 100
+        """Wall-clock time, as Slack's are, and unique: `oldest` filters work on them."""
+        self._ts_counter = max(self._ts_counter + 1, int(time.time() * 1_000_000))
         seconds, micros = divmod(self._ts_counter, 1_000_000)
-        return f"{1_700_000_000 + seconds}.{micros:06d}"
+        return f"{seconds}.{micros:06d}"
 
     def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -318,6 +338,13 @@ class FakeSlackAPI:
             return {"ok": False, "error": "channel_not_found"}
         if not args.get("text") and not args.get("blocks") and not args.get("attachments"):
             return {"ok": False, "error": "no_text"}
+        metadata = args.get("metadata")
+        if metadata is not None and not (
+            isinstance(metadata, dict)
+            and isinstance(metadata.get("event_type"), str)
+            and isinstance(metadata.get("event_payload"), dict)
+        ):
+            return {"ok": False, "error": "invalid_metadata_format"}
         problems = _block_problems(args.get("blocks"))
         if problems:
             return {
@@ -423,18 +450,28 @@ class FakeSlackAPI:
         return {"ok": True, "user": {"id": user_id, "team_id": self.team_id, **profile}}
 
     def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
-        """Answers with what the bot itself posted in the thread: the fake knows nothing else."""
+        """Answers with what the bot itself posted in the thread: the fake knows nothing else.
+
+        As Slack does: messages oldest first, from `oldest` on, `limit` a page (at most 1000)
+        with a cursor for the next; metadata only with `include_all_metadata`.
+        """
         thread_ts = str(args.get("ts"))
+        oldest = float(args.get("oldest") or 0)
+        with_metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        limit = min(int(args.get("limit") or 1000), 1000)
+        start = int(args.get("cursor") or 0)
         messages = [
-            m
+            m if with_metadata else {k: v for k, v in m.items() if k != "metadata"}
             for m in self.posted.get(str(args.get("channel")), [])
-            if thread_ts in (m["ts"], m.get("thread_ts"))
+            if thread_ts in (m["ts"], m.get("thread_ts")) and float(m["ts"]) >= oldest
         ]
+        page = messages[start : start + limit]
+        more = start + limit < len(messages)
         return {
             "ok": True,
-            "messages": messages,
-            "has_more": False,
-            "response_metadata": {"next_cursor": ""},
+            "messages": page,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
         }
 
 

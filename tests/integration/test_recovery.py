@@ -27,6 +27,7 @@ from storage.models import (
     Thread,
     utcnow,
 )
+from storage.outbox import Claimant
 from storage.runs import get_run
 from tests.fakes.slack_api import FakeSlackAPI, RecordedCall
 from tests.integration.conftest import (
@@ -151,7 +152,11 @@ async def test_an_interrupted_resume_names_the_call_in_flight_and_never_runs_it_
         [approval_id] = approval_ids(approval_messages(slack)[0])
         # The approval is decided and its call started in a process that then died.
         decision = await decide_approval(
-            db, approval_id=approval_id, status=ApprovalStatus.APPROVED, decided_by=APPROVER
+            db,
+            by=Claimant("test"),
+            approval_id=approval_id,
+            status=ApprovalStatus.APPROVED,
+            decided_by=APPROVER,
         )
         assert decision is not None
         assert decision.resume_queued

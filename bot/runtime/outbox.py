@@ -1,0 +1,259 @@
+"""Delivering what the bot owes a thread: each stored message reaches Slack once.
+
+The change that owes a message stores it (storage.outbox) in its own transaction; this module
+sends it afterwards. A post carries its outbox id in the message's metadata, and a delivery
+that may have been tried before (the claim of a process that died, a dropped connection)
+first looks for that id among the thread's messages, so a retry finds the earlier post
+instead of posting twice. What Slack refuses for good is logged and given up; what fails for
+now is tried again by the sweep, later and later.
+"""
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.slack import blocks, cards
+from storage import outbox
+from storage.approvals import get_approval
+from storage.database import Database
+from storage.ids import ThreadRef
+from storage.models import OutboxKind
+from storage.outbox import Claimant, Delivery, Owed
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPE = "threadgate_outbox"
+PERMANENT_ERRORS = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "invalid_metadata_format",
+        "msg_too_long",
+        "no_text",
+        "message_not_found",
+        "cant_update_message",
+        "edit_window_closed",
+        "restricted_action",
+        "thread_not_found",
+    }
+)
+QUICK_RETRIES = (0.2, 0.5, 1.0)
+SEARCH_PAGES = 20
+
+
+def post(text: str, body: list[blocks.Block]) -> Owed:
+    return Owed(OutboxKind.POST, {"text": text, "blocks": body})
+
+
+def note(text: str) -> Owed:
+    return post(*blocks.plain(text))
+
+
+def failure(what: str, ref: str) -> Owed:
+    return note(f":warning: {what} Reference: `{ref}`. You can keep writing in this thread.")
+
+
+def answer(text: str) -> Owed:
+    return post(blocks.truncate(text or "(empty answer)", 3000), blocks.answer_chunks(text))
+
+
+def card(approval_id: str) -> Owed:
+    return Owed(OutboxKind.CARD, approval_id=approval_id)
+
+
+def replace(ts: str, text: str, body: list[blocks.Block]) -> Owed:
+    return Owed(OutboxKind.UPDATE, {"ts": ts, "text": text, "blocks": body})
+
+
+class Transient(Exception):
+    """Slack may or may not have taken it: try again, looking for it first."""
+
+
+class Outbox:
+    def __init__(
+        self, db: Database, client: AsyncWebClient, *, owner: str, claim: timedelta
+    ) -> None:
+        self.db = db
+        # No automatic retries here but for rate limits: a post retried blindly after a
+        # dropped connection could post twice. Our own retries look first.
+        self.client = client
+        self.claimant = Claimant(owner, claim)
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def deliver(self, thread_key: str) -> None:
+        """Send what this process may send in the thread now; never raises."""
+        with self._lock_of(thread_key) as lock:
+            async with lock:
+                try:
+                    await self._deliver(thread_key)
+                except Exception:
+                    log.exception("delivery to thread %s stopped; the sweep goes on", thread_key)
+
+    async def sweep(self) -> int:
+        threads = await outbox.threads_with_due_messages(self.db)
+        for thread_key in threads:
+            await self.deliver(thread_key)
+        await outbox.purge_delivered(self.db)
+        return len(threads)
+
+    @contextmanager
+    def _lock_of(self, thread_key: str) -> Iterator[asyncio.Lock]:
+        lock = self._locks.setdefault(thread_key, asyncio.Lock())
+        try:
+            yield lock
+        finally:
+            if not lock.locked() and self._locks.get(thread_key) is lock:
+                del self._locks[thread_key]
+
+    async def _deliver(self, thread_key: str) -> None:
+        queue = await outbox.claim(self.db, thread_key=thread_key, by=self.claimant)
+        posts_stopped = False
+        done: set[int] = set()
+        while queue:
+            delivery = queue.pop(0)
+            if delivery.id in done:
+                continue
+            done.add(delivery.id)
+            if delivery.is_post and posts_stopped:
+                await outbox.release(self.db, ids=[delivery.id])
+                continue
+            try:
+                ts = await self._send(delivery)
+            except SlackApiError as exc:
+                error = str(exc.response.get("error") or "unknown_error")
+                await self._failed(delivery, error, permanent=error in PERMANENT_ERRORS)
+                posts_stopped = posts_stopped or delivery.is_post
+                continue
+            except Transient as exc:
+                await self._failed(delivery, str(exc), permanent=False)
+                posts_stopped = posts_stopped or delivery.is_post
+                continue
+            queue[:0] = await outbox.delivered(
+                self.db, delivery=delivery, by=self.claimant, message_ts=ts
+            )
+
+    async def _failed(self, delivery: Delivery, error: str, *, permanent: bool) -> None:
+        if await outbox.failed(self.db, delivery=delivery, error=error, permanent=permanent):
+            log.warning(
+                "gave up a message owed to thread %s after %d attempt(s): %s",
+                delivery.thread_key,
+                delivery.attempts,
+                error,
+            )
+        else:
+            log.info("message owed to thread %s not delivered yet: %s", delivery.thread_key, error)
+
+    async def _send(self, delivery: Delivery) -> str | None:
+        thread = ThreadRef.from_key(delivery.thread_key)
+        text, body = await self._render(delivery)
+        if not delivery.is_post:
+            ts = delivery.card_ts or str((delivery.payload or {}).get("ts") or "")
+            await self._call(
+                lambda: self.client.chat_update(
+                    channel=thread.channel_id, ts=ts, text=text, blocks=body
+                )
+            )
+            return ts
+        maybe_sent = delivery.attempts > 1
+        for pause in (*QUICK_RETRIES, None):
+            if maybe_sent:
+                found = await self._find_post(thread, delivery)
+                if found is not None:
+                    return found
+            try:
+                response = await self._call(
+                    lambda: self.client.chat_postMessage(
+                        channel=thread.channel_id,
+                        thread_ts=thread.thread_ts,
+                        text=text,
+                        blocks=body,
+                        metadata={
+                            "event_type": EVENT_TYPE,
+                            "event_payload": {"outbox_id": delivery.id},
+                        },
+                    )
+                )
+            except Transient:
+                if pause is None:
+                    raise
+                maybe_sent = True
+                await asyncio.sleep(pause)
+                continue
+            ts = response.get("ts")
+            return str(ts) if ts else None
+        raise AssertionError("unreachable")
+
+    async def _call(self, call: Any) -> Any:
+        try:
+            return await call()
+        except SlackApiError as exc:
+            status = exc.response.status_code
+            if status >= 500:
+                raise Transient(f"http_{status}") from None
+            raise
+        except (SlackClientError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise Transient(type(exc).__name__) from None
+
+    async def _find_post(self, thread: ThreadRef, delivery: Delivery) -> str | None:
+        """The ts of an earlier post of this row, if one of our tries reached Slack."""
+        oldest = delivery.created_at - timedelta(minutes=2)
+        cursor: str | None = None
+        for _ in range(SEARCH_PAGES):
+            response = await self._call(
+                partial(
+                    self.client.conversations_replies,
+                    channel=thread.channel_id,
+                    ts=thread.thread_ts,
+                    oldest=f"{oldest.timestamp():.6f}",
+                    include_all_metadata=True,
+                    limit=200,
+                    cursor=cursor,
+                )
+            )
+            for message in response.get("messages") or []:
+                metadata = message.get("metadata") or {}
+                payload = metadata.get("event_payload") or {}
+                if metadata.get("event_type") == EVENT_TYPE and (
+                    payload.get("outbox_id") == delivery.id
+                ):
+                    return str(message.get("ts"))
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                return None
+        return None
+
+    async def _render(self, delivery: Delivery) -> tuple[str, list[blocks.Block]]:
+        payload = delivery.payload or {}
+        if delivery.kind == OutboxKind.CARD:
+            approval = await get_approval(self.db, delivery.approval_id or "")
+            if approval is None:
+                return blocks.plain("This approval request is no longer stored.")
+            return cards.card(approval)
+        if delivery.kind == OutboxKind.INTERRUPTED:
+            doing = (
+                "while resuming after an approval"
+                if payload.get("resuming")
+                else ("while answering")
+            )
+            return blocks.interrupted_note(
+                run_id=str(payload.get("run_id", "")),
+                what=f"{payload.get('cause', 'I was stopped')} {doing}, so this run did not finish.",  # noqa: E501
+                in_flight=[
+                    blocks.InFlightCall(tool_name=str(c[0]), arguments=str(c[1]))
+                    for c in payload.get("in_flight") or []
+                ],
+                ref=str(payload.get("ref", "")),
+                can_retry=True,
+            )
+        return str(payload.get("text", "")), list(payload.get("blocks") or [])

@@ -1,0 +1,287 @@
+"""Messages the bot owes a thread: stored with the change that owes them, then delivered.
+
+A state change (an answer, a pause, a decision, an interruption) and the message it owes are
+one transaction, so a process that dies between the commit and Slack's answer leaves the
+message here instead of losing it. New posts in a thread are delivered in the order they were
+owed (a note never overtakes the card it speaks of); updates of earlier messages go whenever
+their message exists. Each row is claimed before it is sent: by the process that wrote it
+(until `CLAIM` runs out) or, after that, by whoever sweeps.
+"""
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from storage.database import Database
+from storage.models import Approval, OutboxKind, OutboxMessage, OutboxStatus, utcnow
+from storage.statements import rowcount
+
+CLAIM = timedelta(seconds=60)
+MAX_ATTEMPTS = 12
+DELIVERED_KEPT = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Claimant:
+    """Who delivers what a transaction owes, and how long others leave it to them."""
+
+    owner: str
+    ttl: timedelta = CLAIM
+
+
+@dataclass(frozen=True)
+class Owed:
+    """One message owed to a thread, as the bot describes it."""
+
+    kind: OutboxKind
+    payload: dict[str, Any] | None = None
+    approval_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A claimed row, with what its delivery needs to know."""
+
+    id: int
+    thread_key: str
+    kind: OutboxKind
+    payload: dict[str, Any] | None
+    approval_id: str | None
+    attempts: int
+    created_at: datetime
+    card_ts: str | None  # for a card: the ts of its message once it was posted
+
+    @property
+    def is_post(self) -> bool:
+        """A new message (ordered within its thread), not an update of one that exists."""
+        if self.kind == OutboxKind.CARD:
+            return self.card_ts is None
+        return self.kind != OutboxKind.UPDATE
+
+
+async def add(
+    session: AsyncSession, *, thread_key: str, owed: Sequence[Owed], by: Claimant | None
+) -> list[int]:
+    """Store messages owed by the change this session is making; the caller delivers them."""
+    if not owed:
+        return []
+    if by is None:
+        raise ValueError("owed messages need somebody to deliver them")
+    now = utcnow()
+    rows = [
+        OutboxMessage(
+            thread_key=thread_key,
+            kind=item.kind,
+            approval_id=item.approval_id,
+            payload=json.dumps(item.payload) if item.payload is not None else None,
+            claimed_by=by.owner,
+            attempts=1,
+            next_attempt_at=now + by.ttl,
+            created_at=now,
+        )
+        for item in owed
+    ]
+    session.add_all(rows)
+    await session.flush()
+    return [row.id for row in rows if row.id is not None]
+
+
+async def claim(db: Database, *, thread_key: str, by: Claimant) -> list[Delivery]:
+    """Claim what this process may deliver in the thread now, in order.
+
+    Rows are ours when we wrote them or when their claim ran out. New posts are taken in
+    order and stop at the first that somebody else holds; updates are taken regardless.
+    """
+    now, owner = utcnow(), by.owner
+    async with db.write() as session:
+        rows = (
+            await session.scalars(
+                select(OutboxMessage)
+                .where(
+                    col(OutboxMessage.thread_key) == thread_key,
+                    col(OutboxMessage.status) == OutboxStatus.PENDING,
+                )
+                .order_by(col(OutboxMessage.id))
+            )
+        ).all()
+        card_ts = await _card_messages(session, [r.approval_id for r in rows if r.approval_id])
+        claimed: list[Delivery] = []
+        posts_blocked = False
+        unposted_cards: set[str] = set()
+        for row in rows:
+            delivery = _delivery(row, card_ts.get(row.approval_id or ""))
+            if delivery.kind == OutboxKind.CARD and delivery.is_post:
+                assert row.approval_id is not None
+                if row.approval_id in unposted_cards:
+                    continue  # whoever posts the card sends its later versions (`delivered`)
+                unposted_cards.add(row.approval_id)
+            ours = row.claimed_by == owner or row.next_attempt_at <= now
+            if delivery.is_post and (posts_blocked or not ours):
+                posts_blocked = True
+                continue
+            if not ours:
+                continue
+            if row.claimed_by != owner or row.next_attempt_at <= now:
+                result = await session.execute(
+                    update(OutboxMessage)
+                    .where(
+                        col(OutboxMessage.id) == row.id,
+                        col(OutboxMessage.status) == OutboxStatus.PENDING,
+                        or_(
+                            col(OutboxMessage.claimed_by) == owner,
+                            col(OutboxMessage.next_attempt_at) <= now,
+                        ),
+                    )
+                    .values(
+                        claimed_by=owner,
+                        attempts=row.attempts + 1,
+                        next_attempt_at=now + by.ttl,
+                    )
+                )
+                if rowcount(result) != 1:
+                    posts_blocked = posts_blocked or delivery.is_post
+                    continue
+                delivery = _delivery(row, delivery.card_ts, attempts=row.attempts + 1)
+            claimed.append(delivery)
+        return claimed
+
+
+async def _card_messages(session: AsyncSession, approval_ids: list[str]) -> dict[str, str]:
+    if not approval_ids:
+        return {}
+    found = await session.execute(
+        select(col(Approval.id), col(Approval.message_ts)).where(
+            col(Approval.id).in_(set(approval_ids)), col(Approval.message_ts).is_not(None)
+        )
+    )
+    return {approval_id: ts for approval_id, ts in found.all() if ts}
+
+
+def _delivery(row: OutboxMessage, card_ts: str | None, attempts: int | None = None) -> Delivery:
+    assert row.id is not None
+    return Delivery(
+        id=row.id,
+        thread_key=row.thread_key,
+        kind=row.kind,
+        payload=json.loads(row.payload) if row.payload else None,
+        approval_id=row.approval_id,
+        attempts=row.attempts if attempts is None else attempts,
+        created_at=row.created_at,
+        card_ts=card_ts,
+    )
+
+
+async def delivered(
+    db: Database, *, delivery: Delivery, by: Claimant, message_ts: str | None
+) -> list[Delivery]:
+    """Record that Slack accepted it; a card's first post gives the approval its message.
+
+    Returns the later updates of that card that were waiting for its message, now claimed.
+    """
+    now = utcnow()
+    async with db.write() as session:
+        await session.execute(
+            update(OutboxMessage)
+            .where(col(OutboxMessage.id) == delivery.id)
+            .values(status=OutboxStatus.DELIVERED, delivered_at=now, message_ts=message_ts)
+        )
+        if not (delivery.kind == OutboxKind.CARD and delivery.is_post and message_ts):
+            return []
+        await session.execute(
+            update(Approval)
+            .where(col(Approval.id) == delivery.approval_id)
+            .values(message_ts=message_ts)
+        )
+        waiting = (
+            await session.scalars(
+                select(OutboxMessage)
+                .where(
+                    col(OutboxMessage.approval_id) == delivery.approval_id,
+                    col(OutboxMessage.status) == OutboxStatus.PENDING,
+                    col(OutboxMessage.id) > delivery.id,
+                )
+                .order_by(col(OutboxMessage.id))
+            )
+        ).all()
+        for row in waiting:
+            row.claimed_by = by.owner
+            row.next_attempt_at = now + by.ttl
+        return [_delivery(row, message_ts) for row in waiting]
+
+
+async def failed(db: Database, *, delivery: Delivery, error: str, permanent: bool) -> bool:
+    """Slack did not take it: try again later with a growing pause, or give up for good.
+
+    Returns True when the row was given up.
+    """
+    give_up = permanent or delivery.attempts >= MAX_ATTEMPTS
+    pause = timedelta(seconds=min(5 * 2 ** (delivery.attempts - 1), 600))
+    async with db.write() as session:
+        await session.execute(
+            update(OutboxMessage)
+            .where(col(OutboxMessage.id) == delivery.id)
+            .values(
+                status=OutboxStatus.FAILED if give_up else OutboxStatus.PENDING,
+                error=error[:100],
+                claimed_by=None,
+                next_attempt_at=utcnow() + pause,
+            )
+        )
+    return give_up
+
+
+async def release(db: Database, *, ids: Sequence[int]) -> None:
+    """Hand rows this process will not deliver (it is stopping) to the sweep at once."""
+    if not ids:
+        return
+    async with db.write() as session:
+        await session.execute(
+            update(OutboxMessage)
+            .where(
+                col(OutboxMessage.id).in_(list(ids)),
+                col(OutboxMessage.status) == OutboxStatus.PENDING,
+            )
+            .values(claimed_by=None, next_attempt_at=utcnow())
+        )
+
+
+async def threads_with_due_messages(db: Database, *, limit: int = 100) -> list[str]:
+    async with db.read() as session:
+        rows = await session.scalars(
+            select(col(OutboxMessage.thread_key))
+            .where(
+                col(OutboxMessage.status) == OutboxStatus.PENDING,
+                col(OutboxMessage.next_attempt_at) <= utcnow(),
+            )
+            .distinct()
+            .limit(limit)
+        )
+        return list(rows)
+
+
+async def purge_delivered(db: Database, *, batch: int = 500) -> int:
+    """Delivered rows are kept a day (to be found by a late retry), then go."""
+    cutoff = utcnow() - DELIVERED_KEPT
+    async with db.write() as session:
+        ids = (
+            await session.scalars(
+                select(col(OutboxMessage.id))
+                .where(
+                    col(OutboxMessage.status) == OutboxStatus.DELIVERED,
+                    col(OutboxMessage.delivered_at) < cutoff,
+                )
+                .limit(batch)
+            )
+        ).all()
+        if not ids:
+            return 0
+        result = await session.execute(
+            delete(OutboxMessage).where(col(OutboxMessage.id).in_(list(ids)))
+        )
+        return rowcount(result)
