@@ -32,22 +32,26 @@ USAGE = "usage: python -m bot [serve | migrate]"
 FATAL_SLACK_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked"}
 
 
-def _settings_error(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    name = "_".join(str(p) for p in first["loc"]).upper()
-    reason = first["msg"].removeprefix("Value error, ")
-    if not name:
-        return f"threadgate: {reason}"
-    if first["type"] == "missing":
-        return f"threadgate: setting {name} is missing"
-    return f"threadgate: setting {name} is invalid: {reason}"
+def _settings_errors(exc: ValidationError) -> list[str]:
+    """One line per problem, so a bad deploy is fixed in one round rather than one per setting."""
+    lines = []
+    for error in exc.errors():
+        name = "_".join(str(p) for p in error["loc"]).upper()
+        reason = error["msg"].removeprefix("Value error, ")
+        if not name:
+            lines.append(f"threadgate: {reason}")
+        elif error["type"] == "missing":
+            lines.append(f"threadgate: setting {name} is missing")
+        else:
+            lines.append(f"threadgate: setting {name} is invalid: {reason}")
+    return lines
 
 
 def load_settings() -> Settings:
     try:
         return Settings()  # the environment fills the required fields
     except ValidationError as exc:
-        print(_settings_error(exc), file=sys.stderr)
+        print("\n".join(_settings_errors(exc)), file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -1,4 +1,11 @@
-"""Logging set-up with a last line of defence: known secret values never reach a log line."""
+"""Logging set-up: no conversation content at any level, and known secret values never.
+
+Our own log lines carry ids, counts and Slack error codes, never a message, an argument or an
+output. Several libraries log bodies below INFO (slack_sdk and Bolt the Web API and Socket Mode
+payloads at DEBUG, openai its request options, aiosqlite every call with its arguments) or SQL
+at INFO with result rows at DEBUG (SQLAlchemy, whenever the root logger lets INFO through). So
+each of them has a floor that LOG_LEVEL=DEBUG does not lower.
+"""
 
 import logging
 import sys
@@ -9,6 +16,19 @@ from sqlalchemy.engine import make_url
 from bot.settings import Settings
 
 REDACTED = "[redacted]"
+LEVEL_FLOORS = {
+    "slack_sdk": logging.INFO,
+    "slack_bolt": logging.INFO,
+    "threadgate.bolt": logging.INFO,
+    "sqlalchemy": logging.WARNING,
+    "aiosqlite": logging.WARNING,
+    "asyncpg": logging.WARNING,
+    "openai": logging.WARNING,
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "aiohttp.access": logging.WARNING,
+    "alembic": logging.WARNING,
+}
 _FORMATTER = logging.Formatter()
 
 
@@ -59,5 +79,5 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
-    for noisy in ("aiohttp.access", "httpx", "openai", "alembic"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    for name, floor in LEVEL_FLOORS.items():
+        logging.getLogger(name).setLevel(max(floor, root.level))

@@ -42,7 +42,9 @@ class Database:
     ) -> None:
         self.url = url
         self.cipher = cipher
-        kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": False}
+        # A statement's parameters are conversation content: keep them out of echo output and
+        # out of the text of every error SQLAlchemy raises (and so out of logged tracebacks).
+        kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": False, "hide_parameters": True}
         if not url.startswith("sqlite"):
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = pool_size
@@ -66,7 +68,12 @@ class Database:
         self._urgent_writer = self._writer
         if not self.is_sqlite:
             self._urgent_engine = create_async_engine(
-                url, echo=echo, pool_size=2, max_overflow=4, pool_pre_ping=False
+                url,
+                echo=echo,
+                pool_size=2,
+                max_overflow=4,
+                pool_pre_ping=False,
+                hide_parameters=True,
             )
             setattr(self._urgent_engine.dialect, CIPHER_ATTRIBUTE, cipher)
             self._urgent_writer = async_sessionmaker(

@@ -16,6 +16,12 @@ format or discriminator, the wrapper walks the data alone and the request carrie
 JSON as with the original (tests/unit/test_openai_request_transform.py compares them); every
 other type still goes to the original. When openai moves any of this,
 `install()` changes nothing and the client keeps its own, slower, path.
+
+The tree check cannot see a new rule in openai's walk itself. So before it puts anything in
+place, `install()` runs both transforms on a realistic create body of each API and keeps
+openai's own when the outputs differ, saying so in a WARNING: an upgrade of openai may make the
+bot slower, never make it send a different body. pyproject.toml bounds openai below its next
+minor release too, because this module reads `openai._utils`, which a minor release may move.
 """
 
 import functools
@@ -26,14 +32,18 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import ModuleType
 from typing import Any, ForwardRef, Literal, get_args, get_origin
 
+import openai
 import pydantic
 from openai import NotGiven, Omit
 from typing_extensions import TypeAliasType, get_type_hints, is_typeddict
+
+from bot.openai_transform_check import first_difference
 
 logger = logging.getLogger(__name__)
 
 MaybeTransform = Callable[[object, object], Any]
 AsyncMaybeTransform = Callable[[object, object], Awaitable[Any]]
+Walk = Callable[[object], object]
 
 RESOURCE_MODULES = (
     "openai.resources.responses.responses",
@@ -121,26 +131,35 @@ def _verified(candidates: Iterable[object]) -> tuple[object, ...]:
 class FastMaybeTransform:
     """`maybe_transform` that takes the plain walk for the verified body types."""
 
-    def __init__(self, original: MaybeTransform, candidates: Iterable[object]) -> None:
+    def __init__(
+        self, original: MaybeTransform, candidates: Iterable[object], walk: Walk = plain_transform
+    ) -> None:
         self.original = original
         self.fast_types = _verified(candidates)
+        self.walk = walk
 
     def __call__(self, data: object, expected_type: object) -> Any:
         if any(expected_type is type_ for type_ in self.fast_types):
-            return plain_transform(data)
+            return self.walk(data)
         return self.original(data, expected_type)
 
 
 class AsyncFastMaybeTransform:
     """`async_maybe_transform` that takes the plain walk for the verified body types."""
 
-    def __init__(self, original: AsyncMaybeTransform, candidates: Iterable[object]) -> None:
+    def __init__(
+        self,
+        original: AsyncMaybeTransform,
+        candidates: Iterable[object],
+        walk: Walk = plain_transform,
+    ) -> None:
         self.original = original
         self.fast_types = _verified(candidates)
+        self.walk = walk
 
     async def __call__(self, data: object, expected_type: object) -> Any:
         if any(expected_type is type_ for type_ in self.fast_types):
-            return plain_transform(data)
+            return self.walk(data)
         return await self.original(data, expected_type)
 
 
@@ -161,8 +180,20 @@ def _resolve() -> tuple[list[ModuleType], tuple[object, ...]] | None:
     return modules, body_types
 
 
-def install() -> bool:
-    """Put the fast transform in place once; False when openai no longer fits, changing nothing."""
+def _original(transform: object) -> Any:
+    return (
+        transform.original
+        if isinstance(transform, FastMaybeTransform | AsyncFastMaybeTransform)
+        else transform
+    )
+
+
+def install(*, walk: Walk = plain_transform) -> bool:
+    """Put the fast transform in place (a second call replaces it), if it gives what openai's gives.
+
+    False when openai no longer fits or the self-check finds a difference: then openai's own
+    transform is (back) in place.
+    """
     resolved = _resolve()
     if resolved is None:
         return False
@@ -172,14 +203,32 @@ def install() -> bool:
             logger.debug("openai request transform keeps the original for %r", type_)
     if not _verified(body_types):
         return False
+    wrappers = []
     for module in modules:
         namespace = module.__dict__
-        if not isinstance(namespace["maybe_transform"], FastMaybeTransform):
-            namespace["maybe_transform"] = FastMaybeTransform(
-                namespace["maybe_transform"], body_types
+        fast = FastMaybeTransform(_original(namespace["maybe_transform"]), body_types, walk)
+        fast_async = AsyncFastMaybeTransform(
+            _original(namespace["async_maybe_transform"]), body_types, walk
+        )
+        differing = first_difference(fast, fast.original, zip(BODY_TYPES, body_types, strict=True))
+        if differing is not None:
+            logger.warning(
+                "openai request transform: the fast path would change the %s body of openai "
+                "%s, so openai's own transform stays in place (correct, but slower)",
+                differing,
+                openai.__version__,
             )
-        if not isinstance(namespace["async_maybe_transform"], AsyncFastMaybeTransform):
-            namespace["async_maybe_transform"] = AsyncFastMaybeTransform(
-                namespace["async_maybe_transform"], body_types
-            )
+            _restore(modules)
+            return False
+        wrappers.append((namespace, fast, fast_async))
+    for namespace, fast, fast_async in wrappers:
+        namespace["maybe_transform"] = fast
+        namespace["async_maybe_transform"] = fast_async
     return True
+
+
+def _restore(modules: Iterable[ModuleType]) -> None:
+    for module in modules:
+        namespace = module.__dict__
+        for name in ("maybe_transform", "async_maybe_transform"):
+            namespace[name] = _original(namespace[name])
