@@ -37,7 +37,7 @@ import pydantic
 from openai import NotGiven, Omit
 from typing_extensions import TypeAliasType, get_type_hints, is_typeddict
 
-from bot.openai_transform_check import first_difference
+from bot.agent.openai_transform_check import first_difference
 
 logger = logging.getLogger(__name__)
 

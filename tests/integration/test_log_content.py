@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from bot.blocks import APPROVE_ACTION
+from bot.slack.blocks import APPROVE_ACTION
 from tests.bot_process import bot_process
 from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack_api import FakeSlackAPI

@@ -15,14 +15,14 @@ from openai.resources.responses import responses as responses_module
 from openai.types.chat import completion_create_params
 from openai.types.responses import response_create_params
 
-from bot.openai_request_transform import (
+from bot.agent.openai_request_transform import (
     BODY_TYPES,
     AsyncFastMaybeTransform,
     FastMaybeTransform,
     install,
     plain_transform,
 )
-from bot.openai_transform_check import first_difference, same_output, sample_body
+from bot.agent.openai_transform_check import first_difference, same_output, sample_body
 
 RESPONSES_BODY_TYPES = (
     response_create_params.ResponseCreateParamsNonStreaming,
@@ -86,7 +86,7 @@ def test_install_keeps_openais_transform_and_warns_when_the_self_check_fails(
 ) -> None:
     assert install() is True
 
-    with caplog.at_level(logging.WARNING, logger="bot.openai_request_transform"):
+    with caplog.at_level(logging.WARNING, logger="bot.agent.openai_request_transform"):
         assert install(walk=models_left_as_models) is False
 
     for module in (responses_module, chat_module):
@@ -102,7 +102,7 @@ def test_install_keeps_openais_transform_and_warns_when_the_self_check_fails(
 
 
 def test_a_passing_self_check_installs_without_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.DEBUG, logger="bot.openai_request_transform"):
+    with caplog.at_level(logging.DEBUG, logger="bot.agent.openai_request_transform"):
         assert install() is True
 
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
