@@ -8,7 +8,14 @@ from slack_bolt.response import BoltResponse
 from bot.approvals import Rejection
 from bot.blocks import REASON_BLOCK, REASON_INPUT, REASON_LIMIT, REJECT_VIEW
 from bot.listeners.actions import APPROVAL_ID
-from bot.listeners.parsing import MalformedPayload, bad_request, field_str, require
+from bot.listeners.parsing import (
+    MalformedPayload,
+    bad_request,
+    field_str,
+    require,
+    require_id,
+    slack_id,
+)
 
 if TYPE_CHECKING:
     from bot.app import Threadgate
@@ -24,8 +31,8 @@ def _rejection(body: dict[str, Any]) -> Rejection:
         reason = field_str(values, REASON_BLOCK, REASON_INPUT, "value", required=False) or ""
     return Rejection(
         approval_id=approval_id,
-        user_id=require(body, "user", "id"),
-        team_id=field_str(body, "team", "id", required=False) or require(body, "user", "team_id"),
+        user_id=require_id(body, "user", "id"),
+        team_id=slack_id(body, "team", "id", required=False) or require_id(body, "user", "team_id"),
         reason=reason[:REASON_LIMIT],
     )
 
