@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.error import BoltUnhandledRequestError
+from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.ack_first import AckFirst
 from bot.agent import build_runs, check_policy_tools, load_tool_modules
 from bot.approvals import Approvals
-from bot.background import Background
+from bot.background import Background, new_ref
 from bot.builtin_tools import SENSITIVE, slack_tools
 from bot.config import Config, load_config
 from bot.conversations import Conversations
@@ -127,6 +129,19 @@ class ExecutionLedger:
         await repo.record_outcome(self.db, run_id=run_id, call_id=call_id, outcome=output)
 
 
+async def on_bolt_error(error: Exception) -> BoltResponse:
+    """A request no listener takes is a quiet 404; anything else that fails in Bolt is a 500.
+
+    Bolt's default for the first logs a warning with sample listener code for every such
+    request, which anyone who can reach the URL with a signed body could fill the logs with.
+    """
+    if isinstance(error, BoltUnhandledRequestError):
+        return BoltResponse(status=404, body="")
+    ref = new_ref()
+    log.error("request failed in Bolt (ref %s)", ref, exc_info=error)
+    return BoltResponse(status=500, body={"error": "internal error", "ref": ref})
+
+
 def process_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -212,8 +227,10 @@ def build_app(
         signing_secret=secret.get_secret_value() if secret is not None else "",
         request_verification_enabled=not settings.socket_mode,
         process_before_response=True,
+        raise_error_for_unhandled_request=True,
         logger=logging.getLogger("threadgate.bolt"),
     )
+    bolt.error(on_bolt_error)
     app = Threadgate(
         settings=settings,
         config=config,
