@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
 
@@ -47,12 +48,26 @@ def _settings_errors(exc: ValidationError) -> list[str]:
     return lines
 
 
+# Bolt reads these from the environment by itself when it is built: SLACK_BOT_TOKEN next to the
+# client we hand it makes it warn "`token` will be unused" on every start.
+BOLT_READS = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
+
+
 def load_settings() -> Settings:
+    """Settings from the environment, which then no longer holds the Slack secrets.
+
+    From here on the settings are the only source: Bolt gets what it needs as arguments, and
+    neither Bolt nor a tool module (nor a process a tool starts) finds the secrets in
+    `os.environ`.
+    """
     try:
-        return Settings()  # the environment fills the required fields
+        settings = Settings()  # the environment fills the required fields
     except ValidationError as exc:
         print("\n".join(_settings_errors(exc)), file=sys.stderr)
         raise SystemExit(2) from None
+    for name in BOLT_READS:
+        os.environ.pop(name, None)
+    return settings
 
 
 async def migrate(settings: Settings) -> int:

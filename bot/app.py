@@ -8,6 +8,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.error import BoltUnhandledRequestError
+from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.agent.build import build_runs, check_policy_tools, load_tool_modules
@@ -18,7 +20,7 @@ from bot.approvals.policy import Policy
 from bot.config import Config, load_config
 from bot.container import Threadgate
 from bot.runtime.ack_first import AckFirst
-from bot.runtime.background import Background
+from bot.runtime.background import Background, new_ref
 from bot.runtime.conversations import Conversations
 from bot.runtime.interruptions import Interruptions
 from bot.runtime.outbox import Outbox
@@ -36,6 +38,19 @@ if TYPE_CHECKING:
     from agents import Model
 
 log = logging.getLogger(__name__)
+
+
+async def on_bolt_error(error: Exception) -> BoltResponse:
+    """A request no listener takes is a quiet 404; anything else that fails in Bolt is a 500.
+
+    Bolt's default for the first logs a warning with sample listener code for every such
+    request, which anyone who can reach the URL with a signed body could fill the logs with.
+    """
+    if isinstance(error, BoltUnhandledRequestError):
+        return BoltResponse(status=404, body="")
+    ref = new_ref()
+    log.error("request failed in Bolt (ref %s)", ref, exc_info=error)
+    return BoltResponse(status=500, body={"error": "internal error", "ref": ref})
 
 
 def process_owner() -> str:
@@ -115,6 +130,7 @@ def build_app(
         signing_secret=secret.get_secret_value() if secret is not None else "",
         request_verification_enabled=not settings.socket_mode,
         process_before_response=True,
+        raise_error_for_unhandled_request=True,
         logger=logging.getLogger("threadgate.bolt"),
     )
     events.register(bolt, conversations=conversations)
@@ -127,6 +143,7 @@ def build_app(
     )
     views.register(bolt, approvals=approvals, background=background)
     commands.register(bolt, policy=policy, tool_names=runs.tool_names)
+    bolt.error(on_bolt_error)
     return Threadgate(
         settings=settings,
         config=config,

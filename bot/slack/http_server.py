@@ -2,7 +2,8 @@
 
 Bolt's own aiohttp adapter parses the body before it checks the signature, and answers a
 broken JSON body with a 500. Here a forged body is a 401 before anything parses it, a signed
-body of the wrong shape is a 400, and Bolt only ever sees well-formed payloads.
+body that Bolt cannot parse or route is a 400 (see `envelope`), and Bolt only ever routes
+well-formed payloads.
 """
 
 import logging
@@ -10,7 +11,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
-from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
 from bot.container import Threadgate
@@ -63,10 +63,9 @@ def build_web_app(threadgate: Threadgate, *, serve_events: bool = True) -> web.A
         if not _signed(verifier, body, request):
             return web.Response(status=401, text="invalid or stale signature")
         try:
-            envelope.check(body, request.headers.get("Content-Type", ""))
+            bolt_request = envelope.parse(body, query=request.query_string, headers=headers)
         except envelope.BadBody as exc:
             return web.Response(status=400, text=f"malformed body: {exc}")
-        bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=headers)
         try:
             response = await threadgate.bolt.async_dispatch(bolt_request)
         except Exception:

@@ -10,7 +10,13 @@ from bot.approvals.approvals import Approvals, Click
 from bot.runtime.background import Background
 from bot.runtime.interruptions import Interruptions, RetryClick
 from bot.slack.blocks import APPROVE_ACTION, REJECT_ACTION, RETRY_ACTION
-from bot.slack.listeners.parsing import MalformedPayload, bad_request, field_str, require
+from bot.slack.listeners.parsing import (
+    MalformedPayload,
+    bad_request,
+    field_str,
+    require_id,
+    slack_id,
+)
 from bot.slack.replies import ThreadReplies
 from storage.ids import APPROVAL_ID, RUN_ID
 
@@ -22,14 +28,15 @@ def _click(body: dict[str, Any], action: Literal["approve", "reject"]) -> tuple[
     if not isinstance(actions, list) or not actions or not isinstance(actions[0], dict):
         raise MalformedPayload("missing actions")
     value = actions[0].get("value")
-    channel = field_str(body, "channel", "id", required=False) or require(
+    channel = slack_id(body, "channel", "id", required=False) or require_id(
         body, "container", "channel_id"
     )
+    team = slack_id(body, "team", "id", required=False) or require_id(body, "user", "team_id")
     click = Click(
         approval_id=value if isinstance(value, str) else "",
         action=action,
-        user_id=require(body, "user", "id"),
-        team_id=field_str(body, "team", "id", required=False) or require(body, "user", "team_id"),
+        user_id=require_id(body, "user", "id"),
+        team_id=team,
         channel_id=channel,
         trigger_id=field_str(body, "trigger_id", required=False),
     )
@@ -38,14 +45,12 @@ def _click(body: dict[str, Any], action: Literal["approve", "reject"]) -> tuple[
 
 def _retry(body: dict[str, Any]) -> tuple[RetryClick, bool]:
     click, _valid = _click(body, "approve")
-    container = body.get("container")
-    message_ts = container.get("message_ts") if isinstance(container, dict) else None
     retry = RetryClick(
         run_id=click.approval_id,
         user_id=click.user_id,
         team_id=click.team_id,
         channel_id=click.channel_id,
-        message_ts=message_ts if isinstance(message_ts, str) else None,
+        message_ts=slack_id(body, "container", "message_ts", required=False),
     )
     return retry, bool(RUN_ID.match(retry.run_id))
 

@@ -7,7 +7,14 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 from slack_bolt.response import BoltResponse
 
 from bot.runtime.conversations import Conversations, IncomingMessage, strip_mention
-from bot.slack.listeners.parsing import MalformedPayload, bad_request, field_str, require
+from bot.slack.listeners.parsing import (
+    EVENT_ID,
+    MalformedPayload,
+    bad_request,
+    field_str,
+    require_id,
+    slack_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -23,21 +30,21 @@ def _incoming(
         raise MalformedPayload("missing event")
     if event.get("bot_id") or event.get("subtype") not in _PERSON_SUBTYPES:
         return None
-    user = require(event, "user")
+    user = require_id(event, "user")
     if user == context.bot_user_id:
         return None
     text = field_str(event, "text", required=False) or ""
     bot = context.bot_user_id
     direct = field_str(event, "channel_type", required=False) == "im"
     addressed = mention or direct or (bot is not None and f"<@{bot}" in text)
-    team = field_str(body, "team_id", required=False) or require(event, "team")
+    team = slack_id(body, "team_id", required=False) or require_id(event, "team")
     return IncomingMessage(
-        event_id=require(body, "event_id"),
+        event_id=require_id(body, "event_id", shape=EVENT_ID),
         team_id=team,
-        channel_id=require(event, "channel"),
+        channel_id=require_id(event, "channel"),
         user_id=user,
-        ts=require(event, "ts"),
-        thread_ts=field_str(event, "thread_ts", required=False),
+        ts=require_id(event, "ts"),
+        thread_ts=slack_id(event, "thread_ts", required=False),
         text=strip_mention(text, bot),
         addressed_to_bot=addressed,
     )

@@ -1,5 +1,6 @@
 """Reading Slack payloads defensively: a field of the wrong shape is a 400, never a 500."""
 
+import re
 from typing import Any
 
 from slack_bolt.response import BoltResponse
@@ -27,6 +28,29 @@ def field_str(data: Any, *path: str, required: bool = True) -> str | None:
 
 def require(data: Any, *path: str) -> str:
     value = field_str(data, *path)
+    assert value is not None
+    return value
+
+
+# Slack's ids and timestamps ("U0123ABC", "1700000001.000100"). They become parts of database
+# keys joined with ":" and columns of 32 characters (64 for event ids).
+SLACK_ID = re.compile(r"[A-Za-z0-9._-]{1,32}")
+EVENT_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def slack_id(
+    data: Any, *path: str, required: bool = True, shape: re.Pattern[str] = SLACK_ID
+) -> str | None:
+    value = field_str(data, *path, required=required)
+    if not value and not required:
+        return None
+    if value is not None and not shape.fullmatch(value):
+        raise MalformedPayload(".".join(path) + " is not a Slack id")
+    return value
+
+
+def require_id(data: Any, *path: str, shape: re.Pattern[str] = SLACK_ID) -> str:
+    value = slack_id(data, *path, shape=shape)
     assert value is not None
     return value
 

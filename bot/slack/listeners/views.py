@@ -8,7 +8,14 @@ from slack_bolt.response import BoltResponse
 from bot.approvals.approvals import Approvals, Rejection
 from bot.runtime.background import Background
 from bot.slack.blocks import REASON_BLOCK, REASON_INPUT, REASON_LIMIT, REJECT_VIEW
-from bot.slack.listeners.parsing import MalformedPayload, bad_request, field_str, require
+from bot.slack.listeners.parsing import (
+    MalformedPayload,
+    bad_request,
+    field_str,
+    require,
+    require_id,
+    slack_id,
+)
 from storage.ids import APPROVAL_ID
 
 
@@ -22,8 +29,8 @@ def _rejection(body: dict[str, Any]) -> Rejection:
         reason = field_str(values, REASON_BLOCK, REASON_INPUT, "value", required=False) or ""
     return Rejection(
         approval_id=approval_id,
-        user_id=require(body, "user", "id"),
-        team_id=field_str(body, "team", "id", required=False) or require(body, "user", "team_id"),
+        user_id=require_id(body, "user", "id"),
+        team_id=slack_id(body, "team", "id", required=False) or require_id(body, "user", "team_id"),
         reason=reason[:REASON_LIMIT],
     )
 
