@@ -1,4 +1,5 @@
-"""`python -m bot` serves; `python -m bot migrate` upgrades the database and exits.
+"""`python -m bot` serves; `python -m bot migrate` upgrades the database and exits;
+`python -m bot reencrypt` reseals stored data with the first encryption key and exits.
 
 The only place that reads the environment. Bad settings or a bad config file end start-up
 with one line naming the problem and exit code 2, never a traceback.
@@ -23,13 +24,13 @@ from bot.container import Threadgate
 from bot.log_redaction import configure_logging
 from bot.settings import Settings
 from bot.slack.http_server import build_web_app
-from storage import schema
-from storage.crypto import DecryptionError
+from storage import schema, sealed_columns
+from storage.crypto import SETTING, DecryptionError
 from storage.database import Database, driver_threads_finished
 
 log = logging.getLogger("threadgate")
 
-USAGE = "usage: python -m bot [serve | migrate]"
+USAGE = "usage: python -m bot [serve | migrate | reencrypt]"
 FATAL_SLACK_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked"}
 
 
@@ -77,6 +78,27 @@ async def migrate(settings: Settings) -> int:
         log.info("database at revision %s", await schema.current_revision(db))
     except (OSError, SQLAlchemyError) as exc:
         print(f"threadgate: migration failed: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    finally:
+        await db.dispose()
+        await driver_threads_finished()
+    return 0
+
+
+async def reencrypt(settings: Settings) -> int:
+    """One line per sealed column; after it, every key but the first can be dropped."""
+    if settings.cipher is None:
+        print(f"threadgate: reencrypt needs {SETTING} (the new key first)", file=sys.stderr)
+        return 2
+    db = Database(settings.database_url, cipher=settings.cipher)
+    try:
+        async for name, counts in sealed_columns.reencrypt(db):
+            print(f"{name}: {counts}", flush=True)
+    except DecryptionError as exc:
+        print(f"threadgate: reencrypt stopped: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, SQLAlchemyError) as exc:
+        print(f"threadgate: reencrypt failed: {_one_line(exc)}", file=sys.stderr)
         return 1
     finally:
         await db.dispose()
@@ -163,13 +185,15 @@ async def serve(threadgate: Threadgate) -> int:
 
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "serve"
-    if command not in ("serve", "migrate") or len(argv) > 1:
+    if command not in ("serve", "migrate", "reencrypt") or len(argv) > 1:
         print(USAGE, file=sys.stderr)
         return 2
     settings = load_settings()
     configure_logging(settings)
     if command == "migrate":
         return asyncio.run(migrate(settings))
+    if command == "reencrypt":
+        return asyncio.run(reencrypt(settings))
     try:
         threadgate = build_app(settings)
     except ConfigError as exc:

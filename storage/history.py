@@ -7,8 +7,12 @@ earlier versions reads back as it was and the SDK's session could still read our
 What differs is when they are written: a run's new items are appended inside the transaction
 that records how the run ended or paused, so the history and the run's state never disagree,
 and a run cut short by a crash leaves no half of itself behind for its retry to repeat.
+
+With a key set, each row is an envelope, `{"threadgate_sealed": 1, "payload": <sealed item>}`:
+still a JSON object, as the SDK's layout wants, with nothing readable in it.
 """
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +21,11 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.crypto import Cipher, DecryptionError, unseal
 from storage.database import Database
+
+ENVELOPE_KEY = "threadgate_sealed"
+ENVELOPE_VERSION = 1
 
 # Only the columns we touch. Timestamps are naive, set by the database's CURRENT_TIMESTAMP.
 agent_sessions = table(
@@ -32,6 +40,57 @@ agent_messages = table(
     column("message_data", Text),
     column("created_at", TIMESTAMP),
 )
+
+
+def seal_item(cipher: Cipher | None, row: str) -> str:
+    """One stored row for one JSON item: the item itself, or its envelope under the key."""
+    if cipher is None:
+        return row
+    return _envelope(cipher.encrypt(row))
+
+
+def open_item(cipher: Cipher | None, row: str) -> Any:
+    """The item a stored row holds; None for a row that is not JSON (the SDK skips those too).
+
+    With `cipher=None` a sealed row is refused, so a deployment that switches encryption off
+    fails loudly instead of sending ciphertext to the model.
+    """
+    try:
+        raw: Any = json.loads(row)
+    except ValueError:
+        return None
+    if not isinstance(raw, dict) or ENVELOPE_KEY not in raw:
+        return raw
+    return json.loads(unseal(cipher, _payload(raw)))
+
+
+def reseal_item(cipher: Cipher, row: str) -> str | None:
+    """The row sealed with the first key, or None when there is nothing to do: it already is,
+    or it is not JSON (no item, so the SDK and `open_item` skip it). Rows written before
+    encryption was switched on are sealed too."""
+    try:
+        raw: Any = json.loads(row)
+    except ValueError:
+        return None
+    if not isinstance(raw, dict) or ENVELOPE_KEY not in raw:
+        return seal_item(cipher, row)
+    payload = _payload(raw)
+    return None if cipher.is_current(payload) else _envelope(cipher.reencrypt(payload))
+
+
+def _envelope(sealed: str) -> str:
+    return json.dumps({ENVELOPE_KEY: ENVELOPE_VERSION, "payload": sealed}, separators=(",", ":"))
+
+
+def _payload(envelope: dict[str, Any]) -> str:
+    payload = envelope.get("payload")
+    if (
+        envelope[ENVELOPE_KEY] != ENVELOPE_VERSION
+        or not isinstance(payload, str)
+        or not Cipher.is_sealed(payload)
+    ):
+        raise DecryptionError("a stored history item has an unknown envelope format")
+    return payload
 
 
 async def newest(session: AsyncSession, *, thread_key: str, limit: int | None) -> list[str]:

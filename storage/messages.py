@@ -56,30 +56,32 @@ async def accept_messages(db: Database, rows: Sequence[IncomingRow]) -> list[Acc
                 results[index] = Accepted.DUPLICATE_EVENT
             else:
                 first_of_event[row.event_id] = index
-        new_events = await insert_unless_taken(
-            session,
-            SlackEvent,
-            [{"event_id": e, "received_at": now} for e in first_of_event],
-            key="event_id",
-        )
-        live: list[int] = []
-        for event_id, index in first_of_event.items():
-            if event_id in new_events:
-                live.append(index)
-            else:
-                results[index] = Accepted.DUPLICATE_EVENT
         # Only messages that are not addressed to the bot need to know which threads exist.
-        keys = {rows[i].thread.key for i in live if rows[i].only_known_thread}
+        keys = {rows[i].thread.key for i in first_of_event.values() if rows[i].only_known_thread}
         known: set[str] = set()
         if keys:
             found = await session.scalars(select(col(Thread.key)).where(col(Thread.key).in_(keys)))
             known = set(found)
-        wanted: list[int] = []
-        for index in live:
+        followed: list[int] = []
+        for index in first_of_event.values():
             if rows[index].only_known_thread and rows[index].thread.key not in known:
                 results[index] = Accepted.NOT_OUR_THREAD
             else:
+                followed.append(index)
+        # Most of a channel's messages are other people's threads: an ignored message leaves no
+        # row, not even its event id (a retry of it is ignored again, just as cheaply).
+        new_events = await insert_unless_taken(
+            session,
+            SlackEvent,
+            [{"event_id": rows[i].event_id, "received_at": now} for i in followed],
+            key="event_id",
+        )
+        wanted: list[int] = []
+        for index in followed:
+            if rows[index].event_id in new_events:
                 wanted.append(index)
+            else:
+                results[index] = Accepted.DUPLICATE_EVENT
         new_threads = {rows[i].thread.key: rows[i].thread for i in wanted}
         await insert_unless_taken(
             session,

@@ -20,7 +20,7 @@ has one writer at a time and needs no lock.
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -53,6 +53,9 @@ from storage.models import (
 )
 
 MAX_BATCH_SIZE = 10_000
+# Slack retries an event within minutes: a few days of event ids catch every retry, and the
+# table stays small even when `[storage] retain_days` keeps everything else.
+EVENT_IDS_KEPT = timedelta(days=3)
 
 LIVE_RUNS = (RunStatus.RUNNING, RunStatus.WAITING, RunStatus.RESUMING)
 # Done with: nothing moves a run out of these, except a retry out of INTERRUPTED.
@@ -110,6 +113,18 @@ async def purge(
         counts += await purger.repeat(purger.history_batch)
     counts += await purger.repeat(purger.threads_batch)
     return counts
+
+
+async def purge_event_ids(
+    db: Database, *, older_than: datetime, batch_size: int = 500
+) -> PurgeCounts:
+    """Delete the processed-event records (Slack event ids) received before `older_than`."""
+    if older_than.tzinfo is None:
+        raise ValueError("older_than must be an aware datetime")
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}")
+    purger = _Purger(db, cutoff=older_than.astimezone(UTC), batch_size=batch_size)
+    return await purger.repeat(purger.slack_events_batch)
 
 
 _Batch = Callable[[AsyncSession], Awaitable[tuple[int, PurgeCounts]]]

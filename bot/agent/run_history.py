@@ -12,6 +12,7 @@ it cannot decrypt without a word (a wrong key would quietly hand the model half 
 and derives one key per session from a single master, so keys cannot be rotated. Here an
 unreadable item stops the run with DecryptionError, and storage.crypto's key list (first seals,
 all open) does rotation. Rows written before encryption was switched on read back as they are.
+The envelope lives in storage.history, so `python -m bot reencrypt` can reseal it.
 
 It implements the SDK's `Session` protocol structurally: only `runs`, `agent` and the tools
 import `agents` at run time (DESIGN.md), so the SDK types are for the type checker only.
@@ -20,46 +21,19 @@ import `agents` at run time (DESIGN.md), so the SDK types are for the type check
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from storage import history
-from storage.crypto import Cipher, DecryptionError, unseal
+from storage.crypto import Cipher
 from storage.database import Database
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
     from agents.memory import SessionSettings
 
-ENVELOPE_KEY = "threadgate_sealed"
-ENVELOPE_VERSION = 1
-
-
-def seal_row(cipher: Cipher | None, row: str) -> str:
-    """One stored row for one JSON item: the item itself, or its envelope under the key."""
-    if cipher is None:
-        return row
-    envelope = {ENVELOPE_KEY: ENVELOPE_VERSION, "payload": cipher.encrypt(row)}
-    return json.dumps(envelope, separators=(",", ":"))
-
 
 def open_row(cipher: Cipher | None, row: str) -> TResponseInputItem | None:
-    """The item a stored row holds; None for a row that is not JSON (the SDK skips those too).
-
-    With `cipher=None` a sealed row is refused, so a deployment that switches encryption off
-    fails loudly instead of sending ciphertext to the model.
-    """
-    try:
-        raw: Any = json.loads(row)
-    except ValueError:
-        return None
-    if not isinstance(raw, dict) or ENVELOPE_KEY not in raw:
-        return cast("TResponseInputItem", raw)
-    payload = raw.get("payload")
-    if raw[ENVELOPE_KEY] != ENVELOPE_VERSION or not isinstance(payload, str):
-        raise DecryptionError("a stored history item has an unknown envelope format")
-    if not Cipher.is_sealed(payload):
-        raise DecryptionError("a stored history item has an unknown envelope format")
-    return cast("TResponseInputItem", json.loads(unseal(cipher, payload)))
+    return cast("TResponseInputItem | None", history.open_item(cipher, row))
 
 
 class RunHistory:
@@ -94,7 +68,7 @@ class RunHistory:
 
     def new_rows(self) -> list[str]:
         """What this run added, sealed and in order, for the transaction that settles it."""
-        return [seal_row(self.cipher, row) for row in self._added]
+        return [history.seal_item(self.cipher, row) for row in self._added]
 
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
         if limit is None and self.session_settings is not None:

@@ -14,7 +14,7 @@ from bot.runtime.outbox import Outbox
 from storage.database import Database
 from storage.models import utcnow
 from storage.queue import threads_needing_work
-from storage.retention import purge
+from storage.retention import EVENT_IDS_KEPT, purge, purge_event_ids
 
 PURGE_EVERY = 3600.0
 
@@ -55,15 +55,20 @@ class Sweeper:
         await self.purge_when_due()
 
     async def purge_when_due(self) -> None:
-        """Retention runs at most hourly: it walks whole tables, the other sweeps do not."""
-        if self.retention is None or self.retention.retain_days is None:
-            return
+        """Retention runs at most hourly: it walks whole tables, the other sweeps do not.
+
+        Event ids go after a few days whatever `retain_days` says: each message the bot took
+        leaves one.
+        """
         now = time.monotonic()
         if now < self._next_purge:
             return
         self._next_purge = now + PURGE_EVERY
-        cutoff = utcnow() - timedelta(days=self.retention.retain_days)
-        counts = await purge(self.db, older_than=cutoff, purge_history=self.retention.purge_history)
+        counts = await purge_event_ids(self.db, older_than=utcnow() - EVENT_IDS_KEPT)
+        if self.retention is not None and self.retention.retain_days is not None:
+            cutoff = utcnow() - timedelta(days=self.retention.retain_days)
+            history = self.retention.purge_history
+            counts += await purge(self.db, older_than=cutoff, purge_history=history)
         if counts.total:
             log.info("retention purged %s", counts)
 

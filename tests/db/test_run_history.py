@@ -15,10 +15,11 @@ from agents.memory import Session, SessionSettings
 from agents.testing import ScriptedModel, assistant_message
 from sqlalchemy import text
 
-from bot.agent.run_history import ENVELOPE_KEY, RunHistory
+from bot.agent.run_history import RunHistory
 from storage import history
 from storage.crypto import Cipher, DecryptionError
 from storage.database import Database
+from storage.history import ENVELOPE_KEY
 
 THREAD = "T1:C1:100.000"
 OLD_KEY = Cipher.generate_key()
