@@ -67,6 +67,7 @@ def _stored(name: str, key: Any, sealed: tuple[str, ...], others: tuple[str, ...
 _runs = _stored("runs", String, ("state",), ("updated_at",))
 _approvals = _stored("approvals", String, ("arguments", "reason", "outcome"), ("created_at",))
 _jobs = _stored("jobs", Integer, ("text",), ())
+_outbox = _stored("outbox", Integer, ("payload",), ())
 
 # Every SealedText column of storage.models, and the SDK's history that storage.history seals;
 # tests/db/test_sealed_columns.py holds this list to the models.
@@ -76,6 +77,7 @@ SEALED_COLUMNS = (
     SealedColumn(_approvals, "reason", key="id", newest=("created_at",)),
     SealedColumn(_approvals, "outcome", key="id", newest=("created_at",)),
     SealedColumn(_jobs, "text", key="id", newest=("id",)),
+    SealedColumn(_outbox, "payload", key="id", newest=("id",)),
     SealedColumn(
         history.agent_messages,
         "message_data",

@@ -10,11 +10,22 @@ import pytest
 from sqlalchemy import select, update
 from sqlmodel import SQLModel, col
 
-from storage import history
+from storage import history, outbox
 from storage.crypto import Cipher, DecryptionError
 from storage.database import Database
 from storage.ids import new_approval_id, new_run_id
-from storage.models import Approval, Job, JobKind, Run, SealedText, Thread, utcnow
+from storage.models import (
+    Approval,
+    Job,
+    JobKind,
+    OutboxKind,
+    OutboxMessage,
+    Run,
+    SealedText,
+    Thread,
+    utcnow,
+)
+from storage.outbox import Claimant, Owed
 from storage.sealed_columns import (
     SEALED_COLUMNS,
     ResealCounts,
@@ -90,6 +101,12 @@ async def write_one_of_each(db: Database, tag: str) -> None:
             thread_key=thread_key,
             items=[history.seal_item(db.cipher, _item(f"{tag} {i}")) for i in (1, 2)],
         )
+        await outbox.add(
+            session,
+            thread_key=thread_key,
+            owed=[Owed(OutboxKind.POST, {"text": f"answer {tag}"})],
+            by=Claimant("test"),
+        )
 
 
 async def stored_values(db: Database, sealed: SealedColumn) -> list[str]:
@@ -102,6 +119,7 @@ async def opened_values(db: Database) -> dict[str, set[str]]:
         runs = set(await session.scalars(select(col(Run.state))))
         jobs = set(await session.scalars(select(col(Job.text))))
         approvals = (await session.scalars(select(Approval))).all()
+        owed = set(await session.scalars(select(col(OutboxMessage.payload))))
         rows = await session.scalars(select(history.agent_messages.c.message_data))
         items = {history.open_item(db.cipher, row)["content"] for row in rows}
     return {
@@ -110,6 +128,7 @@ async def opened_values(db: Database) -> dict[str, set[str]]:
         "approvals.reason": {a.reason for a in approvals if a.reason is not None},
         "approvals.outcome": {a.outcome for a in approvals if a.outcome is not None},
         "jobs.text": {t for t in jobs if t is not None},
+        "outbox.payload": {p for p in owed if p is not None},
         "agent_messages.message_data": items,
     }
 
