@@ -8,8 +8,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.error import BoltUnhandledRequestError
-from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.agent.build import build_runs, check_policy_tools, load_tool_modules
@@ -20,7 +18,7 @@ from bot.approvals.policy import Policy
 from bot.config import Config, load_config
 from bot.container import Threadgate
 from bot.runtime.ack_first import AckFirst
-from bot.runtime.background import Background, new_ref
+from bot.runtime.background import Background
 from bot.runtime.conversations import Conversations
 from bot.runtime.interruptions import Interruptions
 from bot.runtime.outbox import Outbox
@@ -28,8 +26,10 @@ from bot.runtime.sweeper import Sweeper
 from bot.runtime.thread_queue import ThreadQueue
 from bot.runtime.worker import PARKED_NOTE, ThreadWorker
 from bot.settings import Settings
+from bot.slack.bolt_errors import on_bolt_error
 from bot.slack.client import build_slack_client, posting_client
 from bot.slack.listeners import actions, commands, events, views
+from bot.slack.listeners.after_ack import AfterAck
 from bot.slack.replies import ThreadReplies
 from bot.slack.user_groups import UserGroups
 from storage.database import Database
@@ -38,19 +38,6 @@ if TYPE_CHECKING:
     from agents import Model
 
 log = logging.getLogger(__name__)
-
-
-async def on_bolt_error(error: Exception) -> BoltResponse:
-    """A request no listener takes is a quiet 404; anything else that fails in Bolt is a 500.
-
-    Bolt's default for the first logs a warning with sample listener code for every such
-    request, which anyone who can reach the URL with a signed body could fill the logs with.
-    """
-    if isinstance(error, BoltUnhandledRequestError):
-        return BoltResponse(status=404, body="")
-    ref = new_ref()
-    log.error("request failed in Bolt (ref %s)", ref, exc_info=error)
-    return BoltResponse(status=500, body={"error": "internal error", "ref": ref})
 
 
 def process_owner() -> str:
@@ -134,14 +121,11 @@ def build_app(
         logger=logging.getLogger("threadgate.bolt"),
     )
     events.register(bolt, conversations=conversations)
+    after_ack = AfterAck(background, replies)
     actions.register(
-        bolt,
-        approvals=approvals,
-        interruptions=interruptions,
-        replies=replies,
-        background=background,
+        bolt, approvals=approvals, interruptions=interruptions, replies=replies, after_ack=after_ack
     )
-    views.register(bolt, approvals=approvals, background=background)
+    views.register(bolt, approvals=approvals, after_ack=after_ack)
     commands.register(bolt, policy=policy, tool_names=runs.tool_names)
     bolt.error(on_bolt_error)
     return Threadgate(

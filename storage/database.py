@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -30,6 +31,9 @@ from storage.crypto import Cipher
 from storage.models import CIPHER_ATTRIBUTE
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+# What a query raises when the database cannot be reached or fails under it.
+UNAVAILABLE = (SQLAlchemyError, OSError)
+REACHABLE_WITHIN = 2.0  # seconds a health check waits for the database
 DRIVER_THREAD_GRACE = 2.0  # seconds each aiosqlite worker thread gets to finish at exit
 _WRITE_OPTION = "threadgate_write"
 
@@ -103,6 +107,15 @@ class Database:
                 yield session
         finally:
             self._write_lock.release()
+
+    async def reachable(self) -> bool:
+        """Can a query get through now? For health checks: never raises."""
+        try:
+            async with asyncio.timeout(REACHABLE_WITHIN), self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except (SQLAlchemyError, OSError, TimeoutError):
+            return False
+        return True
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -8,12 +8,14 @@ releases the lease looks again for queued jobs; so no job waits for a wake-up th
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 from bot.runtime.ack_first import AckFirst
 from bot.runtime.background import Background, new_ref
-from storage.database import Database
+from storage.database import UNAVAILABLE, Database
 from storage.models import JobStatus
 from storage.outbox import Owed
 from storage.queue import (
@@ -25,6 +27,9 @@ from storage.queue import (
 )
 
 log = logging.getLogger(__name__)
+
+RETRY_FIRST = 0.1  # seconds before a failed lease write is tried again; doubles each time
+RETRY_LAST = 2.0
 
 StepHandler = Callable[[Step], Awaitable[JobStatus]]
 
@@ -84,13 +89,47 @@ class ThreadQueue:
 
     async def _work(self, thread_key: str) -> None:
         """Take jobs one at a time under the lease; each step is one transaction, which also
-        starts the job's run."""
+        starts the job's run. A lease that is lost stops the job: another process now reports
+        it as interrupted, and it must not go on behind that report."""
         finished: tuple[int, JobStatus] | None = None
-        renewer = asyncio.create_task(self._renew(thread_key))
+        lost = asyncio.Event()
+        work = asyncio.current_task()
+        assert work is not None
+        renewer = asyncio.create_task(self._renew(thread_key, lost, work))
         try:
             while self.background.accepting:
                 await self.ack_first.wait_quiet()
-                step = await next_step_under_lease(
+                step = await self._step(thread_key, finished)
+                finished = None
+                if step is None:
+                    return  # the queue is empty (lease released) or another process has it
+                assert step.job.id is not None
+                status = await self._run(step, lost)
+                if status != JobStatus.DEFERRED:
+                    finished = (step.job.id, status)
+        except asyncio.CancelledError:
+            if lost.is_set():
+                return  # the job is the new lease holder's to report; nothing more to record
+            raise
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            if finished is not None and not lost.is_set():
+                await asyncio.shield(self._record_finished(*finished))
+            if not self.background.accepting and not lost.is_set():
+                await asyncio.shield(
+                    release_thread_lease(self.db, thread_key=thread_key, owner=self.owner)
+                )
+
+    async def _step(self, thread_key: str, finished: tuple[int, JobStatus] | None) -> Step | None:
+        """A step is one transaction: one that failed changed nothing and is tried again while
+        the database is briefly away (a restart, a dropped connection)."""
+        deadline = time.monotonic() + self.lease.total_seconds()
+        delay = RETRY_FIRST
+        while True:
+            try:
+                return await next_step_under_lease(
                     self.db,
                     thread_key=thread_key,
                     owner=self.owner,
@@ -99,44 +138,79 @@ class ThreadQueue:
                     finished=finished,
                     parked_note=self.parked_note,
                 )
-                finished = None
-                if step is None:
-                    return  # the queue is empty (lease released) or another process has it
-                assert step.job.id is not None
-                status = await self._run(step)
-                if status != JobStatus.DEFERRED:
-                    finished = (step.job.id, status)
-        finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
-            if finished is not None:
-                await asyncio.shield(finish_job(self.db, job_id=finished[0], status=finished[1]))
-            if not self.background.accepting:
-                await asyncio.shield(
-                    release_thread_lease(self.db, thread_key=thread_key, owner=self.owner)
+            except UNAVAILABLE as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning(
+                    "a step of thread %s failed (%s); trying again", thread_key, type(exc).__name__
                 )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_LAST)
 
-    async def _run(self, step: Step) -> JobStatus:
+    async def _record_finished(self, job_id: int, status: JobStatus) -> None:
+        """A finished job must not look unfinished (and be reported interrupted): retry the
+        write while the database is briefly away, for as long as the lease would last."""
+        deadline = time.monotonic() + self.lease.total_seconds()
+        delay = RETRY_FIRST
+        while True:
+            try:
+                await finish_job(self.db, job_id=job_id, status=status)
+                return
+            except UNAVAILABLE as exc:
+                if time.monotonic() + delay > deadline:
+                    log.error("job %s finished but could not be recorded: %s", job_id, exc)
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_LAST)
+
+    async def _run(self, step: Step, lost: asyncio.Event) -> JobStatus:
         job = step.job
         assert job.id is not None
         assert self.handler is not None
         try:
             return await self.handler(step)
         except asyncio.CancelledError:
-            if self.on_interrupted is not None:
+            if lost.is_set():
+                log.warning(
+                    "job %s of thread %s stopped: its lease was lost", job.id, job.thread_key
+                )
+            elif self.on_interrupted is not None:
                 await asyncio.shield(self.on_interrupted(job.id))
             raise
         except Exception:
             log.exception("job %s of thread %s failed (ref %s)", job.id, job.thread_key, new_ref())
             return JobStatus.FAILED
 
-    async def _renew(self, thread_key: str) -> None:
+    async def _renew(self, thread_key: str, lost: asyncio.Event, work: asyncio.Task[Any]) -> None:
+        """Renew every third of the lease. A renewal that fails is tried again, sooner and
+        sooner, until the lease would really lapse; then, or when another process holds the
+        lease, the work is stopped."""
         interval = self.lease.total_seconds() / 3
+        held_until = time.monotonic() + self.lease.total_seconds()
         while True:
             await asyncio.sleep(interval)
-            if not await renew_thread_lease(
-                self.db, thread_key=thread_key, owner=self.owner, ttl=self.lease
-            ):
-                log.warning("lost the lease of thread %s", thread_key)
+            renewed = await self._renew_once(thread_key, held_until)
+            if not renewed:
+                log.warning("lost the lease of thread %s; stopping its work", thread_key)
+                lost.set()
+                work.cancel()
                 return
+            held_until = time.monotonic() + self.lease.total_seconds()
+
+    async def _renew_once(self, thread_key: str, held_until: float) -> bool:
+        delay = RETRY_FIRST
+        while True:
+            try:
+                return await renew_thread_lease(
+                    self.db, thread_key=thread_key, owner=self.owner, ttl=self.lease
+                )
+            except UNAVAILABLE as exc:
+                if time.monotonic() + delay >= held_until:
+                    return False
+                log.warning(
+                    "renewing the lease of thread %s failed (%s); trying again",
+                    thread_key,
+                    type(exc).__name__,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_LAST)

@@ -79,11 +79,14 @@ def build_web_app(threadgate: Threadgate, *, serve_events: bool = True) -> web.A
         return web.Response(status=response.status, body=response.body, headers=resp_headers)
 
     async def healthz(_request: web.Request) -> web.Response:
+        """Ready, and the database answers now: a process whose database is gone takes no
+        traffic it could not store."""
         health = threadgate.health
-        status = 200 if health.ready else 503
+        database = health.migrated and await threadgate.db.reachable()
+        ok = health.ready and database
         return web.json_response(
-            {"ok": health.ready, "database": health.migrated, "slack": health.slack_ok},
-            status=status,
+            {"ok": ok, "database": database, "slack": health.slack_ok},
+            status=200 if ok else 503,
         )
 
     app = web.Application(client_max_size=MAX_BODY)

@@ -26,3 +26,10 @@ class ThreadReplies:
             )
         except SlackApiError as exc:
             log.warning("could not send a private note: %s", exc.response.get("error"))
+
+    async def direct(self, *, user: str, text: str) -> None:
+        """A direct message from the app, for when there is no channel to answer in."""
+        try:
+            await self.client.chat_postMessage(channel=user, text=blocks.truncate(text, 3000))
+        except SlackApiError as exc:
+            log.warning("could not send a direct message: %s", exc.response.get("error"))

@@ -7,9 +7,9 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.response import BoltResponse
 
 from bot.approvals.approvals import Approvals, Click
-from bot.runtime.background import Background
 from bot.runtime.interruptions import Interruptions, RetryClick
 from bot.slack.blocks import APPROVE_ACTION, REJECT_ACTION, RETRY_ACTION
+from bot.slack.listeners.after_ack import AfterAck
 from bot.slack.listeners.parsing import (
     MalformedPayload,
     bad_request,
@@ -61,18 +61,18 @@ def register(
     approvals: Approvals,
     interruptions: Interruptions,
     replies: ThreadReplies,
-    background: Background,
+    after_ack: AfterAck,
 ) -> None:
-    def after_ack(
+    def start(
         valid: bool, channel: str, user: str, work: Coroutine[Any, Any, None], name: str
     ) -> None:
         """Start the work, or tell the clicker privately that the button was not valid."""
         if valid:
-            background.spawn(work, name=name)
+            after_ack.start(work, channel=channel, user=user, thread_ts=None, name=name)
             return
         work.close()
         note = replies.private(channel=channel, user=user, thread_ts=None, text=INVALID_BUTTON)
-        background.spawn(note, name="invalid button")
+        after_ack.background.spawn(note, name="invalid button")
 
     async def on_click(
         body: dict[str, Any], ack: AsyncAck, action: Literal["approve", "reject"]
@@ -83,7 +83,7 @@ def register(
             return bad_request(exc)
         await ack()
         work = approvals.click(click)
-        after_ack(valid, click.channel_id, click.user_id, work, f"click {action}")
+        start(valid, click.channel_id, click.user_id, work, f"click {action}")
         return None
 
     @app.action(APPROVE_ACTION)
@@ -102,5 +102,5 @@ def register(
             return bad_request(exc)
         await ack()
         work = interruptions.retry(retry)
-        after_ack(valid, retry.channel_id, retry.user_id, work, "retry")
+        start(valid, retry.channel_id, retry.user_id, work, "retry")
         return None

@@ -6,8 +6,8 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.response import BoltResponse
 
 from bot.approvals.approvals import Approvals, Rejection
-from bot.runtime.background import Background
 from bot.slack.blocks import REASON_BLOCK, REASON_INPUT, REASON_LIMIT, REJECT_VIEW
+from bot.slack.listeners.after_ack import AfterAck
 from bot.slack.listeners.parsing import (
     MalformedPayload,
     bad_request,
@@ -35,7 +35,7 @@ def _rejection(body: dict[str, Any]) -> Rejection:
     )
 
 
-def register(app: AsyncApp, *, approvals: Approvals, background: Background) -> None:
+def register(app: AsyncApp, *, approvals: Approvals, after_ack: AfterAck) -> None:
     @app.view(REJECT_VIEW)
     async def handle_reject_submission(body: dict[str, Any], ack: AsyncAck) -> BoltResponse | None:
         try:
@@ -43,7 +43,13 @@ def register(app: AsyncApp, *, approvals: Approvals, background: Background) -> 
         except MalformedPayload as exc:
             return bad_request(exc)
         await ack()
-        background.spawn(approvals.reject(rejection), name="reject")
+        after_ack.start(
+            approvals.reject(rejection),
+            channel=None,
+            user=rejection.user_id,
+            thread_ts=None,
+            name="reject",
+        )
         return None
 
     @app.view_closed(REJECT_VIEW)
