@@ -30,7 +30,7 @@ from storage.approvals import (
 from storage.database import Database
 from storage.ids import ThreadRef
 from storage.models import Approval, ApprovalStatus, Run, utcnow
-from storage.runs import NewApproval, pause_run
+from storage.runs import NewApproval, pause_run, with_requesters
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +64,17 @@ def expired_message(policy: Policy) -> str:
     )
 
 
+def requesters_of(asked: Approval | Run) -> list[str]:
+    """Everyone who asked; the starter always counts, even on a row that lists nobody."""
+    return with_requesters([asked.requested_by], asked.requesters)
+
+
 def view_of(approval: Approval) -> blocks.ApprovalView:
     return blocks.ApprovalView(
         approval_id=approval.id,
         tool_name=approval.tool_name,
         arguments=approval.arguments,
-        requested_by=approval.requested_by,
+        requesters=requesters_of(approval),
         approvers=approval.approvers,
     )
 
@@ -197,7 +202,7 @@ class Approvals:
         members = await self.groups.members(approvers)
         return may_decide(
             user_id=user_id,
-            requested_by=approval.requested_by,
+            requesters=requesters_of(approval),
             approvers=approvers,
             group_members=members,
             allow_self_approval=self.policy.allow_self_approval,

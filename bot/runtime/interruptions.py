@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.approvals.approvals import Approvals
+from bot.approvals.approvals import Approvals, requesters_of
 from bot.runtime.background import new_ref
 from bot.slack import blocks
 from bot.slack.replies import ThreadReplies
@@ -114,11 +114,11 @@ class Interruptions:
         ):
             await self._tell(click, None, "I can't find that run here.")
             return
-        if click.user_id != run.requested_by and not await self.approvals.is_approver(
+        if click.user_id not in requesters_of(run) and not await self.approvals.is_approver(
             click.user_id
         ):
             await self._tell(
-                click, thread.thread_ts, "Only the person who asked or an approver can retry it."
+                click, thread.thread_ts, "Only a person who asked or an approver can retry it."
             )
             return
         outcome, _ = await retry_run(self.db, run_id=run.id)

@@ -30,7 +30,7 @@ class ApprovalView:
     approval_id: str
     tool_name: str
     arguments: str
-    requested_by: str
+    requesters: Sequence[str]
     approvers: Sequence[str]
 
 
@@ -76,12 +76,16 @@ def _context(text: str) -> Block:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(text, 3000)}]}
 
 
+def _mentions(ids: Sequence[str], limit: int = 20) -> str:
+    return ", ".join(mention(i) for i in ids[:limit]) + (
+        f" and {len(ids) - limit} more" if len(ids) > limit else ""
+    )
+
+
 def _who_decides(approvers: Sequence[str]) -> str:
     if not approvers:
         return "nobody is configured to approve this tool"
-    return ", ".join(mention(a) for a in approvers[:20]) + (
-        f" and {len(approvers) - 20} more" if len(approvers) > 20 else ""
-    )
+    return _mentions(approvers)
 
 
 def _call_blocks(view: ApprovalView) -> list[Block]:
@@ -89,7 +93,7 @@ def _call_blocks(view: ApprovalView) -> list[Block]:
         _section(f":lock: *Approval needed* to run `{truncate(view.tool_name, 200)}`"),
         _section("*Arguments*\n" + _code(pretty_arguments(view.arguments), ARGUMENTS_LIMIT)),
         _context(
-            f"Asked by {mention(view.requested_by)} · Who may decide: "
+            f"Asked by {_mentions(view.requesters) or 'nobody known'} · Who may decide: "
             f"{_who_decides(view.approvers)}"
         ),
     ]
@@ -213,7 +217,7 @@ def interrupted_note(
             "its result was never recorded.\n" + _code(pretty_arguments(call.arguments), 400)
         )
     if can_retry:
-        lines.append("The person who asked or an approver can retry it.")
+        lines.append("A person who asked or an approver can retry it.")
     body: list[Block] = [_section("\n".join(lines))]
     if can_retry:
         body.append(

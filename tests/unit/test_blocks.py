@@ -38,7 +38,7 @@ def _view(arguments: str = '{"customer_id": "c-42"}', **overrides: Any) -> Appro
         "approval_id": APPROVAL_ID,
         "tool_name": "delete_customer",
         "arguments": arguments,
-        "requested_by": "U0REQUESTER",
+        "requesters": ["U0REQUESTER"],
         "approvers": ["U0APPROVER", "S0GROUP"],
     }
     fields.update(overrides)
