@@ -16,22 +16,26 @@ class ThreadReplies:
         self.client = client
 
     async def answer(self, thread: ThreadRef, text: str) -> str | None:
-        return await self._post(
-            thread, blocks.truncate(text or "(empty answer)", 3000), blocks.answer_chunks(text)
-        )
+        """The model's words, escaped: an answer can neither ping nor link."""
+        fallback, body = blocks.answer(text)
+        return await self._post(thread, fallback, body)
 
     async def note(self, thread: ThreadRef, text: str) -> str | None:
+        """`text` is the bot's own mrkdwn: escape anything in it that is not."""
         fallback, body = blocks.plain(text)
         return await self._post(thread, fallback, body)
 
     async def failure(self, thread: ThreadRef, what: str, ref: str) -> str | None:
+        """`what` may quote an error, which may quote a tool or a model: it is escaped."""
         return await self.note(
             thread,
-            f":warning: {what} Reference: `{ref}`. You can keep writing in this thread.",
+            f":warning: {blocks.escape(what, 1000)} Reference: `{ref}`. "
+            "You can keep writing in this thread.",
         )
 
     async def private(self, *, channel: str, user: str, thread_ts: str | None, text: str) -> None:
-        """Only `user` sees it; failures are logged, never raised into a click handler."""
+        """Only `user` sees it; failures are logged, never raised into a click handler. `text` is
+        the bot's own mrkdwn, like a note's."""
         try:
             await self.client.chat_postEphemeral(
                 channel=channel, user=user, text=blocks.truncate(text, 3000), thread_ts=thread_ts
