@@ -8,7 +8,7 @@ import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Column, DateTime, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -62,6 +62,11 @@ class SealedText(TypeDecorator[str]):
 
 
 CIPHER_ATTRIBUTE = "threadgate_cipher"
+
+
+def _requesters_column() -> Column[list[str]]:
+    # The server default only serves rows written before the column existed (migration 0004).
+    return Column(JSON, nullable=False, server_default=text("'[]'"))
 
 
 class JobKind(StrEnum):
@@ -157,7 +162,10 @@ class Run(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=40)
     thread_key: str = Field(max_length=200, foreign_key="threads.key")
     status: RunStatus = Field(default=RunStatus.RUNNING, sa_type=String(16))
-    requested_by: str = Field(max_length=32)
+    requested_by: str = Field(max_length=32)  # who started it; also first of `requesters`
+    # Everyone whose words reached the run, in order: the starter, then the authors of the
+    # messages a resume carried in. Each of them asked for every call the run makes.
+    requesters: list[str] = Field(default_factory=list, sa_column=_requesters_column())
     # Bumped at every pause so approvals of an older pause can never resume a newer one.
     generation: int = Field(default=0)
     state: str | None = Field(default=None, sa_column=Column(SealedText, nullable=True))
@@ -189,6 +197,7 @@ class Approval(SQLModel, table=True):
     tool_name: str = Field(max_length=200)
     arguments: str = Field(sa_column=Column(SealedText, nullable=False))
     requested_by: str = Field(max_length=32)
+    requesters: list[str] = Field(default_factory=list, sa_column=_requesters_column())
     approvers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     status: ApprovalStatus = Field(default=ApprovalStatus.PENDING, sa_type=String(16))
     decided_by: str | None = Field(default=None, max_length=32)

@@ -70,7 +70,12 @@ async def begin_run(
         if parked_note is not None:
             await outbox.add(session, thread_key=job.thread_key, owed=[parked_note], by=by)
         return BegunRun(waiting, parked=True, history=[])
-    run = Run(id=new_run_id(), thread_key=job.thread_key, requested_by=requested_by)
+    run = Run(
+        id=new_run_id(),
+        thread_key=job.thread_key,
+        requested_by=requested_by,
+        requesters=[requested_by],
+    )
     session.add(run)
     job.run_id = run.id
     items = await _history_window(session, job.thread_key, history_limit)
@@ -81,6 +86,16 @@ async def _history_window(session: AsyncSession, thread_key: str, limit: int | N
     if limit is not None and limit <= 0:
         return []
     return await history.newest(session, thread_key=thread_key, limit=limit)
+
+
+def with_requesters(requesters: Sequence[str], authors: Sequence[str | None]) -> list[str]:
+    """The run's requesters and then the authors whose messages it now carries: in order, once."""
+    return list(dict.fromkeys([*requesters, *(a for a in authors if a)]))
+
+
+def requesters_of(asked: Approval | Run) -> list[str]:
+    """Everyone who asked; the starter always counts, even on a row that lists nobody."""
+    return with_requesters([asked.requested_by], asked.requesters)
 
 
 @dataclass(frozen=True)
@@ -109,15 +124,18 @@ async def begin_resume(
         .where(col(Approval.run_id) == run.id, col(Approval.generation) == run.generation)
         .order_by(col(Approval.created_at), col(Approval.id))
     )
-    deferred = await session.scalars(
-        select(Job)
-        .where(col(Job.run_id) == run.id, col(Job.status) == JobStatus.DEFERRED)
-        .order_by(col(Job.id))
+    deferred = list(
+        await session.scalars(
+            select(Job)
+            .where(col(Job.run_id) == run.id, col(Job.status) == JobStatus.DEFERRED)
+            .order_by(col(Job.id))
+        )
     )
+    run.requesters = with_requesters(run.requesters, [job.user_id for job in deferred])
     return BegunResume(
         run,
         list(approvals),
-        list(deferred),
+        deferred,
         await _history_window(session, run.thread_key, history_limit),
     )
 
@@ -175,6 +193,7 @@ async def pause_run(
                 tool_name=item.tool_name,
                 arguments=item.arguments,
                 requested_by=requested_by,
+                requesters=with_requesters([requested_by], run.requesters),
                 approvers=item.approvers,
                 expires_at=now + expire_after,
                 created_at=now,

@@ -4,6 +4,8 @@ from agents import FunctionTool, function_tool
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.slack.blocks import escape
+
 # Whether each built-in needs approval when the admin's policy does not say.
 SENSITIVE = {"slack_post_message": True, "slack_lookup_user": False}
 
@@ -17,10 +19,10 @@ def slack_tools(client: AsyncWebClient) -> dict[str, FunctionTool]:
 
         Args:
             channel: The channel id (C…) or name to post in.
-            text: The message text (Slack mrkdwn).
+            text: The message text. Mentions and links are shown as plain text.
         """
         try:
-            response = await client.chat_postMessage(channel=channel, text=text)
+            response = await client.chat_postMessage(channel=channel, text=escape(text, 40_000))
         except SlackApiError as exc:
             return f"Slack refused the message: {exc.response.get('error', 'unknown error')}"
         return f"Posted to {response.get('channel', channel)} at ts {response.get('ts')}"

@@ -31,7 +31,7 @@ from storage.database import Database
 from storage.ids import ThreadRef
 from storage.models import Approval, ApprovalStatus, Run, utcnow
 from storage.outbox import Owed
-from storage.runs import NewApproval, pause_run
+from storage.runs import NewApproval, pause_run, requesters_of
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ class Approvals:
         members = await self.groups.members(approvers)
         return may_decide(
             user_id=user_id,
-            requested_by=approval.requested_by,
+            requesters=requesters_of(approval),
             approvers=approvers,
             group_members=members,
             allow_self_approval=self.policy.allow_self_approval,

@@ -17,20 +17,25 @@ def is_user_group(slack_id: str) -> bool:
 def may_decide(
     *,
     user_id: str,
-    requested_by: str,
+    requesters: Collection[str],
     approvers: Sequence[str],
     group_members: Mapping[str, Collection[str]],
     allow_self_approval: bool,
 ) -> Verdict:
-    """Self-approval is checked first: being an approver does not let you approve your own ask."""
+    """Self-approval is checked first: being an approver, directly or through a group, does not
+    let you approve a call you asked for. Everyone whose words reached the run asked for it."""
     if not approvers:
         return Verdict(
             False,
             "No approvers are configured for this tool, so nobody can approve it. "
             "Ask an admin to set `approvers` under `[approvals]`.",
         )
-    if user_id == requested_by and not allow_self_approval:
-        return Verdict(False, "You asked for this call, and self-approval is turned off.")
+    if user_id in requesters and not allow_self_approval:
+        return Verdict(
+            False,
+            "You are one of the people who asked for this call (your words reached the run), "
+            "and self-approval is turned off.",
+        )
     for approver in approvers:
         if approver == user_id:
             return Verdict(True)

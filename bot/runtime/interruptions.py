@@ -24,7 +24,7 @@ from storage.recovery import (
     recover_orphaned_jobs,
     retry_run,
 )
-from storage.runs import get_run
+from storage.runs import get_run, requesters_of
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +94,11 @@ class Interruptions:
         ):
             await self._tell(click, None, "I can't find that run here.")
             return
-        if click.user_id != run.requested_by and not await self.approvals.is_approver(
+        if click.user_id not in requesters_of(run) and not await self.approvals.is_approver(
             click.user_id
         ):
             await self._tell(
-                click, thread.thread_ts, "Only the person who asked or an approver can retry it."
+                click, thread.thread_ts, "Only a person who asked or an approver can retry it."
             )
             return
         mention = blocks.mention(click.user_id)

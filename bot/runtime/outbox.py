@@ -61,11 +61,16 @@ def note(text: str) -> Owed:
 
 
 def failure(what: str, ref: str) -> Owed:
-    return note(f":warning: {what} Reference: `{ref}`. You can keep writing in this thread.")
+    """`what` may quote an error, which may quote a tool or a model: it is escaped."""
+    return note(
+        f":warning: {blocks.escape(what, 1000)} Reference: `{ref}`. "
+        "You can keep writing in this thread."
+    )
 
 
 def answer(text: str) -> Owed:
-    return post(blocks.truncate(text or "(empty answer)", 3000), blocks.answer_chunks(text))
+    """The model's words, escaped: an answer can neither ping nor link."""
+    return post(*blocks.answer(text))
 
 
 def card(approval_id: str) -> Owed:

@@ -1,8 +1,14 @@
-"""Block Kit builders. Pure, and always within Slack's limits whatever the tool's arguments."""
+"""Block Kit builders. Pure, and always within Slack's limits whatever the tool's arguments.
+
+Every string a model, a tool or a person wrote goes through `escape` here before it reaches
+`mrkdwn` or a message's `text`, so `<!channel>`, `<@U…>` and `<https://…|Log in>` arrive as
+the characters they are. The only `<…>` the bot sends are its own: mentions of approvers,
+deciders and requesters, and dates. Limits count the escaped text, as Slack does.
+"""
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,17 +36,74 @@ class ApprovalView:
     approval_id: str
     tool_name: str
     arguments: str
-    requested_by: str
+    requesters: Sequence[str]
     approvers: Sequence[str]
 
 
+_ESCAPED = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_SLACK_ID = re.compile(r"[A-Z0-9]{2,40}")
+
+
+def _marker(removed: int) -> str:
+    return f"… ({removed} more characters)"
+
+
+def _escape_all(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _prefix_that_fits(text: str, room: int) -> int:
+    """How many characters of `text` fit in `room` once escaped; reads no further than needed."""
+    used = 0
+    for index, char in enumerate(text):
+        used += len(_ESCAPED.get(char, char))
+        if used > room:
+            return index
+    return len(text)
+
+
+def escape(text: str, limit: int | None = None) -> str:
+    """Untrusted text made literal for mrkdwn. With a limit, the escaped text fits it, is never
+    cut inside an entity, and the marker counts the characters of `text` left out."""
+    if limit is None or _prefix_that_fits(text, limit) == len(text):
+        return _escape_all(text)
+    kept = _keep(len(text), limit, lambda room: _prefix_that_fits(text, room))
+    if kept is None:
+        return _escape_all(text[: _prefix_that_fits(text, limit)])
+    return _escape_all(text[:kept]) + _marker(len(text) - kept)
+
+
+def _keep(length: int, limit: int, fit: Callable[[int], int]) -> int | None:
+    """How much to keep so that it and the marker counting the rest fit `limit`, or None when
+    no marker fits. The marker for all `length` characters is the longest there can be; the
+    second pass takes back the room a shorter count leaves."""
+    longest = len(_marker(length))
+    if limit < longest:
+        return None
+    kept = fit(limit - longest)
+    return fit(limit - len(_marker(length - kept)))
+
+
+def _safe_cut(text: str, cut: int) -> int:
+    """Move a cut back so that it falls neither inside an entity nor inside one of our `<…>`."""
+    amp = text.rfind("&", max(0, cut - 4), cut)
+    if amp != -1 and ";" not in text[amp:cut]:
+        cut = amp
+    bracket = text.rfind("<", max(0, cut - 300), cut)
+    if bracket != -1 and ">" not in text[bracket:cut]:
+        cut = bracket
+    return cut
+
+
 def truncate(text: str, limit: int) -> str:
+    """Cut text that is already safe mrkdwn to `limit` characters; the marker counts exactly
+    the characters removed."""
     if len(text) <= limit:
         return text
-    marker = f"… ({len(text) - limit} more characters)"
-    if limit <= len(marker):
-        return text[:limit]
-    return text[: limit - len(marker)] + marker
+    cut = _keep(len(text), limit, lambda room: _safe_cut(text, room))
+    if cut is None:
+        return text[: _safe_cut(text, limit)]
+    return text[:cut] + _marker(len(text) - cut)
 
 
 def pretty_arguments(arguments: str) -> str:
@@ -51,6 +114,9 @@ def pretty_arguments(arguments: str) -> str:
 
 
 def mention(slack_id: str) -> str:
+    """Our own mentions; anything that is not a Slack id is shown as text."""
+    if not _SLACK_ID.fullmatch(slack_id):
+        return escape(slack_id, 100)
     return f"<!subteam^{slack_id}>" if slack_id.startswith("S") else f"<@{slack_id}>"
 
 
@@ -61,8 +127,9 @@ def slack_date(moment: datetime) -> str:
 
 
 def _code(text: str, limit: int) -> str:
-    """A code block the content cannot close: no two backticks stay next to each other."""
-    safe = truncate(re.sub(r"`(?=`)", "`\u200b", text), limit)
+    """A code block the content cannot close: no two backticks stay next to each other, and
+    nothing at its edges can join our fences. Slack still reads `<…>` and `&` inside one."""
+    safe = escape(re.sub(r"`(?=`)", "`\u200b", text), limit)
     if safe.endswith("`") or safe.startswith("`"):
         safe = "\u200b" + safe + "\u200b"
     return "```" + safe + "```"
@@ -76,20 +143,24 @@ def _context(text: str) -> Block:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(text, 3000)}]}
 
 
+def _mentions(ids: Sequence[str], limit: int = 20) -> str:
+    return ", ".join(mention(i) for i in ids[:limit]) + (
+        f" and {len(ids) - limit} more" if len(ids) > limit else ""
+    )
+
+
 def _who_decides(approvers: Sequence[str]) -> str:
     if not approvers:
         return "nobody is configured to approve this tool"
-    return ", ".join(mention(a) for a in approvers[:20]) + (
-        f" and {len(approvers) - 20} more" if len(approvers) > 20 else ""
-    )
+    return _mentions(approvers)
 
 
 def _call_blocks(view: ApprovalView) -> list[Block]:
     return [
-        _section(f":lock: *Approval needed* to run `{truncate(view.tool_name, 200)}`"),
+        _section(f":lock: *Approval needed* to run `{escape(view.tool_name, 200)}`"),
         _section("*Arguments*\n" + _code(pretty_arguments(view.arguments), ARGUMENTS_LIMIT)),
         _context(
-            f"Asked by {mention(view.requested_by)} · Who may decide: "
+            f"Asked by {_mentions(view.requesters) or 'nobody known'} · Who may decide: "
             f"{_who_decides(view.approvers)}"
         ),
     ]
@@ -97,7 +168,7 @@ def _call_blocks(view: ApprovalView) -> list[Block]:
 
 def approval_request(view: ApprovalView) -> tuple[str, list[Block]]:
     """The message for one pending call: its arguments next to its own buttons."""
-    text = f"Approval needed to run {view.tool_name}"
+    text = f"Approval needed to run {escape(view.tool_name, 200)}"
     actions: Block = {
         "type": "actions",
         "block_id": f"approval:{view.approval_id}"[:255],
@@ -136,8 +207,8 @@ def decision_line(decision: DecisionView) -> str:
     if decision.status == "approved":
         return f":white_check_mark: Approved by {who}{when}"
     if decision.status == "rejected":
-        reason = decision.reason or "no reason given"
-        return f":no_entry: Rejected by {who}{when}: {truncate(reason, REASON_LIMIT)}"
+        reason = escape(decision.reason, REASON_LIMIT) if decision.reason else "no reason given"
+        return f":no_entry: Rejected by {who}{when}: {reason}"
     if decision.status == "expired":
         return f":hourglass: Expired{when}: nobody decided in time"
     return f"Pending since{when}"
@@ -150,7 +221,7 @@ def approval_decided(view: ApprovalView, decision: DecisionView) -> tuple[str, l
         line += "\n" + _code(decision.outcome, 1200)
     elif decision.status == "approved":
         line += " — running…"
-    return truncate(f"{view.tool_name}: {decision.status}", FALLBACK_TEXT_LIMIT), [
+    return f"{escape(view.tool_name, 200)}: {decision.status}", [
         *_call_blocks(view),
         _section(line),
     ]
@@ -165,7 +236,7 @@ def reject_modal(approval_id: str, tool_name: str) -> dict[str, Any]:
         "submit": {"type": "plain_text", "text": "Reject"},
         "close": {"type": "plain_text", "text": "Cancel"},
         "blocks": [
-            _section(f"Reject the call to `{truncate(tool_name, 200)}`?"),
+            _section(f"Reject the call to `{escape(tool_name, 200)}`?"),
             {
                 "type": "input",
                 "block_id": REASON_BLOCK,
@@ -183,16 +254,28 @@ def reject_modal(approval_id: str, tool_name: str) -> dict[str, Any]:
 
 
 def plain(text: str) -> tuple[str, list[Block]]:
-    """Plain text both as fallback and as one section, safe at any length."""
+    """Safe mrkdwn both as fallback and as one section, at any length. Escape what is not ours
+    before it gets here."""
     return truncate(text, FALLBACK_TEXT_LIMIT), [_section(text)]
 
 
-def answer_chunks(text: str, *, limit: int = SECTION_LIMIT, max_blocks: int = 50) -> list[Block]:
-    """A long answer as several sections, so nothing is cut until Slack's block limit."""
+def answer(text: str) -> tuple[str, list[Block]]:
+    """The model's answer, escaped: its fallback text and its sections."""
     text = text or "(empty answer)"
-    chunks = [text[i : i + limit] for i in range(0, len(text), limit)]
-    if len(chunks) > max_blocks:
-        chunks = [*chunks[: max_blocks - 1], truncate(text[(max_blocks - 1) * limit :], limit)]
+    return escape(text, FALLBACK_TEXT_LIMIT), answer_chunks(text)
+
+
+def answer_chunks(text: str, *, limit: int = SECTION_LIMIT, max_blocks: int = 50) -> list[Block]:
+    """A long answer, escaped, as several sections, so nothing is cut until Slack's block
+    limit; no chunk ends inside an entity."""
+    escaped = escape(text or "(empty answer)")
+    chunks: list[str] = []
+    start = 0
+    while len(escaped) - start > limit and len(chunks) < max_blocks - 1:
+        end = _safe_cut(escaped, start + limit)
+        chunks.append(escaped[start:end])
+        start = end
+    chunks.append(truncate(escaped[start:], limit))
     return [{"type": "section", "text": {"type": "mrkdwn", "text": c}} for c in chunks]
 
 
@@ -209,11 +292,11 @@ def interrupted_note(
     lines = [f":warning: {what} Reference: `{ref}`."]
     for call in in_flight[:10]:
         lines.append(
-            f"• `{truncate(call.tool_name, 200)}` was approved and may or may not have run: "
+            f"• `{escape(call.tool_name, 200)}` was approved and may or may not have run: "
             "its result was never recorded.\n" + _code(pretty_arguments(call.arguments), 400)
         )
     if can_retry:
-        lines.append("The person who asked or an approver can retry it.")
+        lines.append("A person who asked or an approver can retry it.")
     body: list[Block] = [_section("\n".join(lines))]
     if can_retry:
         body.append(

@@ -2,6 +2,7 @@
 
 from bot.slack import blocks
 from storage.models import Approval, ApprovalStatus
+from storage.runs import requesters_of
 
 
 def view_of(approval: Approval) -> blocks.ApprovalView:
@@ -9,7 +10,7 @@ def view_of(approval: Approval) -> blocks.ApprovalView:
         approval_id=approval.id,
         tool_name=approval.tool_name,
         arguments=approval.arguments,
-        requested_by=approval.requested_by,
+        requesters=requesters_of(approval),
         approvers=approval.approvers,
     )
 

@@ -19,7 +19,8 @@ class ThreadReplies:
         self.client = client
 
     async def private(self, *, channel: str, user: str, thread_ts: str | None, text: str) -> None:
-        """Only `user` sees it; failures are logged, never raised into a click handler."""
+        """Only `user` sees it; failures are logged, never raised into a click handler. `text` is
+        the bot's own mrkdwn, like a note's."""
         try:
             await self.client.chat_postEphemeral(
                 channel=channel, user=user, text=blocks.truncate(text, 3000), thread_ts=thread_ts

@@ -3,7 +3,7 @@
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -12,9 +12,18 @@ log = logging.getLogger(__name__)
 
 
 class UserGroups:
-    def __init__(self, client: AsyncWebClient, *, ttl: float = 60.0) -> None:
+    """`clock` is any monotonic seconds counter; a membership read at t is trusted until t+ttl."""
+
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        *,
+        ttl: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.client = client
         self.ttl = ttl
+        self.clock = clock
         self._cache: dict[str, tuple[float, frozenset[str]]] = {}
 
     async def members(self, group_ids: Iterable[str]) -> dict[str, frozenset[str]]:
@@ -23,7 +32,7 @@ class UserGroups:
         return dict(zip(ids, found, strict=True))
 
     async def _members(self, group_id: str) -> frozenset[str]:
-        now = time.monotonic()
+        now = self.clock()
         cached = self._cache.get(group_id)
         if cached is not None and cached[0] > now:
             return cached[1]

@@ -1,6 +1,7 @@
 """Migrations upgrade a database in place, with its data, on both databases."""
 
 import asyncio
+import json
 import subprocess
 import sys
 import uuid
@@ -145,6 +146,10 @@ async def test_upgrading_from_the_first_migration_keeps_every_row(empty_db: Data
         assert approval.arguments == '{"customer_id": "c1"}'
         assert approval.status == "pending"
         assert approval.executed_at is None
+        for table in ("runs", "approvals"):
+            requesters = await conn.scalar(text(f"SELECT requesters FROM {table}"))
+            as_list = json.loads(requesters) if isinstance(requesters, str) else requesters
+            assert as_list == ["U1"], table
         message = await conn.scalar(text("SELECT message_data FROM agent_messages"))
         assert "hello" in message
 

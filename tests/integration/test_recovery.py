@@ -119,7 +119,7 @@ async def test_a_dead_processes_run_is_reported_and_retry_answers_it(
         assert len(retry_buttons(slack)) == 1
 
         await press_retry(bot, run_id, OUTSIDER)
-        assert "Only the person who asked" in slack.calls_to("chat.postEphemeral")[-1].args["text"]
+        assert "who asked or an approver" in slack.calls_to("chat.postEphemeral")[-1].args["text"]
         assert not model.calls
 
         await press_retry(bot, run_id, ASKER)

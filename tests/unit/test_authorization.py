@@ -11,13 +11,13 @@ def _decide(
     user_id: str,
     approvers: Sequence[str],
     *,
-    requested_by: str = REQUESTER,
+    requesters: Collection[str] = (REQUESTER,),
     group_members: Mapping[str, Collection[str]] | None = None,
     allow_self_approval: bool = False,
 ) -> Verdict:
     return may_decide(
         user_id=user_id,
-        requested_by=requested_by,
+        requesters=requesters,
         approvers=approvers,
         group_members=group_members or {},
         allow_self_approval=allow_self_approval,
@@ -99,3 +99,42 @@ def test_no_approvers_means_nobody_may_decide() -> None:
         verdict = _decide(user, [], allow_self_approval=True)
         assert verdict.allowed is False
         assert "No approvers" in verdict.reason
+
+
+def test_every_requester_is_refused_not_only_the_first() -> None:
+    """A person whose message was carried into the run asked for its calls too."""
+    for user in (REQUESTER, "U0LATER"):
+        verdict = _decide(user, [REQUESTER, "U0LATER"], requesters=[REQUESTER, "U0LATER"])
+        assert verdict.allowed is False
+        assert "self-approval" in verdict.reason
+
+
+def test_a_later_requester_is_refused_even_through_a_group() -> None:
+    verdict = _decide(
+        "U0LATER",
+        ["S0ADMINS"],
+        requesters=[REQUESTER, "U0LATER"],
+        group_members={"S0ADMINS": {"U0LATER", "U0BOB"}},
+    )
+
+    assert verdict.allowed is False
+    assert "self-approval" in verdict.reason
+
+
+def test_an_approver_who_asked_nothing_may_decide_a_call_many_asked_for() -> None:
+    verdict = _decide(
+        "U0BOB",
+        ["S0ADMINS"],
+        requesters=[REQUESTER, "U0LATER"],
+        group_members={"S0ADMINS": {"U0LATER", "U0BOB"}},
+    )
+
+    assert verdict.allowed is True
+
+
+def test_any_requester_may_decide_when_self_approval_is_allowed() -> None:
+    verdict = _decide(
+        "U0LATER", ["U0LATER"], requesters=[REQUESTER, "U0LATER"], allow_self_approval=True
+    )
+
+    assert verdict.allowed is True

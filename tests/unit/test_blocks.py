@@ -38,7 +38,7 @@ def _view(arguments: str = '{"customer_id": "c-42"}', **overrides: Any) -> Appro
         "approval_id": APPROVAL_ID,
         "tool_name": "delete_customer",
         "arguments": arguments,
-        "requested_by": "U0REQUESTER",
+        "requesters": ["U0REQUESTER"],
         "approvers": ["U0APPROVER", "S0GROUP"],
     }
     fields.update(overrides)
@@ -355,9 +355,35 @@ def test_truncate_leaves_short_text_alone() -> None:
 def test_truncate_cuts_to_the_limit_and_says_how_much_was_cut() -> None:
     result = truncate("x" * 1000, 100)
 
+    kept = result.split("…")[0]
     assert len(result) == 100
-    assert result.startswith("x")
-    assert result.endswith("(" + str(1000 - 100) + " more characters)")
+    assert kept == "x" * len(kept)
+    assert result.endswith(f"… ({1000 - len(kept)} more characters)")
+
+
+@pytest.mark.parametrize(("size", "limit"), [(101, 100), (1000, 100), (10_000, 3000), (10**6, 50)])
+def test_the_marker_counts_exactly_the_characters_removed(size: int, limit: int) -> None:
+    text = "".join(chr(ord("a") + i % 26) for i in range(size))
+
+    result = truncate(text, limit)
+
+    kept, marker = result.split("…")
+    assert len(result) <= limit
+    assert text.startswith(kept)
+    assert marker == f" ({size - len(kept)} more characters)"
+
+
+@pytest.mark.parametrize("arguments", ["`rm -rf /`", "`", "x`", "`x", "` ```` `"])
+def test_an_argument_at_the_edge_of_the_code_block_cannot_join_its_fences(arguments: str) -> None:
+    """```` followed by text would make the fence four backticks long and leave the block open."""
+    _, blocks = approval_request(_view(arguments))
+
+    body = _arguments_text(blocks).removeprefix("*Arguments*\n")
+    assert body.startswith("```")
+    assert body.endswith("```")
+    assert body[3] != "`"
+    assert body[-4] != "`"
+    assert "``" not in body[3:-3]
 
 
 def test_four_backticks_cannot_close_the_code_block() -> None:
