@@ -189,7 +189,10 @@ async def delivered(
         await session.execute(
             update(OutboxMessage)
             .where(col(OutboxMessage.id) == delivery.id)
-            .values(status=OutboxStatus.DELIVERED, delivered_at=now, message_ts=message_ts)
+            # What was said now lives in Slack: the row keeps no copy of it.
+            .values(
+                status=OutboxStatus.DELIVERED, delivered_at=now, message_ts=message_ts, payload=None
+            )
         )
         if not (delivery.kind == OutboxKind.CARD and delivery.is_post and message_ts):
             return []

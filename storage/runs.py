@@ -28,6 +28,10 @@ from storage.models import (
 from storage.outbox import Claimant, Owed
 from storage.statements import rowcount
 
+# How many earlier runs of a thread are asked who wrote what a new run reads; older history
+# is outside any run's window anyway.
+EARLIER_RUNS_READ = 100
+
 
 async def get_run(db: Database, run_id: str) -> Run | None:
     async with db.read() as session:
@@ -70,16 +74,32 @@ async def begin_run(
         if parked_note is not None:
             await outbox.add(session, thread_key=job.thread_key, owed=[parked_note], by=by)
         return BegunRun(waiting, parked=True, history=[])
+    items = await _history_window(session, job.thread_key, history_limit)
+    # Whoever wrote the history this run reads asked for its calls as much as the starter.
+    readers = await _earlier_requesters(session, job.thread_key) if items else []
     run = Run(
         id=new_run_id(),
         thread_key=job.thread_key,
         requested_by=requested_by,
-        requesters=[requested_by],
+        requesters=with_requesters([requested_by], readers),
     )
     session.add(run)
     job.run_id = run.id
-    items = await _history_window(session, job.thread_key, history_limit)
     return BegunRun(run, parked=False, history=items)
+
+
+async def _earlier_requesters(session: AsyncSession, thread_key: str) -> list[str]:
+    """The people whose words the thread's earlier runs carried, newest runs first."""
+    rows = await session.execute(
+        select(col(Run.requested_by), col(Run.requesters))
+        .where(col(Run.thread_key) == thread_key)
+        .order_by(col(Run.created_at).desc())
+        .limit(EARLIER_RUNS_READ)
+    )
+    found: list[str] = []
+    for starter, requesters in rows.all():
+        found = with_requesters(found, [starter, *(requesters or [])])
+    return found
 
 
 async def _history_window(session: AsyncSession, thread_key: str, limit: int | None) -> list[str]:

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.runtime.ack_first import AckFirst
 from bot.runtime.background import Background, new_ref
@@ -28,6 +28,7 @@ from storage.queue import (
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 RETRY_FIRST = 0.1  # seconds before a failed lease write is tried again; doubles each time
 RETRY_LAST = 2.0
 
@@ -125,43 +126,31 @@ class ThreadQueue:
     async def _step(self, thread_key: str, finished: tuple[int, JobStatus] | None) -> Step | None:
         """A step is one transaction: one that failed changed nothing and is tried again while
         the database is briefly away (a restart, a dropped connection)."""
-        deadline = time.monotonic() + self.lease.total_seconds()
-        delay = RETRY_FIRST
-        while True:
-            try:
-                return await next_step_under_lease(
-                    self.db,
-                    thread_key=thread_key,
-                    owner=self.owner,
-                    ttl=self.lease,
-                    history_limit=self.history_limit,
-                    finished=finished,
-                    parked_note=self.parked_note,
-                )
-            except UNAVAILABLE as exc:
-                if time.monotonic() + delay > deadline:
-                    raise
-                log.warning(
-                    "a step of thread %s failed (%s); trying again", thread_key, type(exc).__name__
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_LAST)
+        return await while_reachable(
+            lambda: next_step_under_lease(
+                self.db,
+                thread_key=thread_key,
+                owner=self.owner,
+                ttl=self.lease,
+                history_limit=self.history_limit,
+                finished=finished,
+                parked_note=self.parked_note,
+            ),
+            until=time.monotonic() + self.lease.total_seconds(),
+            what=f"a step of thread {thread_key}",
+        )
 
     async def _record_finished(self, job_id: int, status: JobStatus) -> None:
         """A finished job must not look unfinished (and be reported interrupted): retry the
         write while the database is briefly away, for as long as the lease would last."""
-        deadline = time.monotonic() + self.lease.total_seconds()
-        delay = RETRY_FIRST
-        while True:
-            try:
-                await finish_job(self.db, job_id=job_id, status=status)
-                return
-            except UNAVAILABLE as exc:
-                if time.monotonic() + delay > deadline:
-                    log.error("job %s finished but could not be recorded: %s", job_id, exc)
-                    return
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_LAST)
+        try:
+            await while_reachable(
+                lambda: finish_job(self.db, job_id=job_id, status=status),
+                until=time.monotonic() + self.lease.total_seconds(),
+                what=f"recording job {job_id}",
+            )
+        except UNAVAILABLE as exc:
+            log.error("job %s finished but could not be recorded: %s", job_id, type(exc).__name__)
 
     async def _run(self, step: Step, lost: asyncio.Event) -> JobStatus:
         job = step.job
@@ -198,19 +187,28 @@ class ThreadQueue:
             held_until = time.monotonic() + self.lease.total_seconds()
 
     async def _renew_once(self, thread_key: str, held_until: float) -> bool:
-        delay = RETRY_FIRST
-        while True:
-            try:
-                return await renew_thread_lease(
+        try:
+            return await while_reachable(
+                lambda: renew_thread_lease(
                     self.db, thread_key=thread_key, owner=self.owner, ttl=self.lease
-                )
-            except UNAVAILABLE as exc:
-                if time.monotonic() + delay >= held_until:
-                    return False
-                log.warning(
-                    "renewing the lease of thread %s failed (%s); trying again",
-                    thread_key,
-                    type(exc).__name__,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_LAST)
+                ),
+                until=held_until,
+                what=f"renewing the lease of thread {thread_key}",
+            )
+        except UNAVAILABLE:
+            return False
+
+
+async def while_reachable(call: Callable[[], Awaitable[T]], *, until: float, what: str) -> T:
+    """`call` (one transaction), tried again with a growing pause while the database is away,
+    until the monotonic time `until`; then its error is raised."""
+    delay = RETRY_FIRST
+    while True:
+        try:
+            return await call()
+        except UNAVAILABLE as exc:
+            if time.monotonic() + delay >= until:
+                raise
+            log.warning("%s failed (%s); trying again", what, type(exc).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_LAST)

@@ -18,6 +18,7 @@ from bot.config import ApprovalsConfig, Config, ToolsConfig
 from bot.slack.blocks import REJECT_ACTION
 from storage.approvals import claim_execution, decide_approval
 from storage.models import ApprovalStatus, Run
+from storage.outbox import Claimant
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.integration.conftest import (
     APPROVER,
@@ -166,7 +167,11 @@ async def test_the_interrupted_note_shows_the_call_in_flight_as_text(
         await ask(bot)
         [approval_id] = approval_ids(approval_messages(slack)[0])
         await decide_approval(
-            db, approval_id=approval_id, status=ApprovalStatus.APPROVED, decided_by=APPROVER
+            db,
+            approval_id=approval_id,
+            status=ApprovalStatus.APPROVED,
+            decided_by=APPROVER,
+            by=Claimant("dead:1"),
         )
         async with db.read() as session:
             run = (await session.scalars(select(Run))).one()

@@ -275,3 +275,38 @@ async def _only_run(db: Database) -> Run:
     async with db.read() as session:
         [run] = (await session.scalars(select(Run))).all()
         return run
+
+
+async def test_an_approver_whose_earlier_words_the_run_reads_cannot_approve_its_calls(
+    database_url: str, slack: FakeSlackAPI, executions: Counter[str]
+) -> None:
+    """The approver's own request answered earlier in the thread is in the history a later
+    run reads: someone else's "go ahead" there must not let the approver approve it."""
+    model = ScriptedModel(
+        [
+            [assistant_message("Shall I delete c42? Someone has to say so.")],
+            [function_call("delete_customer", {"customer_id": "c42"}, call_id="call_1")],
+            [assistant_message("Deleted c42.")],
+        ]
+    )
+    async with running_bot(
+        database_url=database_url, slack=slack, config=approval_config(), model=model
+    ) as bot:
+        await bot.send(
+            bot.requests.mention(
+                text="we should delete customer c42", user=APPROVER, channel=CHANNEL, ts=THREAD_TS
+            )
+        )
+        await bot.settle()
+        await write_in_thread(bot, ASKER, "go ahead")
+        [card] = approval_messages(slack)
+        assert asked_by(card) == f"Asked by <@{ASKER}>, <@{APPROVER}>"
+        [approval_id] = approval_ids(card)
+
+        await click(bot, approval_id, user=APPROVER)
+
+        [refusal] = private_notes(slack, APPROVER)
+        assert "self-approval" in refusal
+        assert not executions
+        await click(bot, approval_id, user=GROUP_MEMBER)
+        assert executions == Counter({"delete_customer:c42": 1})

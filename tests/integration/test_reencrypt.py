@@ -104,6 +104,7 @@ async def test_after_reencrypt_the_old_key_can_be_dropped(
         "approvals.reason: 0 resealed, 0 already on the newest key",
         "approvals.outcome: 1 resealed, 0 already on the newest key",
         "jobs.text: 2 resealed, 0 already on the newest key",
+        "outbox.payload: 0 resealed, 0 already on the newest key",  # delivered: none kept
         "agent_messages.message_data: 6 resealed, 0 already on the newest key",
     ]
 
