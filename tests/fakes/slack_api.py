@@ -84,6 +84,7 @@ class FakeSlackAPI:
         self.faults: list[RecordedFault] = []
         self._pending: defaultdict[str, deque[_Fault]] = defaultdict(deque)
         self._changed = asyncio.Condition()
+        self._stopping = asyncio.Event()
         self._ts_counter = 0
         self._view_counter = 0
         self._runner: web.AppRunner | None = None
@@ -116,6 +117,7 @@ class FakeSlackAPI:
         self._port = int(runner.addresses[0][1])
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -240,7 +242,8 @@ class FakeSlackAPI:
             async with self._changed:
                 self.faults.append(RecordedFault(call, None))
                 self._changed.notify_all()
-            await asyncio.Event().wait()  # until the server stops
+            await self._stopping.wait()  # nobody hears back; the server is stopping
+            return web.Response(status=503)
         if fault is not None:
             return await self._answer_fault(request, call, fault)
         await self._record(call)

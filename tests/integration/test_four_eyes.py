@@ -18,6 +18,7 @@ from bot.slack.blocks import REJECT_ACTION
 from storage.approvals import decide_approval, get_approval
 from storage.database import Database
 from storage.models import ApprovalStatus, Run, RunStatus, Thread, utcnow
+from storage.outbox import Claimant
 from storage.queue import threads_needing_work
 from storage.runs import get_run
 from tests.fakes.slack_api import FakeSlackAPI, RecordedCall
@@ -230,7 +231,11 @@ async def test_the_author_of_a_carried_message_may_retry_the_interrupted_run(
         [approval_id] = approval_ids(approval_messages(slack)[0])
         await write_in_thread(bot, OUTSIDER)
         decision = await decide_approval(
-            db, approval_id=approval_id, status=ApprovalStatus.REJECTED, decided_by=APPROVER
+            db,
+            approval_id=approval_id,
+            status=ApprovalStatus.REJECTED,
+            decided_by=APPROVER,
+            by=Claimant("dead:1"),
         )
         assert decision is not None
         assert decision.resume_queued
