@@ -29,23 +29,6 @@ async def get_approval(db: Database, approval_id: str) -> Approval | None:
         return await session.get(Approval, approval_id)
 
 
-async def approvals_of_run(db: Database, *, run_id: str, generation: int) -> list[Approval]:
-    async with db.read() as session:
-        rows = await session.scalars(
-            select(Approval)
-            .where(col(Approval.run_id) == run_id, col(Approval.generation) == generation)
-            .order_by(col(Approval.created_at), col(Approval.id))
-        )
-        return list(rows)
-
-
-async def set_approval_message(db: Database, *, approval_id: str, message_ts: str) -> None:
-    async with db.write() as session:
-        await session.execute(
-            update(Approval).where(col(Approval.id) == approval_id).values(message_ts=message_ts)
-        )
-
-
 async def claim_execution(db: Database, *, run_id: str, call_id: str) -> tuple[bool, str | None]:
     """May this approved call start now? Once per call, whatever resumes the run, however often.
 

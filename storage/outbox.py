@@ -24,6 +24,7 @@ from storage.statements import rowcount
 
 CLAIM = timedelta(seconds=60)
 MAX_ATTEMPTS = 12
+FIRST_PAUSE = 5.0  # seconds before a failed delivery is tried again; doubles each time
 DELIVERED_KEPT = timedelta(days=1)
 
 
@@ -224,7 +225,7 @@ async def failed(db: Database, *, delivery: Delivery, error: str, permanent: boo
     Returns True when the row was given up.
     """
     give_up = permanent or delivery.attempts >= MAX_ATTEMPTS
-    pause = timedelta(seconds=min(5 * 2 ** (delivery.attempts - 1), 600))
+    pause = timedelta(seconds=min(FIRST_PAUSE * 2 ** (delivery.attempts - 1), 600))
     async with db.write() as session:
         await session.execute(
             update(OutboxMessage)

@@ -5,17 +5,23 @@ Slack's answer to the post it owes: before Slack took the post, and after Slack 
 before the bot heard back. A second process then delivers what is owed, exactly once.
 """
 
+import asyncio
 from pathlib import Path
 
 import pytest
+from agents.testing import ScriptedModel, assistant_message
+from sqlmodel import select
 
+from bot.runtime.outbox import QUICK_RETRIES
 from bot.slack.blocks import APPROVE_ACTION
+from storage.models import OutboxMessage, OutboxStatus
+from storage.outbox import FIRST_PAUSE
 from tests.bot_process import bot_process
 from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.fakes.slack_requests import SlackRequestBuilder
 from tests.integration.conftest import APPROVER, CHANNEL, approval_ids, approval_messages, texts
-from tests.running_app import SIGNING_SECRET
+from tests.running_app import SIGNING_SECRET, running_bot
 
 
 @pytest.mark.parametrize("slack_took_it", [False, True], ids=["before-slack", "after-slack"])
@@ -81,3 +87,27 @@ async def test_a_card_owed_when_the_process_dies_is_posted_once_and_decides(
             )
     assert len(approval_messages(slack)) == 1
     assert (tmp_path / "tool.log").read_text().splitlines() == ["delete_customer:c9"]
+
+
+async def test_an_answer_slack_keeps_refusing_is_posted_by_a_later_sweep_once(
+    database_url: str, slack: FakeSlackAPI
+) -> None:
+    model = ScriptedModel([[assistant_message("Worth the wait.")]])
+    async with running_bot(database_url=database_url, slack=slack, model=model) as bot:
+        # More 5xx answers than one delivery's quick retries: the message waits for the sweep.
+        slack.fail("chat.postMessage", status=500, times=1 + len(QUICK_RETRIES))
+        await bot.send(bot.requests.mention(text="hello", channel=CHANNEL, ts="5.5"))
+        await bot.settle()
+        assert not slack.messages_in_thread(CHANNEL, "5.5")
+        async with bot.app.db.read() as session:
+            [row] = (await session.scalars(select(OutboxMessage))).all()
+        assert row.status == OutboxStatus.PENDING
+        await asyncio.sleep(FIRST_PAUSE)  # the pause before the next attempt
+        assert await bot.app.outbox.sweep() == 1
+        assert texts(slack.messages_in_thread(CHANNEL, "5.5")) == ["Worth the wait."]
+        # It might have reached Slack before: the sweep looked first.
+        assert slack.calls_to("conversations.replies")
+        async with bot.app.db.read() as session:
+            [row] = (await session.scalars(select(OutboxMessage))).all()
+        assert row.status == OutboxStatus.DELIVERED
+        assert row.payload is None
