@@ -94,7 +94,7 @@ class Outbox:
         # dropped connection could post twice. Our own retries look first.
         self.client = client
         self.claimant = Claimant(owner, claim)
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     async def deliver(self, thread_key: str) -> None:
         """Send what this process may send in the thread now; never raises."""
@@ -114,12 +114,18 @@ class Outbox:
 
     @contextmanager
     def _lock_of(self, thread_key: str) -> Iterator[asyncio.Lock]:
-        lock = self._locks.setdefault(thread_key, asyncio.Lock())
+        """One delivery at a time per thread in this process (its claims are all ours); the
+        lock lives while anyone holds or awaits it."""
+        lock, users = self._locks.get(thread_key, (asyncio.Lock(), 0))
+        self._locks[thread_key] = (lock, users + 1)
         try:
             yield lock
         finally:
-            if not lock.locked() and self._locks.get(thread_key) is lock:
+            lock, users = self._locks[thread_key]
+            if users == 1:
                 del self._locks[thread_key]
+            else:
+                self._locks[thread_key] = (lock, users - 1)
 
     async def _deliver(self, thread_key: str) -> None:
         queue = await outbox.claim(self.db, thread_key=thread_key, by=self.claimant)
