@@ -32,11 +32,11 @@ from storage.statements import insert_unless_taken
 
 @dataclass(frozen=True)
 class Interrupted:
-    """A job whose process stopped: what it was doing and which approved calls were in flight."""
+    """A job whose process stopped, and the run it interrupted (None if it had not begun one);
+    the note naming the calls in flight is already owed to the thread."""
 
     job: Job
     run: Run | None
-    in_flight: list[Approval]
 
 
 async def _interrupt(
@@ -49,10 +49,10 @@ async def _interrupt(
         if job.kind == JobKind.MESSAGE and run is None:
             job.status = JobStatus.QUEUED
             job.owner = None
-            return Interrupted(job=job, run=None, in_flight=[])
+            return Interrupted(job=job, run=None)
         job.status = JobStatus.FAILED
         job.finished_at = now
-        return Interrupted(job=job, run=None, in_flight=[])
+        return Interrupted(job=job, run=None)
     job.status = JobStatus.FAILED
     job.finished_at = now
     run.status = RunStatus.INTERRUPTED
@@ -80,7 +80,7 @@ async def _interrupt(
         },
     )
     await outbox.add(session, thread_key=run.thread_key, owed=[note], by=by)
-    return Interrupted(job=job, run=run, in_flight=in_flight)
+    return Interrupted(job=job, run=run)
 
 
 async def interrupt_job(
