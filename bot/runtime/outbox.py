@@ -10,8 +10,6 @@ now is tried again by the sweep, later and later.
 
 import asyncio
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -20,6 +18,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.runtime.thread_locks import ThreadLocks
 from bot.slack import blocks, cards
 from storage import outbox
 from storage.approvals import get_approval
@@ -94,16 +93,16 @@ class Outbox:
         # dropped connection could post twice. Our own retries look first.
         self.client = client
         self.claimant = Claimant(owner, claim)
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        # One delivery at a time per thread in this process: its claims are all ours.
+        self._locks = ThreadLocks()
 
     async def deliver(self, thread_key: str) -> None:
         """Send what this process may send in the thread now; never raises."""
-        with self._lock_of(thread_key) as lock:
-            async with lock:
-                try:
-                    await self._deliver(thread_key)
-                except Exception:
-                    log.exception("delivery to thread %s stopped; the sweep goes on", thread_key)
+        async with self._locks.hold(thread_key):
+            try:
+                await self._deliver(thread_key)
+            except Exception:
+                log.exception("delivery to thread %s stopped; the sweep goes on", thread_key)
 
     async def sweep(self) -> int:
         threads = await outbox.threads_with_due_messages(self.db)
@@ -111,21 +110,6 @@ class Outbox:
             await self.deliver(thread_key)
         await outbox.purge_delivered(self.db)
         return len(threads)
-
-    @contextmanager
-    def _lock_of(self, thread_key: str) -> Iterator[asyncio.Lock]:
-        """One delivery at a time per thread in this process (its claims are all ours); the
-        lock lives while anyone holds or awaits it."""
-        lock, users = self._locks.get(thread_key, (asyncio.Lock(), 0))
-        self._locks[thread_key] = (lock, users + 1)
-        try:
-            yield lock
-        finally:
-            lock, users = self._locks[thread_key]
-            if users == 1:
-                del self._locks[thread_key]
-            else:
-                self._locks[thread_key] = (lock, users - 1)
 
     async def _deliver(self, thread_key: str) -> None:
         queue = await outbox.claim(self.db, thread_key=thread_key, by=self.claimant)

@@ -216,11 +216,20 @@ async def test_a_thread_starts_its_run_only_once_requests_in_flight_have_their_a
 ) -> None:
     model = ScriptedModel([[assistant_message("after the acks")]])
     async with running_bot(database_url=database_url, slack=slack, model=model) as bot:
-        bot.app.ack_first.max_wait = 30
-        with bot.app.ack_first.request():  # another Slack request, still being handled
+        acks = bot.app.ack_first
+        acks.max_wait = 30
+        held = asyncio.Event()
+        wait_quiet = acks.wait_quiet
+
+        async def observed_wait() -> None:
+            held.set()
+            await wait_quiet()
+
+        acks.wait_quiet = observed_wait  # type: ignore[method-assign]
+        with acks.request():  # another Slack request, still being handled
             status, _ = await bot.send(bot.requests.mention(text="hi", ts="7.7"))
-            await asyncio.sleep(0.2)
             assert status == 200
+            await asyncio.wait_for(held.wait(), timeout=10)
             assert model.calls == ()
         await bot.settle()
         assert texts(slack.calls_to("chat.postMessage")) == ["after the acks"]

@@ -14,9 +14,10 @@ async def test_work_waits_until_the_last_request_in_flight_is_answered() -> None
     acks = AckFirst(max_wait=30)
     with acks.request():
         waiting = asyncio.create_task(acks.wait_quiet())
+        await asyncio.sleep(0)  # one turn of the loop: the task now waits on the event
         with acks.request():
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.01)
+            pass
+        await asyncio.sleep(0)
         assert acks.in_flight == 1
         assert not waiting.done()
     await asyncio.wait_for(waiting, timeout=1)
