@@ -31,6 +31,7 @@ from bot.slack.client import build_slack_client, posting_client
 from bot.slack.listeners import actions, commands, events, views
 from bot.slack.listeners.after_ack import AfterAck
 from bot.slack.replies import ThreadReplies
+from bot.slack.thread_signs import ThreadSigns
 from bot.slack.user_groups import UserGroups
 from storage.database import Database
 
@@ -103,7 +104,14 @@ def build_app(
         kick=queue.kick,
     )
     conversations = Conversations(db, kick=queue.kick)
-    worker = ThreadWorker(db, runs=runs, approvals=approvals, outbox=outbox)
+    worker = ThreadWorker(
+        db,
+        runs=runs,
+        approvals=approvals,
+        outbox=outbox,
+        signs=ThreadSigns(posting_client(client)),
+        stream=config.agent.stream,
+    )
     queue.handler = worker.handle
     queue.parked_note = PARKED_NOTE
     interruptions = Interruptions(

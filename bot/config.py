@@ -59,6 +59,8 @@ class AgentConfig(_Strict):
     api: Literal["responses", "chat_completions"] = "responses"
     max_turns: int = Field(default=10, ge=1, le=100)
     history_limit: int = Field(default=100, ge=1, le=10_000)
+    # Answers stream into the thread as the model writes them; false posts them when done.
+    stream: bool = True
 
 
 class ToolsConfig(_Strict):

@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from bot.app import build_app
-from bot.config import Config
+from bot.config import Config, load_config
 from bot.container import Threadgate
 from bot.settings import Settings
 from bot.slack.client import build_slack_client
@@ -66,8 +66,13 @@ async def running_bot(
     model: Any = None,
     settings: Settings | None = None,
     config_path: Path | None = None,
+    live: bool = False,
 ) -> AsyncIterator[RunningBot]:
+    """`live` streams answers as a workspace with streaming does; without it answers are
+    posted whole, as where streaming is switched off, which most tests read more easily."""
     settings = settings or bot_settings(database_url, slack, threadgate_config=config_path)
+    config = config if config is not None else load_config(settings.threadgate_config)
+    config = config.model_copy(update={"agent": config.agent.model_copy(update={"stream": live})})
     client = build_slack_client(slack.bot_token, base_url=slack.base_url, backoff_factor=0.01)
     app = build_app(settings, config=config, slack_client=client, model=model)
     runner = web.AppRunner(build_web_app(app), access_log=None)

@@ -9,9 +9,18 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
-from typing import Any
+from typing import Any, Protocol
 
-from agents import Agent, Runner, RunResult, RunState, ToolApprovalItem
+from agents import (
+    Agent,
+    MaxTurnsExceeded,
+    RawResponsesStreamEvent,
+    RunItemStreamEvent,
+    Runner,
+    RunResultStreaming,
+    RunState,
+    ToolApprovalItem,
+)
 from agents.memory import SessionSettings
 from agents.run_state import CURRENT_SCHEMA_VERSION
 from openai import AsyncOpenAI
@@ -42,6 +51,30 @@ class RunOutcome:
     final_text: str | None
     pending: list[PendingCall] = field(default_factory=list)
     saved: SavedState | None = None
+    # Set when the run stopped at `max_turns`: what it did so far is in its history.
+    turn_limit: int | None = None
+
+
+class RunObserver(Protocol):
+    """Sees a run as it happens, for the people watching its thread. Must not raise and must
+    not block: the run does not wait for the thread to catch up."""
+
+    def text(self, delta: str) -> None: ...
+
+    def tool_started(self, call_id: str, tool_name: str) -> None: ...
+
+    def tool_finished(self, call_id: str, tool_name: str) -> None: ...
+
+
+class Unobserved:
+    def text(self, delta: str) -> None:
+        pass
+
+    def tool_started(self, call_id: str, tool_name: str) -> None:
+        pass
+
+    def tool_finished(self, call_id: str, tool_name: str) -> None:
+        pass
 
 
 class StateLoadError(Exception):
@@ -101,17 +134,22 @@ class AgentRuns:
         return sorted(tool.name for tool in self.agent.tools)
 
     async def start(
-        self, text: str, *, history: RunHistory, context: Mapping[str, str]
+        self,
+        text: str,
+        *,
+        history: RunHistory,
+        context: Mapping[str, str],
+        observer: RunObserver | None = None,
     ) -> RunOutcome:
         """The run's new history items stay in `history` until its outcome is stored."""
-        result = await Runner.run(
+        result = Runner.run_streamed(
             self.agent,
             text,
             session=history,
             context=dict(context),
             max_turns=self.max_turns,
         )
-        return _outcome(result)
+        return await self._follow(result, observer or Unobserved())
 
     async def load(self, saved_state: str) -> RunState[Any, Agent[Any]]:
         try:
@@ -133,6 +171,7 @@ class AgentRuns:
         decisions: Mapping[str, CallDecision],
         new_messages: Sequence[str],
         history: RunHistory,
+        observer: RunObserver | None = None,
     ) -> tuple[RunOutcome, list[int]]:
         """Apply the decisions and go on; returns the outcome and the indexes of the messages
         that the paused state could not take (they go back to the thread's queue).
@@ -155,8 +194,17 @@ class AgentRuns:
                 state.add_input(text)
             except Exception:
                 refused.append(index)
-        result = await Runner.run(self.agent, state, session=history)
-        return _outcome(result), refused
+        # The state keeps the run's turn count: `max_turns` holds across every pause.
+        result = Runner.run_streamed(self.agent, state, session=history, max_turns=self.max_turns)
+        return await self._follow(result, observer or Unobserved()), refused
+
+    async def _follow(self, result: RunResultStreaming, observer: RunObserver) -> RunOutcome:
+        try:
+            async for event in result.stream_events():
+                _tell(observer, event)
+        except MaxTurnsExceeded:
+            return RunOutcome(final_text=None, turn_limit=self.max_turns)
+        return _outcome(result)
 
 
 def _short(exc: BaseException) -> str:
@@ -164,7 +212,30 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:300] + "…"
 
 
-def _outcome(result: RunResult) -> RunOutcome:
+def _tell(observer: RunObserver, event: object) -> None:
+    if isinstance(event, RawResponsesStreamEvent):
+        if event.data.type == "response.output_text.delta":
+            observer.text(str(getattr(event.data, "delta", "")))
+        return
+    if not isinstance(event, RunItemStreamEvent):
+        return
+    if event.name == "tool_called":
+        call_id, name = _call_of(event.item.raw_item)
+        observer.tool_started(call_id, name)
+    elif event.name == "tool_output":
+        call_id, name = _call_of(event.item.raw_item)
+        observer.tool_finished(call_id, name)
+
+
+def _call_of(raw: object) -> tuple[str, str]:
+    """Call id and tool name of a raw item, which is a model object or a plain dict."""
+    if isinstance(raw, Mapping):
+        return str(raw.get("call_id") or raw.get("id") or ""), str(raw.get("name") or "")
+    call_id = getattr(raw, "call_id", None) or getattr(raw, "id", None) or ""
+    return str(call_id), str(getattr(raw, "name", None) or "")
+
+
+def _outcome(result: RunResultStreaming) -> RunOutcome:
     if result.interruptions:
         return RunOutcome(
             final_text=None,

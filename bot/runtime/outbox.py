@@ -10,6 +10,7 @@ now is tried again by the sweep, later and later.
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -19,7 +20,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime.thread_locks import ThreadLocks
-from bot.slack import blocks, cards
+from bot.slack import blocks, cards, markdown
 from storage import outbox
 from storage.approvals import get_approval
 from storage.database import Database
@@ -67,9 +68,13 @@ def failure(what: str, ref: str) -> Owed:
     )
 
 
-def answer(text: str) -> Owed:
-    """The model's words, escaped: an answer can neither ping nor link."""
-    return post(*blocks.answer(text))
+def answer(text: str, *, feedback: Sequence[blocks.Block] = ()) -> list[Owed]:
+    """The model's Markdown, made safe (it can neither ping nor hide a link) and split into
+    as many messages as it takes; `feedback` goes under the last one."""
+    messages = markdown.answer_messages(text)
+    owed = [post(fallback, body) for fallback, body in messages[:-1]]
+    fallback, body = messages[-1]
+    return [*owed, post(fallback, [*body, *feedback])]
 
 
 def card(approval_id: str) -> Owed:

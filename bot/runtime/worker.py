@@ -7,14 +7,20 @@ its state with one approval per call and posts the cards. Failures end the run v
 with a reference id, and never run a decided call again.
 """
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from bot.agent.failures import describe, turn_limit_note
 from bot.agent.runs import AgentRuns, RunOutcome, StateLoadError, thread_context
 from bot.approvals.approvals import Approvals
 from bot.runtime import outbox as owed
 from bot.runtime.background import new_ref
 from bot.runtime.outbox import Outbox
+from bot.slack import thread_signs
+from bot.slack.blocks import Block
+from bot.slack.live_answer import Leftover, LiveAnswer, LiveSurfaces
+from bot.slack.thread_signs import ThreadSigns
 from storage.database import Database
 from storage.ids import ThreadRef
 from storage.models import ApprovalStatus, Job, JobKind, JobStatus, Run, RunStatus
@@ -30,6 +36,10 @@ PARKED_NOTE = owed.note(
 )
 
 
+def no_feedback(run_id: str) -> Sequence[Block]:
+    return ()
+
+
 class ThreadWorker:
     def __init__(
         self,
@@ -38,11 +48,29 @@ class ThreadWorker:
         runs: AgentRuns,
         approvals: Approvals,
         outbox: Outbox,
+        signs: ThreadSigns,
+        feedback: Callable[[str], Sequence[Block]] = no_feedback,
+        stream: bool = True,
+        pace: float | None = None,
     ) -> None:
         self.db = db
         self.runs = runs
         self.approvals = approvals
         self.outbox = outbox
+        self.signs = signs
+        self.feedback = feedback
+        self.surfaces = LiveSurfaces(stream=stream)
+        self.pace = pace
+
+    def _live(self, thread: ThreadRef, recipient: str | None) -> LiveAnswer:
+        extra = {} if self.pace is None else {"pace": self.pace}
+        return LiveAnswer(
+            self.outbox.client,
+            thread,
+            recipient_user_id=recipient,
+            surfaces=self.surfaces,
+            **extra,
+        )
 
     async def handle(self, step: Step) -> JobStatus:
         if step.job.kind == JobKind.RESUME:
@@ -57,7 +85,17 @@ class ThreadWorker:
             await self.outbox.deliver(job.thread_key)  # the step stored PARKED_NOTE
             return JobStatus.DEFERRED
         run = begun.run
+        # The sign goes up beside the run, not before it: neither waits for the other.
+        sign = asyncio.create_task(
+            self.signs.show(
+                thread,
+                thread_signs.THINKING,
+                message_ts=job.message_ts,
+                loading=thread_signs.THINKING_MESSAGES,
+            )
+        )
         history = self.runs.history(job.thread_key, stored=begun.history)
+        live = self._live(thread, job.user_id)
         try:
             outcome = await self.runs.start(
                 job.text or "",
@@ -69,22 +107,19 @@ class ThreadWorker:
                     thread_ts=thread.thread_ts,
                     user_id=job.user_id or "unknown",
                 ),
+                observer=live,
             )
-        except Exception:
-            ref = new_ref()
-            log.exception("run %s failed (ref %s)", run.id, ref)
-            await finish_run(
-                self.db,
-                run_id=run.id,
-                status=RunStatus.FAILED,
-                error_ref=ref,
-                new_history=history.new_rows(),
-                owed=[owed.failure("Sorry, I couldn't answer that.", ref)],
-                by=self.outbox.claimant,
-            )
-            await self.outbox.deliver(job.thread_key)
+        except Exception as exc:
+            await self._failed(run, thread, exc, await live.abort(), history.new_rows())
+            await sign
+            await self.signs.clear(thread, message_ts=job.message_ts)
             return JobStatus.FAILED
-        await self.settle(run, thread, outcome, history.new_rows())
+        await sign
+        await self.settle(run, thread, outcome, history.new_rows(), live=live)
+        if outcome.pending:
+            await self.signs.unreact(thread, message_ts=job.message_ts)
+        else:
+            await self.signs.clear(thread, message_ts=job.message_ts)
         return JobStatus.DONE
 
     async def resume(self, job: Job, begun: BegunResume | None) -> JobStatus:
@@ -98,19 +133,40 @@ class ThreadWorker:
             return JobStatus.FAILED
         decisions = {a.call_id: self.approvals.decision_for(a) for a in approvals}
         history = self.runs.history(job.thread_key, stored=begun.history)
+        await self.signs.show(
+            thread, thread_signs.THINKING, message_ts=None, loading=thread_signs.THINKING_MESSAGES
+        )
+        live = self._live(thread, run.requested_by)
+        for approval in approvals:
+            if approval.status != ApprovalStatus.APPROVED:
+                live.rejected(approval.call_id, approval.tool_name)
         try:
             outcome, refused = await self.runs.resume(
                 run.state,
                 decisions=decisions,
                 new_messages=[message.text or "" for message in deferred],
                 history=history,
+                observer=live,
             )
         except StateLoadError as exc:
-            await self._resume_failed(run, thread, deferred, f"I couldn't resume the run: {exc}")
-            return JobStatus.FAILED
-        except Exception:
             await self._resume_failed(
-                run, thread, deferred, "The run failed after the decision", history.new_rows()
+                run,
+                thread,
+                deferred,
+                f"I couldn't resume the run: {exc}",
+                leftover=await live.abort(),
+            )
+            return JobStatus.FAILED
+        except Exception as exc:
+            failure = describe(exc)
+            await self._resume_failed(
+                run,
+                thread,
+                deferred,
+                failure.what if failure.expected else "The run failed after the decision",
+                history.new_rows(),
+                leftover=await live.abort(),
+                expected=failure.expected,
             )
             return JobStatus.FAILED
         for index, message in enumerate(deferred):
@@ -120,7 +176,9 @@ class ThreadWorker:
         await requeue_jobs(self.db, job_ids=[deferred[i].id or 0 for i in refused])
         # The answer goes out first; the cards of the calls that ran then show their output.
         ran = [owed.card(a.id) for a in approvals if a.status == ApprovalStatus.APPROVED]
-        await self.settle(run, thread, outcome, history.new_rows(), then=ran)
+        await self.settle(run, thread, outcome, history.new_rows(), then=ran, live=live)
+        if not outcome.pending:
+            await self.signs.clear(thread, message_ts=None)
         return JobStatus.DONE
 
     async def settle(
@@ -131,24 +189,68 @@ class ThreadWorker:
         new_history: Sequence[str],
         *,
         then: Sequence[Owed] = (),
+        live: LiveAnswer | None = None,
     ) -> None:
         """Answer in the thread, or store the pause and post one request per call; the run's
         new history items, and what it owes the thread (`then` after its own message), are
-        stored with either."""
+        stored with either. What the live view showed is not owed again."""
+        live = live or self._live(thread, run.requested_by)
         if outcome.pending and outcome.saved is not None:
-            await self.approvals.request(run, thread, outcome, new_history, before=then)
+            leftover = await live.pause([(c.call_id, c.tool_name) for c in outcome.pending])
+            await self.approvals.request(
+                run, thread, outcome, new_history, before=[*_owed_text(leftover), *then]
+            )
+            policy = self.approvals.policy
+            approvers = [a for c in outcome.pending for a in policy.approvers_for(c.tool_name)]
+            await self.signs.show(
+                thread,
+                thread_signs.waiting(await self.signs.names(approvers)),
+                message_ts=None,
+            )
             return
+        if outcome.turn_limit is not None:
+            leftover = await live.finish(None, feedback=())
+            said = [*_owed_text(leftover), owed.note(turn_limit_note(outcome.turn_limit))]
+            log.info("run %s stopped at its limit of %d turns", run.id, outcome.turn_limit)
+        else:
+            leftover = await live.finish(outcome.final_text, feedback=self.feedback(run.id))
+            said = _owed_text(leftover, answer=True, feedback=self.feedback(run.id))
         if await finish_run(
             self.db,
             run_id=run.id,
             status=RunStatus.COMPLETED,
             new_history=new_history,
-            owed=[owed.answer(outcome.final_text or ""), *then],
+            owed=[*said, *then],
             by=self.outbox.claimant,
         ):
             await self.outbox.deliver(thread.key)
         else:
             log.warning("run %s finished after it was marked interrupted", run.id)
+
+    async def _failed(
+        self,
+        run: Run,
+        thread: ThreadRef,
+        exc: Exception,
+        leftover: Leftover,
+        new_history: Sequence[str],
+    ) -> None:
+        ref = new_ref()
+        failure = describe(exc)
+        if failure.expected:
+            log.warning("run %s: %s (ref %s)", run.id, type(exc).__name__, ref)
+        else:
+            log.error("run %s failed (ref %s)", run.id, ref, exc_info=exc)
+        await finish_run(
+            self.db,
+            run_id=run.id,
+            status=RunStatus.FAILED,
+            error_ref=ref,
+            new_history=new_history,
+            owed=[*_owed_text(leftover), owed.failure(failure.what, ref)],
+            by=self.outbox.claimant,
+        )
+        await self.outbox.deliver(thread.key)
 
     async def _resume_failed(
         self,
@@ -157,18 +259,39 @@ class ThreadWorker:
         deferred: list[Job],
         what: str,
         new_history: Sequence[str] = (),
+        *,
+        leftover: Leftover | None = None,
+        expected: bool = False,
     ) -> None:
         """The decisions stay on record and the run ends; nothing that ran is run again."""
         ref = new_ref()
-        log.error("resume of run %s failed (ref %s)", run.id, ref, exc_info=True)
+        if expected:
+            log.warning("resume of run %s failed (ref %s)", run.id, ref)
+        else:
+            log.error("resume of run %s failed (ref %s)", run.id, ref, exc_info=True)
         await finish_run(
             self.db,
             run_id=run.id,
             status=RunStatus.FAILED,
             error_ref=ref,
             new_history=new_history,
-            owed=[owed.failure(f"{what}; the run has stopped.", ref)],
+            owed=[
+                *(_owed_text(leftover) if leftover else []),
+                owed.failure(f"{what}; the run has stopped.", ref),
+            ],
             by=self.outbox.claimant,
         )
         await requeue_jobs(self.db, job_ids=[job.id for job in deferred if job.id])
         await self.outbox.deliver(thread.key)
+
+
+def _owed_text(
+    leftover: Leftover, *, answer: bool = False, feedback: Sequence[Block] = ()
+) -> list[Owed]:
+    """What the live view could not show, owed through the outbox; a final answer nobody saw
+    any of is owed whole, even when empty."""
+    if leftover.text or (answer and not leftover.shown_any):
+        return owed.answer(leftover.text, feedback=feedback if leftover.feedback else ())
+    if leftover.feedback and feedback:
+        return [owed.post("Was this answer helpful?", list(feedback))]
+    return []
