@@ -17,6 +17,7 @@ from bot.approvals.approvals import Approvals
 from bot.approvals.policy import Policy
 from bot.config import Config, load_config
 from bot.container import Threadgate
+from bot.log_redaction import quiet_model_errors
 from bot.runtime.ack_first import AckFirst
 from bot.runtime.background import Background
 from bot.runtime.conversations import Conversations
@@ -54,6 +55,7 @@ def build_app(
 ) -> Threadgate:
     """Build without I/O: nothing connects until `start`. Tests pass their own client and model."""
     config = config if config is not None else load_config(settings.threadgate_config)
+    quiet_model_errors()
     db = Database(settings.database_url, cipher=settings.cipher)
     client = slack_client or build_slack_client(
         settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url

@@ -56,6 +56,26 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class ModelErrorsAreWarnings(logging.Filter):
+    """The SDK logs every failed model call at ERROR with the error's text, which may quote
+    the request. A model that fails is expected in a running agent: the run names it to the
+    thread and logs it at WARNING itself, so the SDK's line becomes a WARNING without text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.levelno >= logging.ERROR and message.startswith("Error "):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args = message.split(":", 1)[0] + " (details withheld)", None
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def quiet_model_errors() -> None:
+    sdk = logging.getLogger("openai.agents")
+    if not any(isinstance(f, ModelErrorsAreWarnings) for f in sdk.filters):
+        sdk.addFilter(ModelErrorsAreWarnings())
+
+
 def secret_values(settings: Settings) -> list[str]:
     values = [settings.slack_bot_token.get_secret_value()]
     for optional in (

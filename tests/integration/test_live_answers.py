@@ -89,7 +89,8 @@ async def test_tool_calls_appear_as_tasks_and_a_pause_stops_the_stream_before_th
         [card] = [c for c in slack.calls_to("chat.postMessage") if approval_ids(c)]
         await click(bot, approval_ids(card)[0])
     second = slack.streams[-1]
-    assert second is not first and second.stopped
+    assert second is not first
+    assert second.stopped
     assert second.tasks.get("refund_1") == "complete"
     assert _thread_text(slack) == "Let me look.Refunded."
 
@@ -197,7 +198,8 @@ async def test_model_text_in_a_stream_cannot_ping_or_phish(
     ) as bot:
         await ask(bot)
     text = slack.streams[0].text
-    assert "<!channel>" not in text and "<https://evil" not in text
+    assert "<!channel>" not in text
+    assert "<https://evil" not in text
 
 
 async def test_a_burst_of_tokens_is_not_a_burst_of_calls(
