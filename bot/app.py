@@ -18,6 +18,7 @@ from bot.approvals.policy import Policy
 from bot.config import Config, load_config
 from bot.container import Threadgate
 from bot.runtime.ack_first import AckFirst
+from bot.runtime.answer_feedback import AnswerFeedback
 from bot.runtime.background import Background
 from bot.runtime.conversations import Conversations
 from bot.runtime.interruptions import Interruptions
@@ -28,7 +29,7 @@ from bot.runtime.worker import PARKED_NOTE, ThreadWorker
 from bot.settings import Settings
 from bot.slack.bolt_errors import on_bolt_error
 from bot.slack.client import build_slack_client, posting_client
-from bot.slack.listeners import actions, commands, events, views
+from bot.slack.listeners import actions, commands, events, feedback, views
 from bot.slack.listeners.after_ack import AfterAck
 from bot.slack.replies import ThreadReplies
 from bot.slack.user_groups import UserGroups
@@ -93,13 +94,14 @@ def build_app(
         max_workers=settings.max_workers,
     )
     replies = ThreadReplies(client)
+    groups = UserGroups(client)
     approvals = Approvals(
         db,
         client=client,
         replies=replies,
         outbox=outbox,
         policy=policy,
-        groups=UserGroups(client),
+        groups=groups,
         kick=queue.kick,
     )
     conversations = Conversations(db, kick=queue.kick)
@@ -126,7 +128,9 @@ def build_app(
         bolt, approvals=approvals, interruptions=interruptions, replies=replies, after_ack=after_ack
     )
     views.register(bolt, approvals=approvals, after_ack=after_ack)
-    commands.register(bolt, policy=policy, tool_names=runs.tool_names)
+    answer_feedback = AnswerFeedback(db, replies=replies, policy=policy, groups=groups)
+    feedback.register(bolt, feedback=answer_feedback, after_ack=after_ack)
+    commands.register(bolt, policy=policy, tool_names=runs.tool_names, feedback=answer_feedback)
     bolt.error(on_bolt_error)
     return Threadgate(
         settings=settings,
