@@ -10,7 +10,7 @@ from sqlmodel import col
 from storage.database import Database
 from storage.feedback import Opinion, Recorded, Totals, record_opinion, totals_since
 from storage.ids import new_run_id
-from storage.models import Feedback, FeedbackValue, Run, Thread, utcnow
+from storage.models import Feedback, FeedbackValue, Run, RunStatus, Thread, utcnow
 from storage.retention import purge
 
 TEAM, CHANNEL = "T1", "C1"
@@ -23,7 +23,9 @@ async def answer(db: Database, *, channel: str = CHANNEL) -> str:
     async with db.write() as session:
         session.add(Thread(key=thread_key, team_id=TEAM, channel_id=channel, thread_ts="1.0"))
         await session.flush()
-        session.add(Run(id=run_id, thread_key=thread_key, requested_by="U1", status="completed"))
+        session.add(
+            Run(id=run_id, thread_key=thread_key, requested_by="U1", status=RunStatus.COMPLETED)
+        )
     return run_id
 
 

@@ -58,7 +58,7 @@ def feedback_click(
         "value": value,
         "action_ts": f"{time.time():.6f}",
     }
-    payload = {
+    payload: dict[str, Any] = {
         "type": "block_actions",
         "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": team},
         "api_app_id": requests.api_app_id,
