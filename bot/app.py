@@ -29,9 +29,10 @@ from bot.runtime.worker import PARKED_NOTE, ThreadWorker
 from bot.settings import Settings
 from bot.slack.bolt_errors import on_bolt_error
 from bot.slack.client import build_slack_client, posting_client
-from bot.slack.listeners import actions, commands, events, feedback, views
+from bot.slack.listeners import actions, agent_surface, commands, events, feedback, views
 from bot.slack.listeners.after_ack import AfterAck
 from bot.slack.replies import ThreadReplies
+from bot.slack.suggested_prompts import SuggestedPrompts
 from bot.slack.user_groups import UserGroups
 from storage.database import Database
 
@@ -131,6 +132,10 @@ def build_app(
     answer_feedback = AnswerFeedback(db, replies=replies, policy=policy, groups=groups)
     feedback.register(bolt, feedback=answer_feedback, after_ack=after_ack)
     commands.register(bolt, policy=policy, tool_names=runs.tool_names, feedback=answer_feedback)
+    prompts = SuggestedPrompts(
+        client, config.agent.suggested_prompts, config.agent.suggested_prompts_title
+    )
+    agent_surface.register(bolt, prompts=prompts, background=background)
     bolt.error(on_bolt_error)
     return Threadgate(
         settings=settings,
