@@ -19,6 +19,7 @@ from bot.config import Config, load_config
 from bot.container import Threadgate
 from bot.log_redaction import quiet_model_errors
 from bot.runtime.ack_first import AckFirst
+from bot.runtime.answer_feedback import AnswerFeedback
 from bot.runtime.background import Background
 from bot.runtime.conversations import Conversations
 from bot.runtime.interruptions import Interruptions
@@ -29,9 +30,11 @@ from bot.runtime.worker import PARKED_NOTE, ThreadWorker
 from bot.settings import Settings
 from bot.slack.bolt_errors import on_bolt_error
 from bot.slack.client import build_slack_client, posting_client
-from bot.slack.listeners import actions, commands, events, views
+from bot.slack.feedback import feedback_block
+from bot.slack.listeners import actions, agent_surface, commands, events, feedback, views
 from bot.slack.listeners.after_ack import AfterAck
 from bot.slack.replies import ThreadReplies
+from bot.slack.suggested_prompts import SuggestedPrompts
 from bot.slack.thread_signs import ThreadSigns
 from bot.slack.user_groups import UserGroups
 from storage.database import Database
@@ -96,13 +99,14 @@ def build_app(
         max_workers=settings.max_workers,
     )
     replies = ThreadReplies(client)
+    groups = UserGroups(client)
     approvals = Approvals(
         db,
         client=client,
         replies=replies,
         outbox=outbox,
         policy=policy,
-        groups=UserGroups(client),
+        groups=groups,
         kick=queue.kick,
     )
     conversations = Conversations(db, kick=queue.kick)
@@ -112,6 +116,7 @@ def build_app(
         approvals=approvals,
         outbox=outbox,
         signs=ThreadSigns(posting_client(client)),
+        feedback=lambda run_id: [feedback_block(run_id)],
         stream=config.agent.stream,
     )
     queue.handler = worker.handle
@@ -136,7 +141,13 @@ def build_app(
         bolt, approvals=approvals, interruptions=interruptions, replies=replies, after_ack=after_ack
     )
     views.register(bolt, approvals=approvals, after_ack=after_ack)
-    commands.register(bolt, policy=policy, tool_names=runs.tool_names)
+    answer_feedback = AnswerFeedback(db, replies=replies, policy=policy, groups=groups)
+    feedback.register(bolt, feedback=answer_feedback, after_ack=after_ack)
+    commands.register(bolt, policy=policy, tool_names=runs.tool_names, feedback=answer_feedback)
+    prompts = SuggestedPrompts(
+        client, config.agent.suggested_prompts, config.agent.suggested_prompts_title
+    )
+    agent_surface.register(bolt, prompts=prompts, background=background)
     bolt.error(on_bolt_error)
     return Threadgate(
         settings=settings,

@@ -52,6 +52,28 @@ def _check_ids(ids: list[str]) -> list[str]:
     return ids
 
 
+# Slack shows at most four suggested prompts and needs a title and a message for each; it
+# documents no lengths, so these keep a title to a button's width and a message to a message.
+MAX_SUGGESTED_PROMPTS = 4
+PROMPT_TITLE_LIMIT = 75
+PROMPT_MESSAGE_LIMIT = 2000
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+class SuggestedPrompt(_Strict):
+    """A prompt offered when someone opens a conversation with the agent."""
+
+    title: str = Field(max_length=PROMPT_TITLE_LIMIT)
+    message: str = Field(max_length=PROMPT_MESSAGE_LIMIT)
+
+    _filled = field_validator("title", "message")(_not_blank)
+
+
 class AgentConfig(_Strict):
     name: str = Field(default="threadgate", min_length=1, max_length=100)
     instructions: str = Field(default=DEFAULT_INSTRUCTIONS, min_length=1)
@@ -61,6 +83,20 @@ class AgentConfig(_Strict):
     history_limit: int = Field(default=100, ge=1, le=10_000)
     # Answers stream into the thread as the model writes them; false posts them when done.
     stream: bool = True
+    suggested_prompts: list[SuggestedPrompt] = Field(default_factory=list)
+    suggested_prompts_title: str | None = Field(default=None, max_length=PROMPT_TITLE_LIMIT)
+
+    @field_validator("suggested_prompts")
+    @classmethod
+    def _at_most_four(cls, prompts: list[SuggestedPrompt]) -> list[SuggestedPrompt]:
+        if len(prompts) > MAX_SUGGESTED_PROMPTS:
+            raise ValueError(f"{len(prompts)} prompts: Slack shows at most {MAX_SUGGESTED_PROMPTS}")
+        return prompts
+
+    @field_validator("suggested_prompts_title")
+    @classmethod
+    def _title_filled(cls, title: str | None) -> str | None:
+        return None if title is None else _not_blank(title)
 
 
 class ToolsConfig(_Strict):

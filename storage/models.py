@@ -250,3 +250,33 @@ class OutboxMessage(SQLModel, table=True):
     error: str | None = Field(default=None, max_length=100)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class FeedbackValue(StrEnum):
+    POSITIVE = "positive"
+    NEGATIVE = "negative"
+
+
+class Feedback(SQLModel, table=True):
+    """One person's opinion of one answer: a second click replaces the first.
+
+    It holds ids and a word, no conversation content, so nothing of it is sealed. `run_id` is
+    not a foreign key: an opinion is its own record, kept (and purged) by when it was given,
+    and it never holds a finished run back from retention.
+    """
+
+    __tablename__ = "feedback"
+    __table_args__ = (
+        UniqueConstraint("run_id", "user_id", name="uq_feedback_run_user"),
+        Index("ix_feedback_created", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(max_length=40)
+    team_id: str = Field(max_length=32)
+    channel_id: str = Field(max_length=32)
+    message_ts: str | None = Field(default=None, max_length=32)
+    user_id: str = Field(max_length=32)
+    value: FeedbackValue = Field(sa_type=String(16))
+    # When the opinion on record was given: a changed mind moves it.
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

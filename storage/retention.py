@@ -12,6 +12,9 @@ What must survive, and why:
   pause, and deleting its approvals would lose the decisions and the record of which approved
   calls already started (a call without a row would run again).
 
+Feedback on answers goes by when it was given, not with its run: an opinion is its own record
+(see storage.feedback), and nothing live ever depends on one.
+
 Rows that could become live again while we delete them (an interrupted run being retried, a
 thread getting a message, a conversation getting a turn) are locked first with `FOR UPDATE SKIP
 LOCKED` on PostgreSQL, so the other side either waits for the purge or is skipped by it. SQLite
@@ -43,6 +46,7 @@ from storage.history import agent_messages, agent_sessions
 from storage.models import (
     Approval,
     ApprovalStatus,
+    Feedback,
     Job,
     JobStatus,
     Run,
@@ -74,6 +78,7 @@ class PurgeCounts:
     threads: int = 0
     agent_sessions: int = 0
     agent_messages: int = 0
+    feedback: int = 0
 
     def __add__(self, other: "PurgeCounts") -> "PurgeCounts":
         return PurgeCounts(
@@ -92,8 +97,9 @@ async def purge(
     purge_history: bool,
     batch_size: int = 500,
 ) -> PurgeCounts:
-    """Delete finished runs, decided approvals, finished jobs and seen event ids older than
-    `older_than`; with `purge_history`, idle conversations too, and then threads left empty.
+    """Delete finished runs, decided approvals, finished jobs, seen event ids and feedback
+    older than `older_than`; with `purge_history`, idle conversations too, and then threads
+    left empty.
 
     Threads are forgotten only once their conversation is gone: the thread row is what lets the
     bot follow replies without a new mention, which would be odd for a thread it still
@@ -109,6 +115,7 @@ async def purge(
     counts += await purger.repeat(purger.approvals_batch)
     counts += await purger.repeat(purger.jobs_batch)
     counts += await purger.repeat(purger.slack_events_batch)
+    counts += await purger.repeat(purger.feedback_batch)
     if purge_history:
         counts += await purger.repeat(purger.history_batch)
     counts += await purger.repeat(purger.threads_batch)
@@ -234,6 +241,17 @@ class _Purger:
         )
         deleted = _rowcount(result)
         return deleted, PurgeCounts(slack_events=deleted)
+
+    async def feedback_batch(self, session: AsyncSession) -> tuple[int, PurgeCounts]:
+        oldest = (
+            select(col(Feedback.id))
+            .where(col(Feedback.created_at) < self.cutoff)
+            .limit(self.batch_size)
+            .correlate(None)
+        )
+        result = await session.execute(delete(Feedback).where(col(Feedback.id).in_(oldest)))
+        deleted = _rowcount(result)
+        return deleted, PurgeCounts(feedback=deleted)
 
     async def history_batch(self, session: AsyncSession) -> tuple[int, PurgeCounts]:
         """Idle conversations of threads with nothing in flight, each deleted whole.

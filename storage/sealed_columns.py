@@ -70,7 +70,9 @@ _jobs = _stored("jobs", Integer, ("text",), ())
 _outbox = _stored("outbox", Integer, ("payload",), ())
 
 # Every SealedText column of storage.models, and the SDK's history that storage.history seals;
-# tests/db/test_sealed_columns.py holds this list to the models.
+# tests/db/test_sealed_columns.py holds this list to the models. The other tables hold no
+# conversation content: ids, statuses and times (slack_events, threads), and `feedback`, which
+# is who thought which answer good or bad, so none of them is sealed.
 SEALED_COLUMNS = (
     SealedColumn(_runs, "state", key="id", newest=("updated_at",)),
     SealedColumn(_approvals, "arguments", key="id", newest=("created_at",)),

@@ -46,6 +46,13 @@ class Policy:
         rule = self.rules.get(tool_name)
         return self.default_required if rule is None else rule.required
 
+    def every_approver(self) -> tuple[str, ...]:
+        """Everyone listed as an approver of anything, the global list first, each id once."""
+        ids = list(self.approvers)
+        for rule in self.rules.values():
+            ids.extend(rule.approvers or ())
+        return tuple(dict.fromkeys(ids))
+
     def approvers_for(self, tool_name: str) -> tuple[str, ...]:
         rule = self.rules.get(tool_name)
         if rule is not None and rule.approvers is not None:

@@ -27,6 +27,7 @@ class BadBody(Exception):
 _IDS = ("user", "team", "enterprise", "channel")
 # ...and looks for them again in these nested objects, as deep as they go.
 _CARRIERS = ("event", "message", "previous_message", "item", "assistant_thread")
+_ASSISTANT_THREAD_EVENTS = ("assistant_thread_started", "assistant_thread_context_changed")
 _INTERACTIONS = {
     "block_actions",
     "block_suggestion",
@@ -117,6 +118,11 @@ def _check_event_callback(data: dict[str, Any]) -> None:
     _string(data, "event_id", "body")
     if not isinstance(event.get("subtype"), str | None):
         raise BadBody("event.subtype is not a string")
+    if event["type"] in _ASSISTANT_THREAD_EVENTS:
+        # Bolt's conversation middleware reads both, before any listener, for these events.
+        thread = _object(event.get("assistant_thread"), "event.assistant_thread")
+        _string(thread, "channel_id", "event.assistant_thread")
+        _string(thread, "thread_ts", "event.assistant_thread")
 
 
 def _check_actions(payload: dict[str, Any], kind: str) -> None:

@@ -100,6 +100,7 @@ class FakeSlackAPI:
             "usergroups.users.list": self._usergroups_users_list,
             "users.info": self._users_info,
             "conversations.replies": self._conversations_replies,
+            "assistant.threads.setSuggestedPrompts": self._set_suggested_prompts,
         }
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -452,6 +453,29 @@ class FakeSlackAPI:
             return {"ok": False, "error": "user_not_found"}
         return {"ok": True, "user": {"id": user_id, "team_id": self.team_id, **profile}}
 
+    def _set_suggested_prompts(self, args: dict[str, Any]) -> dict[str, Any]:
+        """As Slack: a channel, 1 to 4 prompts each with a title and a message; a title for the
+        list is optional. Tests read what was set from the recorded calls."""
+        if not args.get("channel_id"):
+            return {"ok": False, "error": "channel_not_found"}
+        prompts = args.get("prompts")
+        if isinstance(prompts, str):
+            try:
+                prompts = json.loads(prompts)
+            except json.JSONDecodeError:
+                prompts = None
+        if not isinstance(prompts, list) or not 1 <= len(prompts) <= 4:
+            return {"ok": False, "error": "invalid_arguments"}
+        for prompt in prompts:
+            if not (
+                isinstance(prompt, dict)
+                and all(isinstance(prompt.get(k), str) and prompt[k] for k in ("title", "message"))
+            ):
+                return {"ok": False, "error": "invalid_arguments"}
+        if not isinstance(args.get("title", ""), str):
+            return {"ok": False, "error": "invalid_arguments"}
+        return {"ok": True}
+
     def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
         """Answers with what the bot itself posted in the thread: the fake knows nothing else.
 
@@ -536,6 +560,8 @@ def _block_problems(blocks: Any) -> list[str]:
         for field_ in block.get("fields") or []:
             if isinstance(field_, dict) and len(str(field_.get("text", ""))) > 2000:
                 problems.append(f"block {index}: a field is longer than 2000")
+        if block["type"] == "context_actions":
+            problems.extend(_context_actions_problems(index, block))
         elements = list(block.get("elements") or [])
         if isinstance(block.get("accessory"), dict):
             elements.append(block["accessory"])
@@ -547,6 +573,33 @@ def _block_problems(blocks: Any) -> list[str]:
             long_value = len(str(element.get("value", ""))) > MAX_BUTTON_VALUE
             if element.get("type") == "button" and long_value:
                 problems.append(f"block {index}: button value longer than {MAX_BUTTON_VALUE}")
+    return problems
+
+
+def _context_actions_problems(index: int, block: dict[str, Any]) -> list[str]:
+    """Slack's context actions block: 1 to 5 feedback or icon buttons; each feedback button
+    has plain text of at most 75 characters and a value of at most 2,000."""
+    elements = block.get("elements")
+    if not isinstance(elements, list) or not 1 <= len(elements) <= 5:
+        return [f"block {index}: context_actions needs 1 to 5 elements"]
+    problems: list[str] = []
+    for element in elements:
+        kind = element.get("type") if isinstance(element, dict) else None
+        if kind not in ("feedback_buttons", "icon_button"):
+            problems.append(f"block {index}: {kind!r} cannot go in context_actions")
+            continue
+        for side in ("positive_button", "negative_button") if kind == "feedback_buttons" else ():
+            button = element.get(side)
+            text = button.get("text") if isinstance(button, dict) else None
+            value = button.get("value") if isinstance(button, dict) else None
+            if not (
+                isinstance(text, dict)
+                and text.get("type") == "plain_text"
+                and 0 < len(str(text.get("text", ""))) <= 75
+            ):
+                problems.append(f"block {index}: {side} needs plain_text of 1 to 75 characters")
+            if not isinstance(value, str) or not 0 < len(value) <= MAX_BUTTON_VALUE:
+                problems.append(f"block {index}: {side} needs a value of 1 to {MAX_BUTTON_VALUE}")
     return problems
 
 

@@ -72,7 +72,9 @@ def _subscribed(body: Any) -> bool:
     if not isinstance(body, dict) or body.get("type") != "event_callback" or "event_id" not in body:
         return False
     event = body["event"]
-    return event.get("type") in ("app_mention", "message") and "channel" in event
+    if event.get("type") in ("assistant_thread_started", "assistant_thread_context_changed"):
+        return "assistant_thread" in event
+    return event.get("type") in ("app_mention", "message", "app_home_opened") and "channel" in event
 
 
 def _message(payload: dict[str, Any]) -> tuple[str, str, str]:

@@ -162,6 +162,63 @@ def test_unknown_builtin_is_refused(tmp_path: Path) -> None:
     assert error.key.startswith("tools.builtins")
 
 
+def _prompts(*prompts: str, title: str | None = None) -> str:
+    text = "[agent]\nsuggested_prompts = [" + ", ".join(prompts) + "]\n"
+    return text if title is None else text + f"suggested_prompts_title = {title}\n"
+
+
+PROMPT = '{ title = "Summarize", message = "Summarize this thread" }'
+
+
+def test_suggested_prompts_are_read(tmp_path: Path) -> None:
+    path = _write(tmp_path, _prompts(PROMPT, PROMPT, title='"Try one"'))
+
+    agent = load_config(path).agent
+
+    assert [(p.title, p.message) for p in agent.suggested_prompts] == [
+        ("Summarize", "Summarize this thread")
+    ] * 2
+    assert agent.suggested_prompts_title == "Try one"
+    assert Config().agent.suggested_prompts == []
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        (_prompts(*[PROMPT] * 5), "agent.suggested_prompts", "at most 4"),
+        (_prompts('{ title = "  ", message = "m" }'), "agent.suggested_prompts.0.title", "blank"),
+        (_prompts('{ title = "t", message = "" }'), "agent.suggested_prompts.0.message", "blank"),
+        (_prompts('{ title = "t" }'), "agent.suggested_prompts.0.message", "required"),
+        (_prompts(PROMPT, '{ message = "m" }'), "agent.suggested_prompts.1.title", "required"),
+        (
+            _prompts(f'{{ title = "{"t" * 76}", message = "m" }}'),
+            "agent.suggested_prompts.0.title",
+            "at most 75",
+        ),
+        (
+            _prompts(f'{{ title = "t", message = "{"m" * 2001}" }}'),
+            "agent.suggested_prompts.0.message",
+            "at most 2000",
+        ),
+        (
+            _prompts('{ title = "t", message = "m", emoji = true }'),
+            "agent.suggested_prompts.0.emoji",
+            "unknown key",
+        ),
+        (_prompts('"just text"'), "agent.suggested_prompts.0", "valid dictionary"),
+        (_prompts(PROMPT, title='""'), "agent.suggested_prompts_title", "blank"),
+        (_prompts(PROMPT, title=f'"{"t" * 76}"'), "agent.suggested_prompts_title", "at most 75"),
+    ],
+)
+def test_bad_suggested_prompts_stop_start_up_with_key_and_reason(
+    tmp_path: Path, text: str, key: str, reason: str
+) -> None:
+    error = _error(tmp_path, text)
+
+    assert error.key == key
+    assert reason in error.reason
+
+
 def test_full_example_parses(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, FULL_EXAMPLE))
 

@@ -1,14 +1,26 @@
-"""`/threadgate`: a private summary of how this workspace's threadgate is set up."""
+"""`/threadgate`: a private summary of how this workspace's threadgate is set up, and
+`/threadgate feedback`: the counts of 👍 / 👎 on answers, for approvers."""
 
+import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.approvals.policy import Policy
+from bot.runtime.answer_feedback import AnswerFeedback
 from bot.slack.blocks import mention
+from storage.database import UNAVAILABLE
+
+log = logging.getLogger(__name__)
 
 COMMAND = "/threadgate"
+FEEDBACK_SUBCOMMAND = "feedback"
+# The counts are the ack's own text, the one private answer that works in any channel; Slack
+# waits 3 seconds for it, so reading them gets at most this long.
+FEEDBACK_DEADLINE = 2.0
+COUNTS_UNAVAILABLE = "I couldn't read the feedback counts just now. Please try again in a minute."
 
 
 def help_text(policy: Policy, tools: Sequence[str]) -> str:
@@ -21,10 +33,28 @@ def help_text(policy: Policy, tools: Sequence[str]) -> str:
         if policy.needs_approval(name):
             who = ", ".join(mention(a) for a in policy.approvers_for(name)) or "nobody"
             lines.append(f"• `{name}` needs approval by {who}")
+    lines.append(f"Approvers: `{COMMAND} {FEEDBACK_SUBCOMMAND}` counts the 👍 / 👎 on my answers.")
     return "\n".join(lines)
 
 
-def register(app: AsyncApp, *, policy: Policy, tool_names: Sequence[str]) -> None:
+async def feedback_text(feedback: AnswerFeedback, user_id: str) -> str:
+    try:
+        async with asyncio.timeout(FEEDBACK_DEADLINE):
+            return await feedback.summary(user_id)
+    except (TimeoutError, *UNAVAILABLE) as exc:
+        log.warning("feedback counts unavailable (%s)", type(exc).__name__)
+        return COUNTS_UNAVAILABLE
+
+
+def register(
+    app: AsyncApp, *, policy: Policy, tool_names: Sequence[str], feedback: AnswerFeedback
+) -> None:
     @app.command(COMMAND)
     async def handle_threadgate_command(ack: AsyncAck, body: dict[str, Any]) -> None:
+        text = body.get("text")
+        words = text.split() if isinstance(text, str) else []
+        user = body.get("user_id")
+        if [w.lower() for w in words] == [FEEDBACK_SUBCOMMAND] and isinstance(user, str):
+            await ack(response_type="ephemeral", text=await feedback_text(feedback, user))
+            return
         await ack(response_type="ephemeral", text=help_text(policy, tool_names))

@@ -1,0 +1,60 @@
+"""Where people open a conversation with the agent: the app's Messages tab (the agent view)
+and, in the older assistant view, a new assistant thread. Neither starts a run; each offers the
+suggested prompts. What the person then writes is an ordinary direct message (events.py).
+"""
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.response import BoltResponse
+
+from bot.runtime.background import Background
+from bot.slack.listeners.parsing import MalformedPayload, bad_request, field_str, require_id
+from bot.slack.suggested_prompts import SuggestedPrompts
+
+
+def _event(body: dict[str, Any]) -> dict[str, Any]:
+    event = body.get("event")
+    if not isinstance(event, dict):
+        raise MalformedPayload("missing event")
+    return event
+
+
+def register(app: AsyncApp, *, prompts: SuggestedPrompts, background: Background) -> None:
+    def offer(channel_id: str, thread_ts: str | None) -> None:
+        background.spawn(
+            prompts.offer(channel_id=channel_id, thread_ts=thread_ts), name="suggested prompts"
+        )
+
+    @app.event("app_home_opened")
+    async def handle_app_home_opened(body: dict[str, Any], ack: AsyncAck) -> BoltResponse | None:
+        try:
+            event = _event(body)
+            messages_tab = field_str(event, "tab", required=False) == "messages"
+            channel = require_id(event, "channel") if messages_tab else None
+        except MalformedPayload as exc:
+            return bad_request(exc)
+        await ack()
+        if channel is not None:
+            offer(channel, None)
+        return None
+
+    @app.event("assistant_thread_started")
+    async def handle_assistant_thread_started(
+        body: dict[str, Any], ack: AsyncAck
+    ) -> BoltResponse | None:
+        try:
+            event = _event(body)
+            channel = require_id(event, "assistant_thread", "channel_id")
+            thread_ts = require_id(event, "assistant_thread", "thread_ts")
+        except MalformedPayload as exc:
+            return bad_request(exc)
+        await ack()
+        offer(channel, thread_ts)
+        return None
+
+    @app.event("assistant_thread_context_changed")
+    async def handle_assistant_thread_context_changed(ack: AsyncAck) -> None:
+        # The channel the person is looking at. The agent does not read it: it answers what is
+        # written to it, and reading a channel would first need a check that the app may.
+        await ack()
