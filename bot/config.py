@@ -59,6 +59,10 @@ class AgentConfig(_Strict):
     api: Literal["responses", "chat_completions"] = "responses"
     max_turns: int = Field(default=10, ge=1, le=100)
     history_limit: int = Field(default=100, ge=1, le=10_000)
+    # Files attached in the thread: text up to this size reaches the model, bigger is a note.
+    max_file_bytes: int = Field(default=100_000, ge=1, le=10_000_000)
+    accepts_images: bool = True  # does the model take image input?
+    max_image_bytes: int = Field(default=1_000_000, ge=1, le=20_000_000)
 
 
 class ToolsConfig(_Strict):
