@@ -21,8 +21,9 @@ from bot.runtime.ack_first import AckFirst
 from bot.runtime.background import Background
 from bot.runtime.conversations import Conversations
 from bot.runtime.interruptions import Interruptions
-from bot.runtime.outbox import Outbox
+from bot.runtime.outbox import EVENT_TYPE, Outbox
 from bot.runtime.sweeper import Sweeper
+from bot.runtime.thread_context import ThreadContextReader
 from bot.runtime.thread_queue import ThreadQueue
 from bot.runtime.worker import PARKED_NOTE, ThreadWorker
 from bot.settings import Settings
@@ -31,6 +32,8 @@ from bot.slack.client import build_slack_client, posting_client
 from bot.slack.listeners import actions, commands, events, views
 from bot.slack.listeners.after_ack import AfterAck
 from bot.slack.replies import ThreadReplies
+from bot.slack.thread_files import FileLimits, FileReader
+from bot.slack.thread_reader import ThreadReader
 from bot.slack.user_groups import UserGroups
 from storage.database import Database
 
@@ -103,7 +106,27 @@ def build_app(
         kick=queue.kick,
     )
     conversations = Conversations(db, kick=queue.kick)
-    worker = ThreadWorker(db, runs=runs, approvals=approvals, outbox=outbox)
+    agent = config.agent
+    reader = ThreadReader(
+        client,
+        files=FileReader(
+            client,
+            FileLimits(
+                max_file_bytes=agent.max_file_bytes,
+                max_image_bytes=agent.max_image_bytes,
+                accepts_images=agent.accepts_images,
+            ),
+        ),
+        history_limit=agent.history_limit,
+        own_event_type=EVENT_TYPE,
+    )
+    worker = ThreadWorker(
+        db,
+        runs=runs,
+        approvals=approvals,
+        outbox=outbox,
+        context_reader=ThreadContextReader(db, reader),
+    )
     queue.handler = worker.handle
     queue.parked_note = PARKED_NOTE
     interruptions = Interruptions(

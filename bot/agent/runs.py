@@ -17,6 +17,7 @@ from agents.run_state import CURRENT_SCHEMA_VERSION
 from openai import AsyncOpenAI
 
 from bot.agent.run_history import RunHistory
+from bot.agent.thread_input import run_input
 from storage.crypto import Cipher
 from storage.database import Database
 from storage.runs import SavedState
@@ -101,12 +102,20 @@ class AgentRuns:
         return sorted(tool.name for tool in self.agent.tools)
 
     async def start(
-        self, text: str, *, history: RunHistory, context: Mapping[str, str]
+        self,
+        text: str,
+        *,
+        history: RunHistory,
+        context: Mapping[str, str],
+        context_items: Sequence[Mapping[str, Any]] = (),
     ) -> RunOutcome:
-        """The run's new history items stay in `history` until its outcome is stored."""
+        """The run's new history items stay in `history` until its outcome is stored.
+
+        `context_items` (what the thread said that the history lacks) go before the message.
+        """
         result = await Runner.run(
             self.agent,
-            text,
+            run_input(text, context_items),
             session=history,
             context=dict(context),
             max_turns=self.max_turns,

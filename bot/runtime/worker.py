@@ -15,6 +15,7 @@ from bot.approvals.approvals import Approvals
 from bot.runtime import outbox as owed
 from bot.runtime.background import new_ref
 from bot.runtime.outbox import Outbox
+from bot.runtime.thread_context import ThreadContextReader
 from storage.database import Database
 from storage.ids import ThreadRef
 from storage.models import ApprovalStatus, Job, JobKind, JobStatus, Run, RunStatus
@@ -38,11 +39,13 @@ class ThreadWorker:
         runs: AgentRuns,
         approvals: Approvals,
         outbox: Outbox,
+        context_reader: ThreadContextReader,
     ) -> None:
         self.db = db
         self.runs = runs
         self.approvals = approvals
         self.outbox = outbox
+        self.context_reader = context_reader
 
     async def handle(self, step: Step) -> JobStatus:
         if step.job.kind == JobKind.RESUME:
@@ -59,9 +62,12 @@ class ThreadWorker:
         run = begun.run
         history = self.runs.history(job.thread_key, stored=begun.history)
         try:
+            # Earlier messages and files of the thread; their authors become requesters first.
+            context_items = await self.context_reader.read(job, run.id)
             outcome = await self.runs.start(
                 job.text or "",
                 history=history,
+                context_items=context_items,
                 context=thread_context(
                     run_id=run.id,
                     team_id=thread.team_id,
