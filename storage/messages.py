@@ -139,12 +139,12 @@ async def newest_message_taken(
 
     Slack's ts are fixed width (ten digits, a dot, six digits), so text order is time order.
     """
+    query = select(func.max(col(Job.message_ts))).where(
+        col(Job.thread_key) == thread_key,
+        col(Job.kind) == JobKind.MESSAGE,
+        col(Job.message_ts) < before_ts,
+    )
+    if except_job is not None:
+        query = query.where(col(Job.id) != except_job)
     async with db.read() as session:
-        return await session.scalar(
-            select(func.max(col(Job.message_ts))).where(
-                col(Job.thread_key) == thread_key,
-                col(Job.kind) == JobKind.MESSAGE,
-                col(Job.message_ts) < before_ts,
-                col(Job.id) != (except_job if except_job is not None else -1),
-            )
-        )
+        return await session.scalar(query)
