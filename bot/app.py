@@ -23,8 +23,9 @@ from bot.runtime.answer_feedback import AnswerFeedback
 from bot.runtime.background import Background
 from bot.runtime.conversations import Conversations
 from bot.runtime.interruptions import Interruptions
-from bot.runtime.outbox import Outbox
+from bot.runtime.outbox import EVENT_TYPE, Outbox
 from bot.runtime.sweeper import Sweeper
+from bot.runtime.thread_context import ThreadContextReader
 from bot.runtime.thread_queue import ThreadQueue
 from bot.runtime.worker import PARKED_NOTE, ThreadWorker
 from bot.settings import Settings
@@ -35,6 +36,8 @@ from bot.slack.listeners import actions, agent_surface, commands, events, feedba
 from bot.slack.listeners.after_ack import AfterAck
 from bot.slack.replies import ThreadReplies
 from bot.slack.suggested_prompts import SuggestedPrompts
+from bot.slack.thread_files import FileLimits, FileReader
+from bot.slack.thread_reader import ThreadReader
 from bot.slack.thread_signs import ThreadSigns
 from bot.slack.user_groups import UserGroups
 from storage.database import Database
@@ -110,6 +113,20 @@ def build_app(
         kick=queue.kick,
     )
     conversations = Conversations(db, kick=queue.kick)
+    agent = config.agent
+    reader = ThreadReader(
+        client,
+        files=FileReader(
+            client,
+            FileLimits(
+                max_file_bytes=agent.max_file_bytes,
+                max_image_bytes=agent.max_image_bytes,
+                accepts_images=agent.accepts_images,
+            ),
+        ),
+        history_limit=agent.history_limit,
+        own_event_type=EVENT_TYPE,
+    )
     worker = ThreadWorker(
         db,
         runs=runs,
@@ -118,6 +135,7 @@ def build_app(
         signs=ThreadSigns(posting_client(client)),
         feedback=lambda run_id: [feedback_block(run_id)],
         stream=config.agent.stream,
+        context_reader=ThreadContextReader(db, reader),
     )
     queue.handler = worker.handle
     queue.parked_note = PARKED_NOTE

@@ -98,6 +98,11 @@ class AgentConfig(_Strict):
     def _title_filled(cls, title: str | None) -> str | None:
         return None if title is None else _not_blank(title)
 
+    # Files attached in the thread: text up to this size reaches the model, bigger is a note.
+    max_file_bytes: int = Field(default=100_000, ge=1, le=10_000_000)
+    accepts_images: bool = True  # does the model take image input?
+    max_image_bytes: int = Field(default=1_000_000, ge=1, le=20_000_000)
+
 
 class ToolsConfig(_Strict):
     modules: list[str] = Field(default_factory=list)

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import col
 
 from storage.database import Database
@@ -128,3 +128,23 @@ async def accept_messages(db: Database, rows: Sequence[IncomingRow]) -> list[Acc
         for dedupe, index in first_of_message.items():
             results[index] = Accepted.QUEUED if dedupe in queued else Accepted.DUPLICATE_MESSAGE
     return [r if r is not None else Accepted.DUPLICATE_EVENT for r in results]
+
+
+async def newest_message_taken(
+    db: Database, *, thread_key: str, before_ts: str, except_job: int | None = None
+) -> str | None:
+    """The ts of the thread's newest message, older than `before_ts`, that the bot took as a
+    run's input (queued, answered, carried into a resume). Messages of the thread up to it are
+    in the bot's history already, or on their way there.
+
+    Slack's ts are fixed width (ten digits, a dot, six digits), so text order is time order.
+    """
+    query = select(func.max(col(Job.message_ts))).where(
+        col(Job.thread_key) == thread_key,
+        col(Job.kind) == JobKind.MESSAGE,
+        col(Job.message_ts) < before_ts,
+    )
+    if except_job is not None:
+        query = query.where(col(Job.id) != except_job)
+    async with db.read() as session:
+        return await session.scalar(query)

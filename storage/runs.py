@@ -259,3 +259,15 @@ async def finish_run(
         await history.append(session, thread_key=thread_key, items=new_history)
         await outbox.add(session, thread_key=thread_key, owed=owed, by=by)
         return True
+
+
+async def add_requesters(db: Database, *, run_id: str, user_ids: Sequence[str]) -> list[str]:
+    """Make the authors of what a run reads besides its history (the thread's earlier messages
+    and files) requesters of its calls; committed before the run starts, so the approvals its
+    pause copies them into already name them. Returns the run's requesters."""
+    async with db.write() as session:
+        run = await session.get(Run, run_id, with_for_update=True)
+        if run is None:
+            raise LookupError(f"run {run_id} is not stored")
+        run.requesters = with_requesters(run.requesters, list(user_ids))
+        return list(run.requesters)

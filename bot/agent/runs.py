@@ -26,6 +26,7 @@ from agents.run_state import CURRENT_SCHEMA_VERSION
 from openai import AsyncOpenAI
 
 from bot.agent.run_history import RunHistory
+from bot.agent.thread_input import run_input
 from storage.crypto import Cipher
 from storage.database import Database
 from storage.runs import SavedState
@@ -139,12 +140,16 @@ class AgentRuns:
         *,
         history: RunHistory,
         context: Mapping[str, str],
+        context_items: Sequence[Mapping[str, Any]] = (),
         observer: RunObserver | None = None,
     ) -> RunOutcome:
-        """The run's new history items stay in `history` until its outcome is stored."""
+        """The run's new history items stay in `history` until its outcome is stored.
+
+        `context_items` (what the thread said that the history lacks) go before the message.
+        """
         result = Runner.run_streamed(
             self.agent,
-            text,
+            run_input(text, context_items),
             session=history,
             context=dict(context),
             max_turns=self.max_turns,

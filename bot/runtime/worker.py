@@ -17,6 +17,7 @@ from bot.approvals.approvals import Approvals
 from bot.runtime import outbox as owed
 from bot.runtime.background import new_ref
 from bot.runtime.outbox import Outbox
+from bot.runtime.thread_context import ThreadContextReader
 from bot.slack import thread_signs
 from bot.slack.blocks import Block
 from bot.slack.live_answer import Leftover, LiveAnswer, LiveSurfaces
@@ -49,6 +50,7 @@ class ThreadWorker:
         approvals: Approvals,
         outbox: Outbox,
         signs: ThreadSigns,
+        context_reader: ThreadContextReader,
         feedback: Callable[[str], Sequence[Block]] = no_feedback,
         stream: bool = True,
         pace: float | None = None,
@@ -58,6 +60,7 @@ class ThreadWorker:
         self.approvals = approvals
         self.outbox = outbox
         self.signs = signs
+        self.context_reader = context_reader
         self.feedback = feedback
         self.surfaces = LiveSurfaces(stream=stream)
         self.pace = pace
@@ -97,9 +100,12 @@ class ThreadWorker:
         history = self.runs.history(job.thread_key, stored=begun.history)
         live = self._live(thread, job.user_id)
         try:
+            # Earlier messages and files of the thread; their authors become requesters first.
+            context_items = await self.context_reader.read(job, run.id)
             outcome = await self.runs.start(
                 job.text or "",
                 history=history,
+                context_items=context_items,
                 context=thread_context(
                     run_id=run.id,
                     team_id=thread.team_id,

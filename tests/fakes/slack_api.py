@@ -102,6 +102,7 @@ class FakeSlackAPI:
             "conversations.replies": self._conversations_replies,
             "assistant.threads.setSuggestedPrompts": self._set_suggested_prompts,
         }
+        self._init_thread_content()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -110,6 +111,7 @@ class FakeSlackAPI:
         app.router.add_route("POST", "/api/{method}", self._handle_api)
         app.router.add_route("GET", "/api/{method}", self._handle_api)
         app.router.add_post("/response_url/{name:.*}", self._handle_response_url)
+        app.router.add_get("/files-pri/{file:[^/]+}/download/{name}", self._handle_download)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -477,7 +479,7 @@ class FakeSlackAPI:
         return {"ok": True}
 
     def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
-        """Answers with what the bot itself posted in the thread: the fake knows nothing else.
+        """Answers with what the bot posted in the thread and what a test seeded there.
 
         As Slack does: messages oldest first, from `oldest` on, `limit` a page (at most 1000)
         with a cursor for the next; metadata only with `include_all_metadata`.
@@ -489,7 +491,7 @@ class FakeSlackAPI:
         start = int(args.get("cursor") or 0)
         messages = [
             m if with_metadata else {k: v for k, v in m.items() if k != "metadata"}
-            for m in self.posted.get(str(args.get("channel")), [])
+            for m in self._replies_source(args)
             if thread_ts in (m["ts"], m.get("thread_ts")) and float(m["ts"]) >= oldest
         ]
         page = messages[start : start + limit]
@@ -500,6 +502,120 @@ class FakeSlackAPI:
             "has_more": more,
             "response_metadata": {"next_cursor": str(start + limit) if more else ""},
         }
+
+    # -- people's messages and files in threads ----------------------------------------------
+
+    def _init_thread_content(self) -> None:
+        self._handlers["files.info"] = self._files_info
+        self.seeded: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.files: dict[str, dict[str, Any]] = {}
+        self.file_contents: dict[str, bytes] = {}
+        self._file_counter = 0
+
+    def seed_thread(self, channel: str, thread_ts: str, messages: list[dict[str, Any]]) -> None:
+        """Messages people wrote in a thread (`user`, `text`, `ts`, optional `files`), which
+        conversations.replies then returns among the bot's own posts, in ts order."""
+        for message in messages:
+            self.seeded[channel].append(
+                {"type": "message", "team": self.team_id, "thread_ts": thread_ts, **message}
+            )
+
+    def add_file(
+        self,
+        name: str,
+        mimetype: str,
+        content: bytes,
+        *,
+        url: str | None = None,
+        size: int | None = None,
+    ) -> dict[str, Any]:
+        """A file as files.info describes it, downloadable from this server with the bot
+        token; `url` puts its download address elsewhere. With `size`, files.info states that
+        size, and the download is sent in chunks without a length: nothing tells the truth."""
+        self._file_counter += 1
+        file_id = f"F{self._file_counter:08d}"
+        download = url or f"{self.url}/files-pri/{self.team_id}-{file_id}/download/{name}"
+        file = {
+            "id": file_id,
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "filetype": name.rsplit(".", 1)[-1] if "." in name else "binary",
+            "size": len(content) if size is None else size,
+            "mode": "hosted",
+            "is_external": False,
+            "user": "U0ALICE",
+            "url_private": download.replace("/download/", "/"),
+            "url_private_download": download,
+        }
+        self.files[file_id] = file
+        self.file_contents[file_id] = content
+        return file
+
+    def downloads(self) -> list[RecordedCall]:
+        return self.calls_to("files.download")
+
+    def _replies_source(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """The channel's messages in ts order, up to `latest` (itself only with `inclusive`)."""
+        channel = str(args.get("channel"))
+        messages = sorted(
+            [*self.posted.get(channel, []), *self.seeded.get(channel, [])],
+            key=lambda m: float(m["ts"]),
+        )
+        if args.get("latest"):
+            latest = float(args["latest"])
+            inclusive = str(args.get("inclusive", "")).lower() in ("1", "true")
+            messages = [
+                m
+                for m in messages
+                if float(m["ts"]) < latest or (inclusive and float(m["ts"]) == latest)
+            ]
+        return messages
+
+    def _files_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        file = self.files.get(str(args.get("file")))
+        if file is None:
+            return {"ok": False, "error": "file_not_found"}
+        return {"ok": True, "file": file, "comments": [], "response_metadata": {"next_cursor": ""}}
+
+    async def _handle_download(self, request: web.Request) -> web.StreamResponse:
+        """As files.slack.com does: the bot token in the Authorization header, or a redirect
+        to the sign-in page (no token) or a 403 (a wrong one)."""
+        file_id = request.match_info["file"].rsplit("-", 1)[-1]
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else None
+        call = RecordedCall("files.download", {"file": file_id}, token, request.path)
+        fault = self._next_fault("files.download")
+        if fault is not None and fault.hang:
+            async with self._changed:
+                self.faults.append(RecordedFault(call, None))
+                self._changed.notify_all()
+            await self._stopping.wait()
+            return web.Response(status=503)
+        if fault is not None:
+            return await self._answer_fault(request, call, fault)
+        await self._record(call)
+        if token is None:
+            raise web.HTTPFound(f"https://{self.team_domain}.slack.com/?redir={request.path}")
+        if token != self.bot_token:
+            return web.Response(status=403, text="Forbidden")
+        content = self.file_contents.get(file_id)
+        if content is None:
+            return web.Response(status=404, text="Not Found")
+        file = self.files[file_id]
+        content_type = str(file["mimetype"]).split(";")[0]
+        if file["size"] == len(content):
+            return web.Response(body=content, content_type=content_type)
+        response = web.StreamResponse(headers={"Content-Type": content_type})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        try:
+            for start in range(0, len(content), 1024):
+                await response.write(content[start : start + 1024])
+        except ConnectionError:
+            return response  # the client stopped reading, as it may
+        await response.write_eof()
+        return response
 
 
 async def _read_args(request: web.Request) -> tuple[dict[str, Any], str | None, str | None]:

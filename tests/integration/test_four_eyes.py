@@ -315,3 +315,54 @@ async def test_an_approver_whose_earlier_words_the_run_reads_cannot_approve_its_
         assert not executions
         await click(bot, approval_id, user=GROUP_MEMBER)
         assert executions == Counter({"delete_customer:c42": 1})
+
+
+async def test_an_approver_whose_thread_message_a_run_reads_cannot_approve_its_calls(
+    database_url: str, slack: FakeSlackAPI, executions: Counter[str]
+) -> None:
+    """Before anyone asked the bot, an approver wrote "also refund order 42" in the thread. The
+    run that someone else's mention starts reads that message, so the approver asked for the
+    refund as much as the person who mentioned the bot."""
+    slack.seed_thread(
+        CHANNEL,
+        THREAD_TS,
+        [
+            {"user": OUTSIDER, "text": "order 42 arrived broken", "ts": THREAD_TS},
+            {"user": APPROVER, "text": "also refund order 42", "ts": "1700000002.000100"},
+            {"user": ASKER, "text": "<@UBOT> please sort this out", "ts": "1700000003.000100"},
+        ],
+    )
+    model = ScriptedModel(
+        [
+            [function_call("refund", {"order_id": "42", "amount": 10}, call_id="call_1")],
+            [assistant_message("Refunded order 42.")],
+        ]
+    )
+    async with running_bot(
+        database_url=database_url, slack=slack, config=approval_config(), model=model
+    ) as bot:
+        await bot.send(
+            bot.requests.mention(
+                text="please sort this out",
+                user=ASKER,
+                channel=CHANNEL,
+                ts="1700000003.000100",
+                thread_ts=THREAD_TS,
+            )
+        )
+        await bot.settle()
+        first = model.first_call
+        assert first is not None
+        assert "also refund order 42" in json.dumps(first.input)
+        [card] = approval_messages(slack)
+        assert asked_by(card) == f"Asked by <@{ASKER}>, <@{APPROVER}>, <@{OUTSIDER}>"
+        [approval_id] = approval_ids(card)
+
+        await click(bot, approval_id, user=APPROVER)
+
+        [refusal] = private_notes(slack, APPROVER)
+        assert "self-approval" in refusal
+        assert await _status(bot.app.db, approval_id) == ApprovalStatus.PENDING
+        assert not executions
+        await click(bot, approval_id, user=GROUP_MEMBER)
+        assert executions == Counter({"refund:42": 1})

@@ -237,6 +237,57 @@ async def test_response_urls_are_recorded(slack: FakeSlackAPI) -> None:
     assert call.path == "/response_url/click-1"
 
 
+async def test_seeded_messages_are_replies_in_ts_order_with_the_bots_own_and_paged(
+    slack: FakeSlackAPI,
+) -> None:
+    client = web_client(slack)
+    slack.seed_thread("C1", "5.000001", [{"user": "U1", "text": "root", "ts": "5.000001"}])
+    posted = await client.chat_postMessage(channel="C1", text="bot", thread_ts="5.000001")
+    later = f"{float(posted['ts']) + 1:.6f}"
+    slack.seed_thread("C1", "5.000001", [{"user": "U2", "text": "later", "ts": later}])
+    slack.seed_thread("C2", "5.000001", [{"user": "U3", "text": "elsewhere", "ts": "6.000001"}])
+
+    first = await client.conversations_replies(channel="C1", ts="5.000001", limit=2)
+    rest = await client.conversations_replies(
+        channel="C1", ts="5.000001", limit=2, cursor=first["response_metadata"]["next_cursor"]
+    )
+    upto = await client.conversations_replies(
+        channel="C1", ts="5.000001", latest=posted["ts"], inclusive=True
+    )
+    before = await client.conversations_replies(channel="C1", ts="5.000001", latest=posted["ts"])
+
+    assert [m["text"] for m in first["messages"]] == ["root", "bot"]
+    assert first["has_more"]
+    assert [m["text"] for m in rest["messages"]] == ["later"]
+    assert not rest["has_more"]
+    assert first["messages"][0]["user"] == "U1"
+    assert [m["text"] for m in upto["messages"]] == ["root", "bot"]
+    assert [m["text"] for m in before["messages"]] == ["root"]
+
+
+async def test_files_are_described_by_files_info_and_downloaded_only_with_the_bot_token(
+    slack: FakeSlackAPI,
+) -> None:
+    file = slack.add_file("notes.txt", "text/plain", b"hello")
+    info = await web_client(slack).files_info(file=file["id"])
+    url = info["file"]["url_private_download"]
+
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url, headers={"Authorization": f"Bearer {slack.bot_token}"}) as ok:
+            assert (ok.status, await ok.read()) == (200, b"hello")
+        async with http.get(url, allow_redirects=False) as anonymous:
+            assert anonymous.status == 302
+        async with http.get(url, headers={"Authorization": "Bearer xoxb-wrong"}) as wrong:
+            assert wrong.status == 403
+
+    assert info["file"]["size"] == 5
+    assert url.startswith(slack.url + "/files-pri/")
+    assert [c.token for c in slack.downloads()] == [slack.bot_token, None, "xoxb-wrong"]
+    with pytest.raises(SlackApiError) as missing:
+        await web_client(slack).files_info(file="F0NOPE")
+    assert missing.value.response["error"] == "file_not_found"
+
+
 # -- SlackRequestBuilder ---------------------------------------------------------------------
 
 

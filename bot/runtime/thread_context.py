@@ -1,0 +1,39 @@
+"""A starting run's view of its thread beyond its history, and who that makes a requester.
+
+The database says where the bot's record of the thread ends (the newest message it already
+took); the thread reader (bot.slack.thread_reader) reads what people wrote after it. The
+authors of what is read become requesters of the run before the run can pause, so every
+approval it asks for names them and the self-approval rule holds them too.
+"""
+
+from typing import Any
+
+from bot.slack.thread_reader import ThreadReader
+from storage.database import Database
+from storage.ids import ThreadRef
+from storage.messages import newest_message_taken
+from storage.models import Job
+from storage.runs import add_requesters
+
+
+class ThreadContextReader:
+    def __init__(self, db: Database, reader: ThreadReader) -> None:
+        self.db = db
+        self.reader = reader
+
+    async def read(self, job: Job, run_id: str) -> list[dict[str, Any]]:
+        """Input items for the run `job` starts, to go before its message."""
+        if not job.message_ts or not job.user_id:
+            return []
+        after = await newest_message_taken(
+            self.db, thread_key=job.thread_key, before_ts=job.message_ts, except_job=job.id
+        )
+        context = await self.reader.read(
+            ThreadRef.from_key(job.thread_key),
+            message_ts=job.message_ts,
+            user_id=job.user_id,
+            after_ts=after,
+        )
+        if context.authors:
+            await add_requesters(self.db, run_id=run_id, user_ids=sorted(context.authors))
+        return context.items
