@@ -173,6 +173,7 @@ def test_pings_and_phishing_arrive_in_markdown_as_text(template: str, hostile: s
         # a fence whose end depends on list or quote structure
         "> ```\n<!channel>\n",
         "  ```\n<!channel>\n  ```\n",
+        "  ```\n<x>\n  ```\n  <!channel>",
         "- a\n    ```\n  ```\n  <!channel>",
         "- ```\n  code\n<!channel>",
         "    ```\n<!channel>\n```",
@@ -205,6 +206,7 @@ STREAMED = [
     "```python\nif a < b:\n    print('<!here>')\n```\nafter <b> & [x](javascript:1)",
     "- item\n  - ```\n    <a>\n    ```\n  <!channel>\n> quote `q`\n>> deeper",
     "| a | `b|c` |\n|:-|-:|\n| `<x>` | [l](https://e.example) |\n\ntext ` stray",
+    "| a | b |\n| --- | :-: |\n| `<y>|z` | w |",
     "a `b\nc` <!channel> `x` ``y`` ```z``` ![img](https://i.example/p.png)",
     "[ref]: https://evil\n[nested [brackets]](https://a.example) \\<esc\\> \\` ] ( ]: "
     "<me@a.example>",
