@@ -640,6 +640,7 @@ _MAYBE_DELIMITER_ROW = re.compile(r"[ \t>|:\-]*")
 _DELIMITER_LOOKING = re.compile(r"[ \t>]*" + _DELIMITER_ROW.pattern)
 _ITEM_FENCE_PREFIX = re.compile(r" {0,3}(?:[-+*]|1[.)]) {1,4}")
 _QUOTE_PREFIX = re.compile(r"[ \t>]*")
+_ENTITY_RUN = re.compile(r"[&>]+|<+(?=<)|<")
 _SAFE_RUN = re.compile(r"[^&<>\\`\[\]!\n]+")
 
 
@@ -839,7 +840,9 @@ class MarkdownSanitizer:
             if link is not None and _LINK_SCHEME.match(link.url):
                 return _safe_link(link), link.end
         if char in _ESCAPES:
-            return _ESCAPES[char], at + 1
+            entities = _ENTITY_RUN.match(text, at)
+            assert entities is not None
+            return _entities(entities.group()), entities.end()
         if char == "`":
             return self._code_span(text, at, final)
         if at + 1 >= len(text) and char in "\\!]":
@@ -994,10 +997,15 @@ class _Splitter:
     def fits(self, start: int, reopen: _Fence | None, cut: _Cut | None) -> bool:
         return self.measure(self.render(start, reopen, cut)) <= self.limit
 
+    def horizon(self, start: int) -> int:
+        """How far from `start` a part can reach at most: Markdown made safe is never much
+        shorter than its source (a link loses at most its title)."""
+        return start + 2 * self.limit + 2 * _MAX_LINK
+
     def parts(self) -> list[str]:
         parts: list[str] = []
         start, reopen = 0, None
-        while not self.fits(start, reopen, None):
+        while len(self.md) > self.horizon(start) or not self.fits(start, reopen, None):
             cut = self.best_cut(start, reopen) or self.cut_in_word(start, reopen)
             parts.append(self.render(start, reopen, cut))
             start, reopen = cut.resume, cut.fence
@@ -1007,25 +1015,20 @@ class _Splitter:
         return parts
 
     def best_cut(self, start: int, reopen: _Fence | None) -> _Cut | None:
-        """The furthest cut that fits, of the best kind that has one. Fitting is monotone for
-        all practical purposes, so a binary search finds it; the scan back only guards the
-        rest. Past the horizon nothing can fit: escaping never shrinks text by much."""
-        horizon = start + 4 * self.limit + 1000
+        """The furthest cut that fits, of the best kind that has one."""
+        horizon = self.horizon(start)
         for cuts in self.kinds:
             candidates = [
                 c for c in cuts if start < c.end <= horizon and self.md[start : c.end].strip()
             ]
-            low, high = 0, len(candidates)
-            while low < high:
-                middle = (low + high) // 2
-                if self.fits(start, reopen, candidates[middle]):
-                    low = middle + 1
-                else:
-                    high = middle
-            for index in range(low - 1, -1, -1):
-                if self.fits(start, reopen, candidates[index]):
-                    return candidates[index]
+            found = self.furthest(start, reopen, candidates)
+            if found is not None:
+                return found
         return None
+
+    def furthest(self, start: int, reopen: _Fence | None, candidates: list[_Cut]) -> _Cut | None:
+        found = _last_true(len(candidates), lambda i: self.fits(start, reopen, candidates[i]))
+        return candidates[found] if found >= 0 else None
 
     def cut_in_word(self, start: int, reopen: _Fence | None) -> _Cut:
         """A word longer than the limit is cut where the most of it fits (one character at
@@ -1035,14 +1038,29 @@ class _Splitter:
             line = max(0, bisect_right(self.starts, end) - 1)
             return _Cut(end, end, self.inside[line])
 
-        low, high = start + 1, len(self.md)
-        while low < high:
-            middle = (low + high + 1) // 2
-            if self.fits(start, reopen, cut_at(middle)):
-                low = middle
-            else:
-                high = middle - 1
-        return cut_at(low)
+        room = min(len(self.md), self.horizon(start)) - start
+        found = _last_true(room, lambda i: self.fits(start, reopen, cut_at(start + 1 + i)))
+        return cut_at(start + 1 + max(found, 0))
+
+
+def _last_true(count: int, holds: Callable[[int], bool]) -> int:
+    """The last index below `count` where `holds`, which is true up to some index and false
+    after; -1 when it holds nowhere. Gallops from the start, so that the parts measured are
+    never much longer than the answer: measuring costs as much as the text measured."""
+    if not count or not holds(0):
+        return -1
+    good, step = 0, 1
+    while good + step < count and holds(good + step):
+        good += step
+        step *= 2
+    bad = min(good + step, count)
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        if holds(middle):
+            good = middle
+        else:
+            bad = middle
+    return good
 
 
 # -- answers ---------------------------------------------------------------------------------
