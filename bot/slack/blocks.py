@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bot.slack import markdown
 from bot.slack.mrkdwn import FALLBACK_TEXT_LIMIT as FALLBACK_TEXT_LIMIT
-from bot.slack.mrkdwn import _safe_cut
 from bot.slack.mrkdwn import escape as escape
 from bot.slack.mrkdwn import truncate as truncate
 
@@ -200,24 +200,16 @@ def plain(text: str) -> tuple[str, list[Block]]:
     return truncate(text, FALLBACK_TEXT_LIMIT), [_section(text)]
 
 
+def answers(text: str) -> list[tuple[str, list[Block]]]:
+    """The model's answer as the messages that carry it, in order, nothing left out: Markdown
+    blocks made safe, and mrkdwn fallback text (see `bot.slack.markdown`)."""
+    return markdown.answer_messages(text)
+
+
 def answer(text: str) -> tuple[str, list[Block]]:
-    """The model's answer, escaped: its fallback text and its sections."""
-    text = text or "(empty answer)"
-    return escape(text, FALLBACK_TEXT_LIMIT), answer_chunks(text)
-
-
-def answer_chunks(text: str, *, limit: int = SECTION_LIMIT, max_blocks: int = 50) -> list[Block]:
-    """A long answer, escaped, as several sections, so nothing is cut until Slack's block
-    limit; no chunk ends inside an entity."""
-    escaped = escape(text or "(empty answer)")
-    chunks: list[str] = []
-    start = 0
-    while len(escaped) - start > limit and len(chunks) < max_blocks - 1:
-        end = _safe_cut(escaped, start + limit)
-        chunks.append(escaped[start:end])
-        start = end
-    chunks.append(truncate(escaped[start:], limit))
-    return [{"type": "section", "text": {"type": "mrkdwn", "text": c}} for c in chunks]
+    """The first message of the answer: all of it when it fits one message (12,000
+    characters); `answers` carries the rest."""
+    return answers(text)[0]
 
 
 @dataclass(frozen=True)
