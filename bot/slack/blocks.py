@@ -8,10 +8,15 @@ deciders and requesters, and dates. Limits count the escaped text, as Slack does
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from bot.slack import markdown
+from bot.slack.mrkdwn import FALLBACK_TEXT_LIMIT as FALLBACK_TEXT_LIMIT
+from bot.slack.mrkdwn import escape as escape
+from bot.slack.mrkdwn import truncate as truncate
 
 APPROVE_ACTION = "threadgate_approve"
 REJECT_ACTION = "threadgate_reject"
@@ -22,7 +27,6 @@ REASON_INPUT = "reason_input"
 
 SECTION_LIMIT = 3000
 ARGUMENTS_LIMIT = 2500
-FALLBACK_TEXT_LIMIT = 3000
 REASON_LIMIT = 2000
 BUTTON_VALUE_LIMIT = 2000
 
@@ -40,70 +44,7 @@ class ApprovalView:
     approvers: Sequence[str]
 
 
-_ESCAPED = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _SLACK_ID = re.compile(r"[A-Z0-9]{2,40}")
-
-
-def _marker(removed: int) -> str:
-    return f"… ({removed} more characters)"
-
-
-def _escape_all(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _prefix_that_fits(text: str, room: int) -> int:
-    """How many characters of `text` fit in `room` once escaped; reads no further than needed."""
-    used = 0
-    for index, char in enumerate(text):
-        used += len(_ESCAPED.get(char, char))
-        if used > room:
-            return index
-    return len(text)
-
-
-def escape(text: str, limit: int | None = None) -> str:
-    """Untrusted text made literal for mrkdwn. With a limit, the escaped text fits it, is never
-    cut inside an entity, and the marker counts the characters of `text` left out."""
-    if limit is None or _prefix_that_fits(text, limit) == len(text):
-        return _escape_all(text)
-    kept = _keep(len(text), limit, lambda room: _prefix_that_fits(text, room))
-    if kept is None:
-        return _escape_all(text[: _prefix_that_fits(text, limit)])
-    return _escape_all(text[:kept]) + _marker(len(text) - kept)
-
-
-def _keep(length: int, limit: int, fit: Callable[[int], int]) -> int | None:
-    """How much to keep so that it and the marker counting the rest fit `limit`, or None when
-    no marker fits. The marker for all `length` characters is the longest there can be; the
-    second pass takes back the room a shorter count leaves."""
-    longest = len(_marker(length))
-    if limit < longest:
-        return None
-    kept = fit(limit - longest)
-    return fit(limit - len(_marker(length - kept)))
-
-
-def _safe_cut(text: str, cut: int) -> int:
-    """Move a cut back so that it falls neither inside an entity nor inside one of our `<…>`."""
-    amp = text.rfind("&", max(0, cut - 4), cut)
-    if amp != -1 and ";" not in text[amp:cut]:
-        cut = amp
-    bracket = text.rfind("<", max(0, cut - 300), cut)
-    if bracket != -1 and ">" not in text[bracket:cut]:
-        cut = bracket
-    return cut
-
-
-def truncate(text: str, limit: int) -> str:
-    """Cut text that is already safe mrkdwn to `limit` characters; the marker counts exactly
-    the characters removed."""
-    if len(text) <= limit:
-        return text
-    cut = _keep(len(text), limit, lambda room: _safe_cut(text, room))
-    if cut is None:
-        return text[: _safe_cut(text, limit)]
-    return text[:cut] + _marker(len(text) - cut)
 
 
 def pretty_arguments(arguments: str) -> str:
@@ -259,24 +200,16 @@ def plain(text: str) -> tuple[str, list[Block]]:
     return truncate(text, FALLBACK_TEXT_LIMIT), [_section(text)]
 
 
+def answers(text: str) -> list[tuple[str, list[Block]]]:
+    """The model's answer as the messages that carry it, in order, nothing left out: Markdown
+    blocks made safe, and mrkdwn fallback text (see `bot.slack.markdown`)."""
+    return markdown.answer_messages(text)
+
+
 def answer(text: str) -> tuple[str, list[Block]]:
-    """The model's answer, escaped: its fallback text and its sections."""
-    text = text or "(empty answer)"
-    return escape(text, FALLBACK_TEXT_LIMIT), answer_chunks(text)
-
-
-def answer_chunks(text: str, *, limit: int = SECTION_LIMIT, max_blocks: int = 50) -> list[Block]:
-    """A long answer, escaped, as several sections, so nothing is cut until Slack's block
-    limit; no chunk ends inside an entity."""
-    escaped = escape(text or "(empty answer)")
-    chunks: list[str] = []
-    start = 0
-    while len(escaped) - start > limit and len(chunks) < max_blocks - 1:
-        end = _safe_cut(escaped, start + limit)
-        chunks.append(escaped[start:end])
-        start = end
-    chunks.append(truncate(escaped[start:], limit))
-    return [{"type": "section", "text": {"type": "mrkdwn", "text": c}} for c in chunks]
+    """The first message of the answer: all of it when it fits one message (12,000
+    characters); `answers` carries the rest."""
+    return answers(text)[0]
 
 
 @dataclass(frozen=True)

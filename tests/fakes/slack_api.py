@@ -30,6 +30,7 @@ MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
 MAX_ID_LENGTH = 255
 MAX_BUTTON_VALUE = 2000
+MAX_MARKDOWN_TEXT = 12_000
 
 
 @dataclass(frozen=True)
@@ -689,6 +690,13 @@ def _block_problems(blocks: Any) -> list[str]:
             long_value = len(str(element.get("value", ""))) > MAX_BUTTON_VALUE
             if element.get("type") == "button" and long_value:
                 problems.append(f"block {index}: button value longer than {MAX_BUTTON_VALUE}")
+    markdown = sum(
+        len(str(b.get("text", "")))
+        for b in blocks
+        if isinstance(b, dict) and b.get("type") == "markdown"
+    )
+    if markdown > MAX_MARKDOWN_TEXT:
+        problems.append(f"markdown blocks hold {markdown} characters, at most {MAX_MARKDOWN_TEXT}")
     return problems
 
 

@@ -98,13 +98,38 @@ async def test_the_answer_the_card_the_decision_and_the_outcome_arrive_as_text(
         assert executions == Counter({f"delete_customer:{HOSTILE}": 1})
         answer = slack.messages_in_thread(CHANNEL, THREAD_TS)[-1]
         assert answer.args["text"] == ESCAPED
-        assert [b["text"]["text"] for b in answer.args["blocks"]] == [ESCAPED]
+        assert [(b["type"], b["text"]) for b in answer.args["blocks"]] == [("markdown", ESCAPED)]
         outcome = "".join(_strings(slack.calls_to("chat.update")[-1].args["blocks"]))
         assert f"customer {ESCAPED} deleted" in outcome
         assert f"Approved by <@{APPROVER}>" in outcome
         [late] = private_notes(slack, GROUP_MEMBER)
         assert f"<@{APPROVER}>" in late
         assert_no_foreign_markup(slack)
+
+
+async def test_a_markdown_answer_shows_its_links_and_pings_nobody_in_either_rendering(
+    database_url: str, slack: FakeSlackAPI
+) -> None:
+    answer = f"**Done.** [Log in](https://evil.example/login) `<!channel>` {HOSTILE}"
+    async with running_bot(
+        database_url=database_url,
+        slack=slack,
+        config=approval_config(),
+        model=hostile_delete(answer),
+    ) as bot:
+        await ask(bot)
+        [approval_id] = approval_ids(approval_messages(slack)[0])
+        await click(bot, approval_id)
+
+        posted = slack.messages_in_thread(CHANNEL, THREAD_TS)[-1]
+        [block] = posted.args["blocks"]
+        assert block["type"] == "markdown"
+        shown = "Log in ([https://evil.example/login](https://evil.example/login))"
+        assert block["text"] == f"**Done.** {shown} `<!channel>` {ESCAPED}"
+        assert "<" not in block["text"].replace("`<!channel>`", "")
+        text = posted.args["text"]
+        assert text == f"*Done.* Log in (<https://evil.example/login>) `&lt;!channel&gt;` {ESCAPED}"
+        assert "<" not in text.replace("<https://evil.example/login>", "")
 
 
 async def test_a_rejection_reason_arrives_as_text_in_the_card_and_in_private_notes(

@@ -13,7 +13,7 @@ from bot.slack.blocks import (
     ApprovalView,
     Block,
     DecisionView,
-    answer_chunks,
+    answers,
     approval_decided,
     approval_request,
     reject_modal,
@@ -299,49 +299,26 @@ def test_reject_modal_with_a_huge_tool_name_stays_within_limits() -> None:
     assert len(modal["title"]["text"]) <= 24
 
 
-# answer_chunks
+# answers
 
 
-def _chunk_texts(blocks: list[Block]) -> list[str]:
-    return [block["text"]["text"] for block in blocks]
+@pytest.mark.parametrize("size", [1, 11_999, 12_000, 12_001, 150_000])
+def test_answers_stay_within_slack_limits(size: int) -> None:
+    messages = answers("a" * size)
+
+    assert len(messages) == -(-size // 12_000)
+    for text, blocks in messages:
+        assert len(text) <= 3000
+        assert [block["type"] for block in blocks] == ["markdown"]
+        assert sum(len(block["text"]) for block in blocks) <= 12_000
+    assert "".join(blocks[0]["text"] for _, blocks in messages) == "a" * size
 
 
-@pytest.mark.parametrize("size", [1, 2999, 3000, 3001, 150_000, 150_001, 1_000_000])
-def test_answer_chunks_stay_within_slack_limits(size: int) -> None:
-    blocks = answer_chunks("a" * size)
+def test_an_empty_answer_still_makes_a_valid_message() -> None:
+    [(text, blocks)] = answers("")
 
-    _assert_within_slack_limits(blocks)
-    assert all(block["type"] == "section" for block in blocks)
-
-
-def test_answer_chunks_keep_the_whole_answer_when_it_fits() -> None:
-    text = "".join(chr(ord("a") + i % 26) for i in range(10_000))
-
-    blocks = answer_chunks(text)
-
-    assert len(blocks) == 4
-    assert "".join(_chunk_texts(blocks)) == text
-
-
-def test_answer_chunks_mark_what_was_cut() -> None:
-    blocks = answer_chunks("a" * 1_000_000)
-
-    assert len(blocks) == 50
-    assert "more characters" in _chunk_texts(blocks)[-1]
-
-
-def test_answer_chunks_honour_smaller_limits() -> None:
-    blocks = answer_chunks("a" * 10_000, limit=100, max_blocks=5)
-
-    assert len(blocks) == 5
-    assert all(len(text) <= 100 for text in _chunk_texts(blocks))
-
-
-def test_empty_answer_still_makes_a_valid_section() -> None:
-    blocks = answer_chunks("")
-
-    assert len(blocks) == 1
-    assert _chunk_texts(blocks)[0]
+    assert text
+    assert blocks[0]["text"]
 
 
 # truncate

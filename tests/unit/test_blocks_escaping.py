@@ -8,11 +8,10 @@ import pytest
 
 from bot.slack.blocks import (
     ApprovalView,
-    Block,
     DecisionView,
     InFlightCall,
     answer,
-    answer_chunks,
+    answers,
     approval_decided,
     approval_request,
     decision_line,
@@ -126,22 +125,25 @@ def test_huge_hostile_reasons_and_outcomes_stay_within_limits() -> None:
     assert_only_our_markup(texts)
 
 
-def test_an_answer_is_escaped_and_its_chunks_never_split_an_entity() -> None:
+def test_an_answer_is_escaped_and_its_messages_never_split_an_entity() -> None:
     text = "&<>" * 5_000
 
-    fallback, blocks = answer(text)
+    messages = answers(text)
 
-    assert_only_our_markup([fallback, *_strings(blocks)])
-    assert len(fallback) <= 3000
-    assert all(len(t) <= 3000 for t in _strings(blocks))
-    assert "".join(_strings(blocks)) == escape(text)
+    assert answer(text) == messages[0]
+    for fallback, blocks in messages:
+        assert_only_our_markup([fallback, *_strings(blocks)])
+        assert len(fallback) <= 3000
+        assert sum(len(t) for t in _strings(blocks)) <= 12_000
+    assert "".join(t for _, blocks in messages for t in _strings(blocks)) == escape(text)
 
 
-def test_an_answer_too_long_for_fifty_blocks_is_cut_on_an_entity_boundary() -> None:
-    blocks: list[Block] = answer_chunks("&" * 1_000_000)
+def test_a_huge_answer_arrives_in_as_many_messages_as_it_takes() -> None:
+    messages = answers("&" * 100_000)
 
-    assert len(blocks) == 50
-    assert_only_our_markup(_strings(blocks))
+    assert len(messages) == 42
+    for fallback, blocks in messages:
+        assert_only_our_markup([fallback, *_strings(blocks)])
 
 
 def test_the_interrupted_note_shows_tool_names_and_arguments_as_text() -> None:

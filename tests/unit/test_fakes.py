@@ -158,6 +158,20 @@ async def test_messages_slack_would_refuse_are_refused(slack: FakeSlackAPI) -> N
         assert refused.value.response["error"] == "invalid_blocks"
 
 
+async def test_markdown_blocks_are_refused_past_12000_characters_in_all(
+    slack: FakeSlackAPI,
+) -> None:
+    client = web_client(slack)
+    fits = [{"type": "markdown", "text": "x" * 6000}] * 2
+    too_much = [*fits, {"type": "markdown", "text": "x"}]
+
+    await client.chat_postMessage(channel="C1", text="x", blocks=fits)
+    with pytest.raises(SlackApiError) as refused:
+        await client.chat_postMessage(channel="C1", text="x", blocks=too_much)
+
+    assert refused.value.response["error"] == "invalid_blocks"
+
+
 async def test_a_429_then_success_is_retried_by_the_rate_limit_handler(
     slack: FakeSlackAPI,
 ) -> None:
