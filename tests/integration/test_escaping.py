@@ -98,7 +98,9 @@ async def test_the_answer_the_card_the_decision_and_the_outcome_arrive_as_text(
         assert executions == Counter({f"delete_customer:{HOSTILE}": 1})
         answer = slack.messages_in_thread(CHANNEL, THREAD_TS)[-1]
         assert answer.args["text"] == ESCAPED
-        assert [(b["type"], b["text"]) for b in answer.args["blocks"]] == [("markdown", ESCAPED)]
+        [shown, feedback] = answer.args["blocks"]
+        assert (shown["type"], shown["text"]) == ("markdown", ESCAPED)
+        assert feedback["type"] == "context_actions"
         outcome = "".join(_strings(slack.calls_to("chat.update")[-1].args["blocks"]))
         assert f"customer {ESCAPED} deleted" in outcome
         assert f"Approved by <@{APPROVER}>" in outcome
@@ -122,7 +124,7 @@ async def test_a_markdown_answer_shows_its_links_and_pings_nobody_in_either_rend
         await click(bot, approval_id)
 
         posted = slack.messages_in_thread(CHANNEL, THREAD_TS)[-1]
-        [block] = posted.args["blocks"]
+        [block, _feedback] = posted.args["blocks"]
         assert block["type"] == "markdown"
         shown = "Log in ([https://evil.example/login](https://evil.example/login))"
         assert block["text"] == f"**Done.** {shown} `<!channel>` {ESCAPED}"
