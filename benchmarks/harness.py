@@ -93,7 +93,7 @@ class Fakes:
     def forget(self) -> None:
         """Drop what the fakes recorded, so waiting never scans a long list of old calls."""
         self.slack.reset()
-        self.model.requests.clear()
+        self.model.clear_records()
 
     async def wait_post(
         self, where: Callable[[RecordedCall], bool], *, count: int = 1, within: float = 60.0

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import re
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -49,6 +50,32 @@ class _Failure:
     retry_after_ms: int | None
 
 
+@dataclass
+class Timing:
+    """When one accepted request arrived and when each streamed text delta left the server.
+
+    Times are ``time.monotonic()``, comparable with the caller's own readings.
+    """
+
+    received_at: float
+    deltas: list[tuple[float, str]] = field(default_factory=list)
+    finished_at: float | None = None
+
+    @property
+    def first_token_at(self) -> float | None:
+        return self.deltas[0][0] if self.deltas else None
+
+
+@dataclass(frozen=True)
+class _Event:
+    """One SSE event; ``text`` is the answer text it carries, ``content`` whether it carries
+    generated output (text or tool-call arguments), which is what the delays pace."""
+
+    data: str
+    text: str | None = None
+    content: bool = False
+
+
 Responder = Callable[[dict[str, Any]], Reply | Awaitable[Reply]]
 
 
@@ -68,7 +95,17 @@ def tool_calls_reply(*calls: tuple[str, dict[str, Any]]) -> Reply:
 class FakeModelServer:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        # timings[i] belongs to requests[i]; clear both with `clear_records`.
+        self.timings: list[Timing] = []
         self.failed_requests: list[dict[str, Any]] = []
+        # Generation pace, so tests and benchmarks see text arrive over time: seconds before
+        # the first delta of output, and between later ones. A plain (non-streamed) answer
+        # waits the whole generation time before it is sent.
+        self.first_token_delay: float = 0.0
+        self.token_delay: float = 0.0
+        # Characters per streamed delta. Unset, deltas are words once a delay is set, and
+        # otherwise two halves (enough to show clients concatenate).
+        self.token_size: int | None = None
         self._queue: deque[Reply] = deque()
         self._failures: deque[_Failure] = deque()
         self._responder: Responder | None = None
@@ -168,6 +205,15 @@ class FakeModelServer:
         """
         self._failures.extend(_Failure(status, retry_after_ms) for _ in range(times))
 
+    def clear_records(self) -> None:
+        """Forgets the requests seen and their timings together, keeping them paired.
+
+        Scripted replies, failures and pacing stay.
+        """
+        self.requests.clear()
+        self.timings.clear()
+        self.failed_requests.clear()
+
     @property
     def queued(self) -> int:
         return len(self._queue)
@@ -188,7 +234,7 @@ class FakeModelServer:
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    async def _receive(self, request: web.Request) -> dict[str, Any] | web.Response:
+    async def _receive(self, request: web.Request) -> tuple[dict[str, Any], Timing] | web.Response:
         """Returns the body to answer, or the error response that answers it already."""
         try:
             body = await request.json()
@@ -206,10 +252,12 @@ class FakeModelServer:
                 headers["retry-after-ms"] = str(failure.retry_after_ms)
             kind = "rate_limit_exceeded" if failure.status == 429 else "server_error"
             return _error(failure.status, kind, "injected failure", headers)
+        timing = Timing(received_at=time.monotonic())
         async with self._changed:
             self.requests.append(body)
+            self.timings.append(timing)
             self._changed.notify_all()
-        return body
+        return body, timing
 
     async def _next_reply(self, body: dict[str, Any]) -> Reply:
         if self._queue:
@@ -222,27 +270,72 @@ class FakeModelServer:
         return text_reply(DEFAULT_TEXT)
 
     async def _handle_responses(self, request: web.Request) -> web.StreamResponse:
-        body = await self._receive(request)
-        if isinstance(body, web.Response):
-            return body
+        received = await self._receive(request)
+        if isinstance(received, web.Response):
+            return received
+        body, timing = received
         reply = await self._next_reply(body)
         response = _response_json(body, reply)
+        events = [_response_event(e) for e in _response_events(response, self._split)]
         if not body.get("stream"):
+            await self._generate(events)
+            timing.finished_at = time.monotonic()
             return web.json_response(response)
-        events = _response_events(response)
-        return await _stream(
-            request, (f"event: {e['type']}\ndata: {json.dumps(e)}" for e in events)
-        )
+        return await self._stream(request, events, timing)
 
     async def _handle_chat(self, request: web.Request) -> web.StreamResponse:
-        body = await self._receive(request)
-        if isinstance(body, web.Response):
-            return body
+        received = await self._receive(request)
+        if isinstance(received, web.Response):
+            return received
+        body, timing = received
         reply = await self._next_reply(body)
+        events = [_chat_event(c) for c in _chat_chunks(body, reply, self._split)]
         if not body.get("stream"):
+            await self._generate(events)
+            timing.finished_at = time.monotonic()
             return web.json_response(_chat_completion(body, reply))
-        chunks = [f"data: {json.dumps(c)}" for c in _chat_chunks(body, reply)]
-        return await _stream(request, [*chunks, "data: [DONE]"])
+        return await self._stream(request, [*events, _Event("data: [DONE]")], timing)
+
+    # -- pacing ----------------------------------------------------------------------------
+
+    def _split(self, text: str) -> list[str]:
+        if self.token_size is not None:
+            size = max(1, self.token_size)
+            return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+        if self.first_token_delay > 0 or self.token_delay > 0:
+            # Each word with the space before it, as model tokens come (" world").
+            return re.findall(r"\s*\S+|\s+$", text) or [""]
+        return _halves(text)
+
+    def _delay_before(self, index: int) -> float:
+        return self.first_token_delay if index == 0 else self.token_delay
+
+    async def _generate(self, events: list[_Event]) -> None:
+        """Spends the time streaming would have, for an answer sent whole."""
+        total = sum(self._delay_before(i) for i in range(sum(e.content for e in events)))
+        if total > 0:
+            await asyncio.sleep(total)
+
+    async def _stream(
+        self, request: web.Request, events: list[_Event], timing: Timing
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        produced = 0
+        for event in events:
+            if event.content:
+                delay = self._delay_before(produced)
+                produced += 1
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await response.write(event.data.encode() + b"\n\n")
+            if event.text is not None:
+                timing.deltas.append((time.monotonic(), event.text))
+        await response.write_eof()
+        timing.finished_at = time.monotonic()
+        return response
 
 
 def _error(
@@ -252,15 +345,23 @@ def _error(
     return web.json_response({"error": error}, status=status, headers=headers)
 
 
-async def _stream(request: web.Request, events: Iterator[str] | list[str]) -> web.StreamResponse:
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-    )
-    await response.prepare(request)
-    for event in events:
-        await response.write(event.encode() + b"\n\n")
-    await response.write_eof()
-    return response
+def _response_event(event: dict[str, Any]) -> _Event:
+    data = f"event: {event['type']}\ndata: {json.dumps(event)}"
+    if event["type"] == "response.output_text.delta":
+        return _Event(data, text=event["delta"], content=True)
+    return _Event(data, content=event["type"] == "response.function_call_arguments.delta")
+
+
+def _chat_event(chunk: dict[str, Any]) -> _Event:
+    data = f"data: {json.dumps(chunk)}"
+    for choice in chunk["choices"]:
+        delta = choice["delta"]
+        if delta.get("content"):
+            return _Event(data, text=delta["content"], content=True)
+        for call in delta.get("tool_calls") or []:
+            if "id" not in call and call["function"].get("arguments"):
+                return _Event(data, content=True)
+    return _Event(data)
 
 
 def _tokens(value: Any) -> int:
@@ -337,7 +438,9 @@ def _response_json(request: dict[str, Any], reply: Reply) -> dict[str, Any]:
     }
 
 
-def _response_events(response: dict[str, Any]) -> list[dict[str, Any]]:
+def _response_events(
+    response: dict[str, Any], split: Callable[[str], list[str]] = _halves
+) -> list[dict[str, Any]]:
     """The event sequence the real API streams for the same finished response."""
     events: list[dict[str, Any]] = []
 
@@ -358,7 +461,7 @@ def _response_events(response: dict[str, Any]) -> list[dict[str, Any]]:
             )
             where = {"item_id": item["id"], "output_index": index, "content_index": 0}
             emit("response.content_part.added", **where, part=empty_part)
-            for delta in _halves(text):
+            for delta in split(text):
                 emit("response.output_text.delta", **where, delta=delta, logprobs=[])
             emit("response.output_text.done", **where, text=text, logprobs=[])
             emit("response.content_part.done", **where, part=item["content"][0])
@@ -369,7 +472,7 @@ def _response_events(response: dict[str, Any]) -> list[dict[str, Any]]:
                 item={**item, "status": "in_progress", "arguments": ""},
             )
             where = {"item_id": item["id"], "output_index": index}
-            for delta in _halves(item["arguments"]):
+            for delta in split(item["arguments"]):
                 emit("response.function_call_arguments.delta", **where, delta=delta)
             emit(
                 "response.function_call_arguments.done",
@@ -423,7 +526,9 @@ def _chat_usage(request: dict[str, Any], message: dict[str, Any]) -> dict[str, i
     }
 
 
-def _chat_chunks(request: dict[str, Any], reply: Reply) -> list[dict[str, Any]]:
+def _chat_chunks(
+    request: dict[str, Any], reply: Reply, split: Callable[[str], list[str]] = _halves
+) -> list[dict[str, Any]]:
     completion = _chat_completion(request, reply)
     options = request.get("stream_options")
     with_usage = isinstance(options, dict) and bool(options.get("include_usage"))
@@ -435,7 +540,7 @@ def _chat_chunks(request: dict[str, Any], reply: Reply) -> list[dict[str, Any]]:
 
     emit({"role": "assistant", "content": ""})
     if reply.text:
-        for delta in _halves(reply.text):
+        for delta in split(reply.text):
             emit({"content": delta})
     for index, call in enumerate(completion["choices"][0]["message"].get("tool_calls", [])):
         function = call["function"]
@@ -451,7 +556,7 @@ def _chat_chunks(request: dict[str, Any], reply: Reply) -> list[dict[str, Any]]:
                 ]
             }
         )
-        for delta in _halves(function["arguments"]):
+        for delta in split(function["arguments"]):
             emit({"tool_calls": [{"index": index, "function": {"arguments": delta}}]})
     emit({}, completion["choices"][0]["finish_reason"])
     if with_usage:

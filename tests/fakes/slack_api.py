@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
@@ -32,6 +33,14 @@ MAX_ID_LENGTH = 255
 MAX_BUTTON_VALUE = 2000
 MAX_MARKDOWN_TEXT = 12_000
 
+# Streaming and status limits, from Slack's method reference (chat.*Stream,
+# assistant.threads.setStatus). Slack documents no length limit for a status.
+MAX_MARKDOWN_TEXT = 12_000
+MAX_LOADING_MESSAGES = 10
+TASK_STATUSES = frozenset({"pending", "in_progress", "complete", "error"})
+TASK_DISPLAY_MODES = frozenset({"timeline", "plan"})
+SESSION_STATUSES = frozenset({"active", "processing", "suspended", "closed"})
+
 
 @dataclass(frozen=True)
 class RecordedCall:
@@ -43,10 +52,14 @@ class RecordedCall:
 
 @dataclass(frozen=True)
 class RecordedFault:
-    """A call answered by an injected fault; ``status`` is None when the connection was dropped."""
+    """A call answered by an injected fault; ``status`` is None when the connection was dropped.
+
+    A refusal (`FakeSlackAPI.refuse`) has status 200 and its Slack ``error``; a rate limit, 429.
+    """
 
     call: RecordedCall
     status: int | None
+    error: str | None = None
 
     @property
     def method(self) -> str:
@@ -61,6 +74,42 @@ class _Fault:
     # takes effect first, as when Slack did the work and the answer was lost.
     hang: bool = False
     accept: bool = False
+    error: str | None = None  # a refusal: HTTP 200 {"ok": false, "error": error}
+
+
+@dataclass
+class StreamRecord:
+    """One streamed message as Slack holds it, for tests to read.
+
+    ``message`` is the very dict listed in `FakeSlackAPI.posted`, kept up to date, so
+    conversations.replies shows the text streamed so far, as Slack's clients do.
+    """
+
+    ts: str
+    channel: str
+    thread_ts: str
+    recipient_user_id: str | None
+    recipient_team_id: str | None
+    started_at: float  # time.monotonic() at chat.startStream
+    message: dict[str, Any] = field(repr=False)
+    _seal_after: Callable[[], float] = field(repr=False, compare=False)
+    text: str = ""  # every markdown_text so far, concatenated
+    tasks: dict[str, str] = field(default_factory=dict)  # task id -> latest status
+    plan_title: str | None = None
+    # Every chunk applied, in order; a plain markdown_text argument counts as a chunk.
+    chunks: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    stopped: bool = False
+    blocks: list[Any] | None = None  # from chat.stopStream
+    metadata: dict[str, Any] | None = None  # from chat.stopStream
+
+    @property
+    def sealed(self) -> bool:
+        """Slack closed it for age before the bot stopped it: later calls are refused."""
+        return not self.stopped and time.monotonic() - self.started_at >= self._seal_after()
+
+    @property
+    def streaming(self) -> bool:
+        return not self.stopped and not self.sealed
 
 
 _Handler = Callable[[dict[str, Any]], dict[str, Any]]
@@ -75,6 +124,8 @@ class FakeSlackAPI:
     bot_id = "BBOT"
     app_id = "A0APP"
     bot_token = "xoxb-test-token"
+    # Slack ends a stream nobody stopped; appends and stops after that are refused.
+    stream_seal_after: float = 300.0
 
     def __init__(self) -> None:
         self.usergroups: dict[str, list[str]] = {}
@@ -104,6 +155,7 @@ class FakeSlackAPI:
             "assistant.threads.setSuggestedPrompts": self._set_suggested_prompts,
         }
         self._init_thread_content()
+        self._init_streaming_kit()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -169,10 +221,17 @@ class FakeSlackAPI:
         ]
 
     def reset(self) -> None:
-        """Also forgets faults not yet triggered, so a test phase starts from a clean slate."""
+        """Also forgets faults not yet triggered, so a test phase starts from a clean slate.
+
+        Standing refusals and rate limits go too; streams, statuses and reactions stay, as
+        `posted` does, since they are the workspace's state rather than injected faults.
+        """
         self.calls.clear()
         self.faults.clear()
         self._pending.clear()
+        self._refusals.clear()
+        self._rate_limits.clear()
+        self._accepted_at.clear()
 
     async def wait_for(
         self,
@@ -230,6 +289,235 @@ class FakeSlackAPI:
         """The next calls never get an answer; with `accept` they take effect first."""
         self._pending[method].extend(_Fault(None, hang=True, accept=accept) for _ in range(times))
 
+    def refuse(self, method: str, error: str, *, times: int | None = None) -> None:
+        """Answers as Slack does when it will not do the work: HTTP 200 {"ok": false, "error"}.
+
+        For workspaces without a feature ("unknown_method", "not_allowed", "not_in_channel",
+        "missing_scope", ...). With `times`, queues like `fail`; with None the method is
+        refused for good (until `reset`), once any queued faults have played.
+        """
+        if times is None:
+            self._refusals[method] = error
+        else:
+            self._pending[method].extend(_Fault(200, error=error) for _ in range(times))
+
+    def rate_limit(
+        self, method: str, per_second: float | None, *, retry_after: int | None = None
+    ) -> None:
+        """Answers 429 with Retry-After once calls to `method` come faster than `per_second`.
+
+        Calls are counted over a sliding window of one second (longer below one call a second,
+        so 0.5 allows one call in two seconds); refused calls do not count. Retry-After is
+        Slack's whole seconds until a slot frees, unless `retry_after` fixes it (0 keeps retry
+        tests fast). None lifts the limit.
+        """
+        if per_second is None:
+            self._rate_limits.pop(method, None)
+            return
+        if per_second <= 0:
+            raise ValueError("per_second must be positive")
+        self._rate_limits[method] = (per_second, retry_after)
+        self._accepted_at.pop(method, None)
+
+    # -- streaming, status and reactions ---------------------------------------------------
+
+    def _init_streaming_kit(self) -> None:
+        """State for the methods below, and for refusals and rate limits, set up in one place
+        so the core of the fake reads as it did before streaming."""
+        self._streams: dict[tuple[str, str], StreamRecord] = {}
+        self._statuses: defaultdict[tuple[str, str], list[str]] = defaultdict(list)
+        self._loading_messages: dict[tuple[str, str], list[str] | None] = {}
+        self._reactions: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
+        self._refusals: dict[str, str] = {}
+        self._rate_limits: dict[str, tuple[float, int | None]] = {}
+        self._accepted_at: defaultdict[str, deque[float]] = defaultdict(deque)
+        self._handlers.update(
+            {
+                "chat.startStream": self._chat_start_stream,
+                "chat.appendStream": self._chat_append_stream,
+                "chat.stopStream": self._chat_stop_stream,
+                "assistant.threads.setStatus": self._assistant_threads_set_status,
+                "reactions.add": self._reactions_add,
+                "reactions.remove": self._reactions_remove,
+            }
+        )
+
+    @property
+    def streams(self) -> list[StreamRecord]:
+        """Every stream started, oldest first, whatever its state."""
+        return list(self._streams.values())
+
+    def streams_in_thread(self, channel: str, thread_ts: str) -> list[StreamRecord]:
+        return [
+            s for s in self._streams.values() if (s.channel, s.thread_ts) == (channel, thread_ts)
+        ]
+
+    def stream_text(self, channel: str, thread_ts: str) -> str:
+        """The text of the newest stream in the thread: what its reader sees last."""
+        streams = self.streams_in_thread(channel, thread_ts)
+        if not streams:
+            raise AssertionError(
+                f"no stream in {channel} thread {thread_ts}; calls seen:\n{self.summary()}"
+            )
+        return streams[-1].text
+
+    def statuses(self, channel: str, thread_ts: str) -> list[str]:
+        """Every status set in the thread, in order; "" is a clear."""
+        return list(self._statuses.get((channel, thread_ts), []))
+
+    def loading_messages(self, channel: str, thread_ts: str) -> list[str] | None:
+        """The loading_messages of the thread's latest status call (None: it sent none)."""
+        return self._loading_messages.get((channel, thread_ts))
+
+    def reactions(self, channel: str, ts: str) -> set[str]:
+        return set(self._reactions.get((channel, ts), set()))
+
+    def _chat_start_stream(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, thread_ts = args.get("channel"), args.get("thread_ts")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        # Slack also streams top-level messages in channels; threadgate always answers in a
+        # thread, so the fake holds it to that.
+        if not thread_ts:
+            return _invalid_arguments("thread_ts is required")
+        if not str(channel).startswith("D"):
+            # Outside a DM Slack must know whose screen the stream is for.
+            if not args.get("recipient_user_id"):
+                return {"ok": False, "error": "missing_recipient_user_id"}
+            if not args.get("recipient_team_id"):
+                return {"ok": False, "error": "missing_recipient_team_id"}
+        mode = args.get("task_display_mode")
+        if mode is not None and mode not in TASK_DISPLAY_MODES:
+            return _invalid_arguments(
+                f"task_display_mode must be one of {sorted(TASK_DISPLAY_MODES)}"
+            )
+        chunks, refusal = _stream_chunks(args, required=False)
+        if refusal is not None:
+            return refusal
+        ts = self._next_ts()
+        message = self._message({"text": "", "thread_ts": thread_ts}, ts)
+        self.posted[str(channel)].append(message)
+        stream = StreamRecord(
+            ts=ts,
+            channel=str(channel),
+            thread_ts=str(thread_ts),
+            recipient_user_id=_optional_str(args.get("recipient_user_id")),
+            recipient_team_id=_optional_str(args.get("recipient_team_id")),
+            started_at=time.monotonic(),
+            message=message,
+            _seal_after=lambda: self.stream_seal_after,
+        )
+        self._streams[(stream.channel, ts)] = stream
+        _apply_chunks(stream, chunks)
+        return {"ok": True, "channel": stream.channel, "ts": ts}
+
+    def _streaming(self, args: dict[str, Any]) -> StreamRecord | dict[str, Any]:
+        """The stream an append or stop names, or Slack's refusal."""
+        if not args.get("channel"):
+            return {"ok": False, "error": "channel_not_found"}
+        stream = self._streams.get((str(args["channel"]), str(args.get("ts"))))
+        if stream is None:
+            return {"ok": False, "error": "message_not_found"}
+        if not stream.streaming:
+            return {"ok": False, "error": "message_not_in_streaming_state"}
+        return stream
+
+    def _chat_append_stream(self, args: dict[str, Any]) -> dict[str, Any]:
+        chunks, refusal = _stream_chunks(args, required=True)
+        if refusal is not None:
+            return refusal
+        stream = self._streaming(args)
+        if isinstance(stream, dict):
+            return stream
+        _apply_chunks(stream, chunks)
+        return {"ok": True, "channel": stream.channel, "ts": stream.ts}
+
+    def _chat_stop_stream(self, args: dict[str, Any]) -> dict[str, Any]:
+        chunks, refusal = _stream_chunks(args, required=False)
+        if refusal is not None:
+            return refusal
+        blocks, metadata = args.get("blocks"), args.get("metadata")
+        problems = _block_problems(blocks)
+        if problems:
+            return _invalid_blocks(problems)
+        if metadata is not None and not _valid_metadata(metadata):
+            return {"ok": False, "error": "invalid_metadata_format"}
+        session_status = args.get("session_status")
+        if session_status is not None and session_status not in SESSION_STATUSES:
+            return _invalid_arguments(f"session_status must be one of {sorted(SESSION_STATUSES)}")
+        stream = self._streaming(args)
+        if isinstance(stream, dict):
+            return stream
+        _apply_chunks(stream, chunks)
+        stream.stopped = True
+        stream.blocks, stream.metadata = blocks, metadata
+        for key, value in (("blocks", blocks), ("metadata", metadata)):
+            if value is not None:
+                stream.message[key] = value
+        return {"ok": True, "channel": stream.channel, "ts": stream.ts, "message": stream.message}
+
+    def _assistant_threads_set_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, thread_ts, status = (
+            args.get("channel_id"),
+            args.get("thread_ts"),
+            args.get("status"),
+        )
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        if not thread_ts:
+            return {"ok": False, "error": "invalid_thread_ts"}
+        if not isinstance(status, str):
+            return _invalid_arguments("status is required; an empty status clears it")
+        loading, bad_json = _json_arg(args.get("loading_messages"))
+        if bad_json or (
+            loading is not None
+            and not (
+                isinstance(loading, list)
+                and all(isinstance(m, str) for m in loading)
+                and len(loading) <= MAX_LOADING_MESSAGES
+            )
+        ):
+            return _invalid_arguments(
+                f"loading_messages must be a list of at most {MAX_LOADING_MESSAGES} strings"
+            )
+        key = (str(channel), str(thread_ts))
+        self._statuses[key].append(status)
+        self._loading_messages[key] = loading
+        return {"ok": True}
+
+    def _reaction(self, args: dict[str, Any]) -> tuple[tuple[str, str], str] | dict[str, Any]:
+        """The (channel, ts) and name a reaction call names, or Slack's refusal.
+
+        Any ts is taken: the fake does not know the users' messages the bot reacts to.
+        """
+        if not args.get("channel"):
+            return {"ok": False, "error": "channel_not_found"}
+        if not args.get("timestamp"):
+            return {"ok": False, "error": "no_item_specified"}
+        if not args.get("name"):
+            return {"ok": False, "error": "invalid_name"}
+        return (str(args["channel"]), str(args["timestamp"])), str(args["name"])
+
+    def _reactions_add(self, args: dict[str, Any]) -> dict[str, Any]:
+        target = self._reaction(args)
+        if isinstance(target, dict):
+            return target
+        key, name = target
+        if name in self._reactions[key]:
+            return {"ok": False, "error": "already_reacted"}
+        self._reactions[key].add(name)
+        return {"ok": True}
+
+    def _reactions_remove(self, args: dict[str, Any]) -> dict[str, Any]:
+        target = self._reaction(args)
+        if isinstance(target, dict):
+            return target
+        key, name = target
+        if name not in self._reactions.get(key, set()):
+            return {"ok": False, "error": "no_reaction"}
+        self._reactions[key].discard(name)
+        return {"ok": True}
+
     # -- HTTP ------------------------------------------------------------------------------
 
     async def _handle_api(self, request: web.Request) -> web.StreamResponse:
@@ -277,14 +565,38 @@ class FakeSlackAPI:
 
     def _next_fault(self, method: str) -> _Fault | None:
         pending = self._pending.get(method)
-        return pending.popleft() if pending else None
+        if pending:
+            return pending.popleft()
+        if method in self._refusals:
+            return _Fault(200, error=self._refusals[method])
+        return self._over_rate_limit(method)
+
+    def _over_rate_limit(self, method: str) -> _Fault | None:
+        if method not in self._rate_limits:
+            return None
+        per_second, fixed_retry_after = self._rate_limits[method]
+        window = max(1.0, 1.0 / per_second)
+        allowed = max(1, math.floor(per_second * window))
+        now = time.monotonic()
+        accepted = self._accepted_at[method]
+        while accepted and now - accepted[0] >= window:
+            accepted.popleft()
+        if len(accepted) < allowed:
+            accepted.append(now)
+            return None
+        retry_after = fixed_retry_after
+        if retry_after is None:
+            retry_after = max(1, math.ceil(accepted[0] + window - now))
+        return _Fault(429, retry_after)
 
     async def _answer_fault(
         self, request: web.Request, call: RecordedCall, fault: _Fault
     ) -> web.StreamResponse:
         async with self._changed:
-            self.faults.append(RecordedFault(call, fault.status))
+            self.faults.append(RecordedFault(call, fault.status, fault.error))
             self._changed.notify_all()
+        if fault.error is not None:
+            return web.json_response({"ok": False, "error": fault.error})
         if fault.status is None:
             # Closing the transport before answering makes the client see a disconnect, and
             # aiohttp then discards the response quietly instead of logging a handler error.
@@ -725,6 +1037,130 @@ def _context_actions_problems(index: int, block: dict[str, Any]) -> list[str]:
             if not isinstance(value, str) or not 0 < len(value) <= MAX_BUTTON_VALUE:
                 problems.append(f"block {index}: {side} needs a value of 1 to {MAX_BUTTON_VALUE}")
     return problems
+
+
+def _invalid_arguments(message: str) -> dict[str, Any]:
+    return {
+        "ok": False,
+        "error": "invalid_arguments",
+        "response_metadata": {"messages": [f"[ERROR] {message}"]},
+    }
+
+
+def _invalid_blocks(problems: list[str]) -> dict[str, Any]:
+    return {
+        "ok": False,
+        "error": "invalid_blocks",
+        "errors": problems,
+        "response_metadata": {"messages": [f"[ERROR] {p}" for p in problems]},
+    }
+
+
+def _valid_metadata(metadata: Any) -> bool:
+    return (
+        isinstance(metadata, dict)
+        and isinstance(metadata.get("event_type"), str)
+        and isinstance(metadata.get("event_payload"), dict)
+    )
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _json_arg(value: Any) -> tuple[Any, bool]:
+    """Decodes an array sent as JSON text in a form body; returns (value, was it bad JSON)."""
+    if not isinstance(value, str):
+        return value, False
+    try:
+        return json.loads(value), False
+    except json.JSONDecodeError:
+        return None, True
+
+
+def _stream_chunks(
+    args: dict[str, Any], *, required: bool
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The chunks a chat.*Stream call adds, a markdown_text argument as one; or the refusal.
+
+    Validates everything before anything is applied, as Slack refuses a call whole.
+    """
+    text, raw = args.get("markdown_text"), args.get("chunks")
+    if text is not None and raw is not None:
+        return [], _invalid_arguments("markdown_text and chunks cannot both be sent")
+    if text is not None:
+        if not isinstance(text, str):
+            return [], _invalid_arguments("markdown_text must be a string")
+        if len(text) > MAX_MARKDOWN_TEXT:
+            return [], {"ok": False, "error": "msg_too_long"}
+        return [{"type": "markdown_text", "text": text}], None
+    if raw is None:
+        if required:
+            return [], _invalid_arguments("markdown_text or chunks is required")
+        return [], None
+    chunks, bad_json = _json_arg(raw)
+    if bad_json or not isinstance(chunks, list):
+        return [], _invalid_chunks("chunks must be an array of objects")
+    for index, chunk in enumerate(chunks):
+        refusal = _chunk_refusal(index, chunk)
+        if refusal is not None:
+            return [], refusal
+    return chunks, None
+
+
+def _invalid_chunks(message: str) -> dict[str, Any]:
+    return {
+        "ok": False,
+        "error": "invalid_chunks",
+        "response_metadata": {"messages": [f"[ERROR] {message}"]},
+    }
+
+
+def _chunk_refusal(index: int, chunk: Any) -> dict[str, Any] | None:
+    if not isinstance(chunk, dict):
+        return _invalid_chunks(f"chunk {index} is not an object")
+    kind = chunk.get("type")
+    if kind == "markdown_text":
+        if not isinstance(chunk.get("text"), str):
+            return _invalid_chunks(f"chunk {index}: markdown_text needs text")
+        return (
+            {"ok": False, "error": "msg_too_long"}
+            if len(chunk["text"]) > MAX_MARKDOWN_TEXT
+            else None
+        )
+    if kind == "task_update":
+        if not all(isinstance(chunk.get(k), str) and chunk[k] for k in ("id", "title")):
+            return _invalid_chunks(f"chunk {index}: task_update needs id and title")
+        if chunk.get("status") not in TASK_STATUSES:
+            return _invalid_chunks(
+                f"chunk {index}: task_update status must be one of {sorted(TASK_STATUSES)}"
+            )
+        if any(not isinstance(chunk.get(k, ""), str) for k in ("details", "output")):
+            return _invalid_chunks(f"chunk {index}: task_update details and output are strings")
+        return None
+    if kind == "plan_update":
+        if isinstance(chunk.get("title"), str):
+            return None
+        return _invalid_chunks(f"chunk {index}: plan_update needs title")
+    if kind == "blocks":
+        # Slack's reference lists blocks chunks too, and slack_sdk has BlocksChunk.
+        if not isinstance(chunk.get("blocks"), list):
+            return _invalid_chunks(f"chunk {index}: a blocks chunk needs blocks")
+        problems = _block_problems(chunk["blocks"])
+        return _invalid_blocks(problems) if problems else None
+    return _invalid_chunks(f"chunk {index}: unknown type {kind!r}")
+
+
+def _apply_chunks(stream: StreamRecord, chunks: list[dict[str, Any]]) -> None:
+    for chunk in chunks:
+        stream.chunks.append(chunk)
+        if chunk["type"] == "markdown_text":
+            stream.text += chunk["text"]
+        elif chunk["type"] == "task_update":
+            stream.tasks[chunk["id"]] = chunk["status"]
+        elif chunk["type"] == "plan_update":
+            stream.plan_title = chunk["title"]
+    stream.message["text"] = stream.text
 
 
 def _short(args: dict[str, Any], limit: int = 300) -> str:

@@ -1,6 +1,7 @@
 """The test kit is trusted only as far as the real clients accept it: prove each fake with them."""
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -582,3 +583,75 @@ async def test_responders_failures_and_waiting(server: FakeModelServer) -> None:
     assert (await client.responses.create(model="gpt-test", input="d")).output_text == "ok"
     with pytest.raises(AssertionError, match="model request"):
         await server.wait_for_requests(10, timeout=0.05)
+
+
+async def test_paced_responses_stream_word_by_word_over_time(server: FakeModelServer) -> None:
+    server.first_token_delay = 0.2
+    server.token_delay = 0.05
+    server.reply_text("one two three four")
+    client = server.client()
+
+    sent_at = time.monotonic()
+    arrivals: list[tuple[float, str]] = []
+    stream = await client.responses.create(model="gpt-test", input="hi", stream=True)
+    async for event in stream:
+        if event.type == "response.output_text.delta":
+            arrivals.append((time.monotonic(), event.delta))
+
+    assert [delta for _, delta in arrivals] == ["one", " two", " three", " four"]
+    assert arrivals[0][0] - sent_at >= 0.2
+    gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(arrivals)]
+    assert all(gap >= 0.04 for gap in gaps), gaps
+    [timing] = server.timings
+    assert [text for _, text in timing.deltas] == ["one", " two", " three", " four"]
+    assert timing.first_token_at is not None
+    assert timing.first_token_at - timing.received_at >= 0.2
+    assert timing.finished_at is not None
+
+
+async def test_paced_chat_completions_stream_and_plain_answers_wait(
+    server: FakeModelServer,
+) -> None:
+    server.first_token_delay = 0.1
+    server.token_delay = 0.05
+    server.reply_text("alpha beta gamma")
+    server.reply_text("alpha beta gamma")
+    client = server.client()
+
+    stream = await client.chat.completions.create(
+        model="gpt-test", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    deltas = [
+        c.choices[0].delta.content async for c in stream if c.choices and c.choices[0].delta.content
+    ]
+    sent_at = time.monotonic()
+    plain = await client.chat.completions.create(
+        model="gpt-test", messages=[{"role": "user", "content": "hi"}]
+    )
+
+    assert deltas == ["alpha", " beta", " gamma"]
+    assert time.monotonic() - sent_at >= 0.1 + 2 * 0.05
+    assert plain.choices[0].message.content == "alpha beta gamma"
+    assert [text for _, text in server.timings[0].deltas] == deltas
+    assert server.timings[1].deltas == []
+
+
+async def test_token_size_splits_without_delay_and_tool_arguments_still_join(
+    server: FakeModelServer,
+) -> None:
+    server.token_size = 3
+    server.reply_text("abcdefgh")
+    server.reply_tool_calls(("lookup", {"query": "long enough to split"}))
+    client = server.client()
+
+    stream = await client.responses.create(model="gpt-test", input="hi", stream=True)
+    deltas = [e.delta async for e in stream if e.type == "response.output_text.delta"]
+    calls = await client.responses.create(model="gpt-test", input="hi", stream=True)
+    pieces = [e.delta async for e in calls if e.type == "response.function_call_arguments.delta"]
+
+    assert deltas == ["abc", "def", "gh"]
+    assert len(pieces) > 2
+    assert "".join(pieces) == '{"query": "long enough to split"}'
+    assert len(server.timings) == len(server.requests) == 2
+    server.clear_records()
+    assert (server.timings, server.requests) == ([], [])
