@@ -7,6 +7,7 @@ from agents.testing import ScriptedModel, assistant_message, function_call
 
 from bot.config import AgentConfig
 from bot.slack.blocks import REJECT_ACTION
+from bot.slack.live_answer import PACE
 from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.integration.conftest import ASKER, CHANNEL, approval_config, approval_ids
@@ -54,7 +55,8 @@ async def test_the_answer_streams_into_the_thread_after_a_status(
     statuses = slack.statuses(CHANNEL, THREAD_TS)
     assert statuses[0] == "is thinking…"
     assert statuses[-1] == ""
-    assert slack.loading_messages(CHANNEL, THREAD_TS)
+    first = slack.calls_to("assistant.threads.setStatus")[0]
+    assert first.args["loading_messages"]
     assert not [c for c in slack.calls_to("chat.postMessage") if not approval_ids(c)]
 
 
@@ -206,9 +208,9 @@ async def test_a_burst_of_tokens_is_not_a_burst_of_calls(
     database_url: str, slack: FakeSlackAPI
 ) -> None:
 
-    text = "".join(f"t{i} " for i in range(2000))
+    text = "".join(f"t{i} " for i in range(500))
     async with FakeModelServer() as server:
-        server.token_size = 1
+        server.token_delay = 0.004  # 500 tokens over two seconds or more
         server.reply_text(text)
         settings = bot_settings(database_url, slack, openai_base_url=server.base_url)
         async with running_bot(
@@ -216,6 +218,9 @@ async def test_a_burst_of_tokens_is_not_a_burst_of_calls(
         ) as bot:
             await ask(bot)
     calls = len(slack.calls_to("chat.appendStream")) + len(slack.calls_to("chat.startStream"))
-    assert calls <= 10
+    deltas = server.timings[0].deltas
+    generating = deltas[-1][0] - deltas[0][0]
+    assert calls <= generating / PACE + 3  # one call per pace, not one per token
+    assert len(deltas) >= 500
     assert _thread_text(slack) == text
     assert not slack.faults
