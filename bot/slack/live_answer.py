@@ -280,7 +280,7 @@ class LiveAnswer:
                     buffer_size=1,
                 )
             fence = _open_fence(self._out[self._message_start : self._shown + len(piece)])
-            text = piece + (_fence_end(fence) if full and fence else "")
+            text = piece + (_fence_end(fence, piece) if full and fence else "")
             if full or final:
                 await self._stream.stop(
                     markdown_text=text or None,
@@ -347,10 +347,10 @@ class LiveAnswer:
         ]
 
 
-def _fence_end(fence: str) -> str:
+def _fence_end(fence: str, before: str) -> str:
     marks = fence.lstrip()
     run = len(marks) - len(marks.lstrip(marks[:1]))
-    return "\n" + marks[:run]
+    return ("" if before.endswith("\n") else "\n") + marks[:run]
 
 
 def _cut_point(text: str, room: int) -> int:

@@ -8,11 +8,13 @@ from agents.testing import ScriptedModel, assistant_message, function_call
 from bot.config import AgentConfig
 from bot.slack.blocks import REJECT_ACTION
 from bot.slack.live_answer import PACE
-from tests.fakes.model_server import FakeModelServer
+from tests.fakes.model_server import FakeModelServer, Reply, ToolCall
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.integration.conftest import ASKER, CHANNEL, approval_config, approval_ids
 from tests.integration.test_approvals import THREAD_TS, ask, click, reject_with
 from tests.running_app import bot_settings, running_bot
+
+REFUND = {"order_id": "o1", "amount": 5}
 
 
 def _config(**agent: Any) -> Any:
@@ -224,3 +226,60 @@ async def test_a_burst_of_tokens_is_not_a_burst_of_calls(
     assert len(deltas) >= 500
     assert _thread_text(slack) == text
     assert not slack.faults
+
+
+async def test_an_answer_across_a_pause_a_restart_and_a_seal_arrives_complete_and_once(
+    database_url: str, slack: FakeSlackAPI
+) -> None:
+    before = "Checking the order first. "
+    after = "".join(f"part{i} " for i in range(40))
+    async with FakeModelServer() as server:
+        server.token_delay = 0.01
+        server.reply(Reply(text=before, tool_calls=(ToolCall("refund", REFUND, "call_r1"),)))
+        server.reply_text(after)
+        settings = bot_settings(database_url, slack, openai_base_url=server.base_url)
+        async with running_bot(
+            database_url=database_url,
+            slack=slack,
+            settings=settings,
+            config=_config(),
+            live=True,
+        ) as bot:
+            await ask(bot, "refund o1")
+        [card] = [c for c in slack.calls_to("chat.postMessage") if approval_ids(c)]
+        slack.stream_seal_after = 0.1
+        async with running_bot(
+            database_url=database_url,
+            slack=slack,
+            settings=settings,
+            config=_config(),
+            live=True,
+        ) as restarted:
+            await click(restarted, approval_ids(card)[0])
+    assert len(slack.streams) >= 3  # one before the card, two or more after it
+    assert _thread_text(slack) == before + after
+    answers = [m for m in slack.posted[CHANNEL] if not _is_card(m)]
+    assert len({m["ts"] for m in answers}) == len(answers)
+
+
+async def test_a_30000_character_answer_streams_whole_across_messages_code_blocks_reopened(
+    database_url: str, slack: FakeSlackAPI
+) -> None:
+    prose = "".join(f"Paragraph {i} says something useful.\n\n" for i in range(300))
+    code = "```python\n" + "".join(f"print({i})\n" for i in range(1500)) + "```\n"
+    text = prose + code + prose
+    assert len(text) > 30_000
+    model = ScriptedModel([[assistant_message(text)]])
+    async with running_bot(
+        database_url=database_url, slack=slack, model=model, config=_config(), live=True
+    ) as bot:
+        await ask(bot)
+    streams = slack.streams
+    assert len(streams) >= 3
+    for stream in streams:
+        assert len(stream.text) <= 12_000
+        assert stream.stopped
+        assert stream.text.count("```") % 2 == 0  # every message closes what it opens
+    joined = "".join(s.text for s in streams)
+    assert "``````python\n" in joined
+    assert joined.replace("``````python\n", "") == text
