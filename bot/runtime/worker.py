@@ -63,6 +63,7 @@ class ThreadWorker:
         self.context_reader = context_reader
         self.feedback = feedback
         self.surfaces = LiveSurfaces(stream=stream)
+        self._signals: dict[str, set[asyncio.Task[None]]] = {}
         self.pace = pace
 
     def _live(self, thread: ThreadRef, recipient: str | None) -> LiveAnswer:
@@ -72,8 +73,21 @@ class ThreadWorker:
             thread,
             recipient_user_id=recipient,
             surfaces=self.surfaces,
+            on_tool=lambda name: self._signal(thread, thread_signs.running(name)),
             **extra,
         )
+
+    def _signal(self, thread: ThreadRef, status: str) -> None:
+        """A status change the run does not wait for; `_signalled` waits for it before the
+        thread's last word on its status, so a late one cannot undo it."""
+        task = asyncio.create_task(self.signs.show(thread, status, message_ts=None))
+        pending = self._signals.setdefault(thread.key, set())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    async def _signalled(self, thread: ThreadRef) -> None:
+        pending = self._signals.pop(thread.key, set())
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def handle(self, step: Step) -> JobStatus:
         if step.job.kind == JobKind.RESUME:
@@ -118,10 +132,12 @@ class ThreadWorker:
         except Exception as exc:
             await self._failed(run, thread, exc, await live.abort(), history.new_rows())
             await sign
+            await self._signalled(thread)
             await self.signs.clear(thread, message_ts=job.message_ts)
             return JobStatus.FAILED
         await sign
         await self.settle(run, thread, outcome, history.new_rows(), live=live)
+        await self._signalled(thread)
         if outcome.pending:
             await self.signs.unreact(thread, message_ts=job.message_ts)
         else:
@@ -183,6 +199,7 @@ class ThreadWorker:
         # The answer goes out first; the cards of the calls that ran then show their output.
         ran = [owed.card(a.id) for a in approvals if a.status == ApprovalStatus.APPROVED]
         await self.settle(run, thread, outcome, history.new_rows(), then=ran, live=live)
+        await self._signalled(thread)
         if not outcome.pending:
             await self.signs.clear(thread, message_ts=None)
         return JobStatus.DONE
@@ -206,6 +223,7 @@ class ThreadWorker:
             await self.approvals.request(
                 run, thread, outcome, new_history, before=[*_owed_text(leftover), *then]
             )
+            await self._signalled(thread)
             policy = self.approvals.policy
             approvers = [a for c in outcome.pending for a in policy.approvers_for(c.tool_name)]
             await self.signs.show(

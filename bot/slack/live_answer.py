@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -92,12 +92,14 @@ class LiveAnswer:
         *,
         recipient_user_id: str | None,
         surfaces: LiveSurfaces,
+        on_tool: Callable[[str], None] | None = None,
         pace: float = PACE,
     ) -> None:
         self.client = client
         self.thread = thread
         self.recipient_user_id = recipient_user_id
         self.surfaces = surfaces
+        self.on_tool = on_tool
         self.pace = pace
         self._mode = surfaces.mode(thread)
         self._raw = ""
@@ -129,6 +131,8 @@ class LiveAnswer:
 
     def tool_started(self, call_id: str, tool_name: str) -> None:
         self._task(call_id, f"Running {tool_name}", "in_progress")
+        if self.on_tool is not None:
+            self.on_tool(tool_name)
 
     def tool_finished(self, call_id: str, tool_name: str) -> None:
         rejected = self._tasks.get(call_id, {}).get("status") == "error"

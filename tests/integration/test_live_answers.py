@@ -89,7 +89,9 @@ async def test_tool_calls_appear_as_tasks_and_a_pause_stops_the_stream_before_th
             if c.method == "chat.postMessage" and approval_ids(c)
         )
         assert methods.index("chat.stopStream") < card_at
-        assert slack.statuses(CHANNEL, THREAD_TS)[-1].startswith("is waiting for approval")
+        statuses = slack.statuses(CHANNEL, THREAD_TS)
+        assert "is running lookup_order…" in statuses
+        assert statuses[-1].startswith("is waiting for approval by")
         [card] = [c for c in slack.calls_to("chat.postMessage") if approval_ids(c)]
         await click(bot, approval_ids(card)[0])
     second = slack.streams[-1]
