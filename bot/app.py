@@ -29,6 +29,7 @@ from bot.runtime.thread_context import ThreadContextReader
 from bot.runtime.thread_queue import ThreadQueue
 from bot.runtime.worker import PARKED_NOTE, ThreadWorker
 from bot.settings import Settings
+from bot.slack import thread_signs
 from bot.slack.bolt_errors import on_bolt_error
 from bot.slack.client import build_slack_client, posting_client
 from bot.slack.feedback import feedback_block
@@ -41,6 +42,7 @@ from bot.slack.thread_reader import ThreadReader
 from bot.slack.thread_signs import ThreadSigns
 from bot.slack.user_groups import UserGroups
 from storage.database import Database
+from storage.ids import ThreadRef
 
 if TYPE_CHECKING:
     from agents import Model
@@ -112,7 +114,18 @@ def build_app(
         groups=groups,
         kick=queue.kick,
     )
-    conversations = Conversations(db, kick=queue.kick)
+    signs = ThreadSigns(posting_client(client))
+
+    def thinking(thread: ThreadRef, message_ts: str) -> None:
+        status = signs.show(
+            thread,
+            thread_signs.THINKING,
+            message_ts=message_ts,
+            loading=thread_signs.THINKING_MESSAGES,
+        )
+        background.spawn(status, name=f"status {thread.key}")
+
+    conversations = Conversations(db, kick=queue.kick, on_queued=thinking)
     agent = config.agent
     reader = ThreadReader(
         client,
@@ -132,7 +145,7 @@ def build_app(
         runs=runs,
         approvals=approvals,
         outbox=outbox,
-        signs=ThreadSigns(posting_client(client)),
+        signs=signs,
         feedback=lambda run_id: [feedback_block(run_id)],
         stream=config.agent.stream,
         context_reader=ThreadContextReader(db, reader),

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = """
 [agent]
 model = "gpt-test"
+stream = {stream}
 
 [tools]
 modules = ["tests.tools_for_tests"]
@@ -51,10 +52,17 @@ class BotProcess:
 
 
 def bot_env(
-    database_url: str, slack: FakeSlackAPI, model: FakeModelServer, tmp_path: Path, port: int
+    database_url: str,
+    slack: FakeSlackAPI,
+    model: FakeModelServer,
+    tmp_path: Path,
+    port: int,
+    *,
+    stream: bool = False,
 ) -> dict[str, str]:
+    """Answers are posted whole unless `stream`: most process tests follow the outbox's posts."""
     config = tmp_path / "threadgate.toml"
-    config.write_text(CONFIG, encoding="utf-8")
+    config.write_text(CONFIG.format(stream=str(stream).lower()), encoding="utf-8")
     return {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": str(ROOT),
@@ -79,10 +87,12 @@ async def bot_process(
     slack: FakeSlackAPI,
     model: FakeModelServer,
     tmp_path: Path,
+    *,
+    stream: bool = False,
     **env: str,
 ) -> AsyncIterator[BotProcess]:
     port = free_port()
-    environment = bot_env(database_url, slack, model, tmp_path, port) | env
+    environment = bot_env(database_url, slack, model, tmp_path, port, stream=stream) | env
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

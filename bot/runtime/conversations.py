@@ -41,10 +41,14 @@ class Conversations:
         db: Database,
         *,
         kick: Callable[[str], None],
+        on_queued: Callable[[ThreadRef, str], None] | None = None,
     ) -> None:
         self.db = db
         self.inbox = Inbox(db)
         self.kick = kick
+        # The thread's first sign of life goes up here, right as the ack goes out, rather
+        # than when a worker gets to the job.
+        self.on_queued = on_queued
 
     async def receive(self, message: IncomingMessage) -> Accepted:
         """Store the message before Slack gets its ack, so an ack never outlives a crash."""
@@ -61,4 +65,6 @@ class Conversations:
         )
         if accepted == Accepted.QUEUED:
             self.kick(thread.key)
+            if self.on_queued is not None:
+                self.on_queued(thread, message.ts)
         return accepted

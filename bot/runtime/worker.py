@@ -100,17 +100,9 @@ class ThreadWorker:
         thread = ThreadRef.from_key(job.thread_key)
         if begun.parked:
             await self.outbox.deliver(job.thread_key)  # the step stored PARKED_NOTE
+            await self.signs.unreact(thread, message_ts=job.message_ts)
             return JobStatus.DEFERRED
         run = begun.run
-        # The sign goes up beside the run, not before it: neither waits for the other.
-        sign = asyncio.create_task(
-            self.signs.show(
-                thread,
-                thread_signs.THINKING,
-                message_ts=job.message_ts,
-                loading=thread_signs.THINKING_MESSAGES,
-            )
-        )
         history = self.runs.history(job.thread_key, stored=begun.history)
         live = self._live(thread, job.user_id)
         try:
@@ -131,11 +123,9 @@ class ThreadWorker:
             )
         except Exception as exc:
             await self._failed(run, thread, exc, await live.abort(), history.new_rows())
-            await sign
             await self._signalled(thread)
             await self.signs.clear(thread, message_ts=job.message_ts)
             return JobStatus.FAILED
-        await sign
         await self.settle(run, thread, outcome, history.new_rows(), live=live)
         await self._signalled(thread)
         if outcome.pending:
@@ -160,7 +150,9 @@ class ThreadWorker:
         )
         live = self._live(thread, run.requested_by)
         for approval in approvals:
-            if approval.status != ApprovalStatus.APPROVED:
+            if approval.status == ApprovalStatus.APPROVED:
+                live.expect(approval.call_id, approval.tool_name)
+            else:
                 live.rejected(approval.call_id, approval.tool_name)
         try:
             outcome, refused = await self.runs.resume(

@@ -108,6 +108,7 @@ class LiveAnswer:
         self._shown = 0  # how much of `_out` Slack has taken
         self._checkpoints: list[tuple[int, int]] = [(0, 0)]  # (len of _out, len of _raw)
         self._tasks: dict[str, dict[str, Any]] = {}
+        self._names: dict[str, str] = {}
         self._dirty: list[str] = []
         self._stream: AsyncChatStream | None = None
         self._message_ts: str | None = None
@@ -130,19 +131,27 @@ class LiveAnswer:
         self._poke()
 
     def tool_started(self, call_id: str, tool_name: str) -> None:
+        self._names[call_id] = tool_name
         self._task(call_id, f"Running {tool_name}", "in_progress")
         if self.on_tool is not None:
             self.on_tool(tool_name)
 
     def tool_finished(self, call_id: str, tool_name: str) -> None:
+        # An output names its call only; the call's name came with it, or from `expect`.
+        tool_name = tool_name or self._names.get(call_id, "a tool")
         rejected = self._tasks.get(call_id, {}).get("status") == "error"
         if not rejected:
             self._task(call_id, f"Ran {tool_name}", "complete")
+
+    def expect(self, call_id: str, tool_name: str) -> None:
+        """A call decided before this run segment began, whose output it will report."""
+        self._names[call_id] = tool_name
 
     # -- what the worker says --------------------------------------------------------------
 
     def rejected(self, call_id: str, tool_name: str) -> None:
         """A call a person rejected: its output is the rejection, not a result."""
+        self._names[call_id] = tool_name
         self._task(call_id, f"{tool_name}: rejected", "error")
 
     def failed(self, call_id: str, tool_name: str) -> None:
@@ -239,6 +248,11 @@ class LiveAnswer:
                     log.info("live view of thread %s: %s", self.thread.key, type(exc).__name__)
                     if self._failures >= MAX_FAILURES:
                         self._mode = Mode.OFF
+                    return False
+                except Exception:
+                    # The live view must never fail the run: what it could not show is owed.
+                    log.exception("live view of thread %s stopped", self.thread.key)
+                    self._mode = Mode.OFF
                     return False
             return False
 

@@ -98,6 +98,8 @@ async def test_tool_calls_appear_as_tasks_and_a_pause_stops_the_stream_before_th
     assert second is not first
     assert second.stopped
     assert second.tasks.get("refund_1") == "complete"
+    [done] = [c for c in second.chunks if c.get("id") == "refund_1"]
+    assert done["title"] == "Ran refund"
     assert _thread_text(slack) == "Let me look.Refunded."
 
 

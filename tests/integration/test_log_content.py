@@ -40,7 +40,7 @@ async def test_a_conversation_leaves_no_trace_in_the_log(
         model.reply_tool_calls(
             ("delete_customer", {"customer_id": PHRASE}), ("explode", {"reason": PHRASE})
         )
-        async with bot_process(database_url, slack, model, tmp_path, **env) as bot:
+        async with bot_process(database_url, slack, model, tmp_path, stream=True, **env) as bot:
             mention = requests.mention(text=f"please remove {PHRASE}", channel=CHANNEL, ts="3.5")
             assert await bot.send(mention) == 200
             await slack.wait_for("chat.postMessage", count=2, where=lambda c: bool(approval_ids(c)))
@@ -57,7 +57,8 @@ async def test_a_conversation_leaves_no_trace_in_the_log(
                     thread_ts="3.5",
                 )
                 assert await bot.send(click) == 200
-            await slack.wait_for("chat.postMessage", where=lambda c: c.args.get("text") == answer)
+            await slack.wait_for("chat.stopStream", count=2)  # the pause's, then the answer's
+            assert answer in "".join(s.text for s in slack.streams)
             bot.process.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(bot.process.wait(), timeout=30) == 0
         assert sorted((tmp_path / "tool.log").read_text().splitlines()) == [

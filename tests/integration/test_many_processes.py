@@ -39,7 +39,9 @@ async def start_processes(
 ) -> list[BotProcess]:
     started = await asyncio.gather(
         *(
-            stack.enter_async_context(bot_process(pg_url, slack, model, tmp_path, **env))
+            stack.enter_async_context(
+                bot_process(pg_url, slack, model, tmp_path, stream=False, **env)
+            )
             for _ in range(count)
         )
     )
