@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from benchmarks.baseline import Baseline, BaselineKind
 from benchmarks.serving import SIGNING_SECRET, served
 from bot.app import build_app
-from bot.config import ApprovalsConfig, Config, ToolsConfig
+from bot.config import AgentConfig, ApprovalsConfig, Config, ToolsConfig
 from bot.container import Threadgate
 from bot.settings import Settings
 from bot.slack.client import build_slack_client
@@ -53,9 +53,15 @@ class BenchmarkError(RuntimeError):
     """The app under test did something other than the scenario expects: stop, never time it."""
 
 
-def bot_config() -> Config:
-    """Every tool of tests.tools_for_tests needs approval; history_limit stays at its default."""
+def bot_config(*, stream: bool = False) -> Config:
+    """Every tool of tests.tools_for_tests needs approval; history_limit stays at its default.
+
+    Streaming is off unless asked for: scenarios 1 to 6 compare the bot with baselines that
+    post each answer whole, and wait for that chat.postMessage; only scenarios 7 and 8, which
+    measure what a streaming bot shows first, turn it on.
+    """
     return Config(
+        agent=AgentConfig(stream=stream),
         tools=ToolsConfig(modules=["tests.tools_for_tests"]),
         approvals=ApprovalsConfig(approvers=[APPROVER]),
     )
@@ -171,7 +177,9 @@ class Endpoint:
         return elapsed
 
 
-def build_bot(*, slack_url: str, bot_token: str, model_url: str, database_url: str) -> Threadgate:
+def build_bot(
+    *, slack_url: str, bot_token: str, model_url: str, database_url: str, stream: bool = False
+) -> Threadgate:
     """The bot as `python -m bot` builds it, model client included, pointed at the fakes."""
     values: dict[str, Any] = {
         "slack_bot_token": SecretStr(bot_token),
@@ -186,7 +194,7 @@ def build_bot(*, slack_url: str, bot_token: str, model_url: str, database_url: s
     }
     settings = Settings(_env_file=None, **values)
     client = build_slack_client(bot_token, base_url=slack_url, backoff_factor=0.01)
-    return build_app(settings, config=bot_config(), slack_client=client)
+    return build_app(settings, config=bot_config(stream=stream), slack_client=client)
 
 
 def request_builder(slack: FakeSlackAPI) -> SlackRequestBuilder:
@@ -196,12 +204,15 @@ def request_builder(slack: FakeSlackAPI) -> SlackRequestBuilder:
 
 
 @asynccontextmanager
-async def bot_endpoint(fakes: Fakes, database_url: str) -> AsyncIterator[Endpoint]:
+async def bot_endpoint(
+    fakes: Fakes, database_url: str, *, stream: bool = False
+) -> AsyncIterator[Endpoint]:
     app = build_bot(
         slack_url=fakes.slack.base_url,
         bot_token=fakes.slack.bot_token,
         model_url=fakes.model.base_url,
         database_url=database_url,
+        stream=stream,
     )
     async with served(build_web_app(app)) as url:
         await app.start()

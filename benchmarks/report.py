@@ -184,6 +184,9 @@ METHOD = """\
   `tests/tools_for_tests.py`, all needing approval, approver `UAPPROVER1`; `history_limit` at its
   default, 100; no `THREADGATE_ENCRYPTION_KEY` (the default). A fresh, migrated database per
   scenario: a temp SQLite file, or a scratch PostgreSQL database created and dropped by the run.
+- Scenarios 1 to 6 measure answers posted whole: the bot runs with `[agent] stream = false`
+  there, as the baselines post each answer with one `chat.postMessage`. It still sets its
+  "is thinking…" status on the way (`assistant.threads.setStatus`), which the baselines do not.
 - **baseline**: `benchmarks/baseline.py`, a least-work Bolt `AsyncApp` (no database, no queue):
   ack, one plain `openai` `AsyncOpenAI.responses.create`, one `chat.postMessage` in the thread,
   for a mention and for a click alike. The targets compare with it. **baseline-sdk** is the same
