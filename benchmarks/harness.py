@@ -8,8 +8,8 @@ import asyncio
 import gc
 import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,9 @@ APPROVER = "UAPPROVER1"
 CHANNEL = "C0BENCH"
 DELETE_REQUEST = "please delete customer c42"
 FINAL_ANSWER = "Customer c42 is gone."
+# Scenario 8's mention, and the answer the paced model streams for it word by word.
+FEW_WORDS_REQUEST = "answer in a few words"
+FEW_WORDS_ANSWER = "Here are a few words, streamed one at a time."
 
 
 _thread_numbers = itertools.count(1)
@@ -81,13 +84,17 @@ def _text_of(item: Any) -> str:
 
 
 def model_reply(body: dict[str, Any]) -> Reply:
-    """A tool call for the delete request, the final answer after its output, else "ok"."""
+    """A tool call for the delete request, the final answer after its output, a few words for
+    the few-words request, else "ok"."""
     items = body.get("input")
     last = items[-1] if isinstance(items, list) and items else items
     if isinstance(last, dict) and last.get("type") == "function_call_output":
         return text_reply(FINAL_ANSWER)
-    if DELETE_REQUEST in _text_of(last):
+    text = _text_of(last)
+    if DELETE_REQUEST in text:
         return tool_calls_reply(("delete_customer", {"customer_id": "c42"}))
+    if FEW_WORDS_REQUEST in text:
+        return text_reply(FEW_WORDS_ANSWER)
     return text_reply(DEFAULT_TEXT)
 
 
@@ -101,16 +108,36 @@ class Fakes:
         self.slack.reset()
         self.model.clear_records()
 
-    async def wait_post(
-        self, where: Callable[[RecordedCall], bool], *, count: int = 1, within: float = 60.0
+    async def wait_call(
+        self,
+        method: str,
+        where: Callable[[RecordedCall], bool],
+        *,
+        count: int = 1,
+        within: float = 60.0,
     ) -> list[RecordedCall]:
         """The fake notifies on every call it records: this waits, it never polls."""
         try:
-            return await self.slack.wait_for(
-                "chat.postMessage", where=where, count=count, timeout=within
-            )
+            return await self.slack.wait_for(method, where=where, count=count, timeout=within)
         except AssertionError as exc:
             raise BenchmarkError(str(exc)[:2000]) from None
+
+    async def wait_post(
+        self, where: Callable[[RecordedCall], bool], *, count: int = 1, within: float = 60.0
+    ) -> list[RecordedCall]:
+        return await self.wait_call("chat.postMessage", where, count=count, within=within)
+
+    @contextmanager
+    def paced_model(self, *, first_token_delay: float, token_delay: float) -> Iterator[None]:
+        """The model writes its answer over time, as a real one does, for this block only:
+        the other scenarios keep a model that answers at once."""
+        model = self.model
+        before = (model.first_token_delay, model.token_delay)
+        model.first_token_delay, model.token_delay = first_token_delay, token_delay
+        try:
+            yield
+        finally:
+            model.first_token_delay, model.token_delay = before
 
 
 @asynccontextmanager
