@@ -1,6 +1,9 @@
 """uv run python -m benchmarks [--quick] [--scenario N] [--db sqlite|postgres] [--processes N]
     [--profile] [--out D]
 
+Scenarios 1 to 6 run the bot with answers posted whole (`[agent] stream = false`), as the
+baselines post theirs; 7 and 8 run it streaming, to time what a thread shows first.
+
 Runs the scenarios, prints the table, and writes benchmarks.md and benchmarks.png (docs/ for a
 full run or --profile; a temp dir for --quick and partial runs unless --out says where).
 With --processes N (N ≥ 2), scenarios 1 and 2 also run on PostgreSQL against N bot processes
@@ -43,11 +46,14 @@ from benchmarks.scenarios import (
     scenario_mentions,
     scenario_pending,
 )
+from benchmarks.streaming import scenario_first_sign, scenario_first_token
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 APP_ORDER = {"baseline": 0, "baseline-sdk": 1, "bot": 2}  # then "bot xN"
 SPREAD_SCENARIOS = (1, 2)  # the ones --processes runs on several bot processes
 DB_ORDER = {"-": 0, "sqlite": 1, "postgres": 2}
+SCENARIO_NUMBERS = range(1, 9)
+STREAMING_SCENARIOS = (7, 8)  # the bot streams its answers there
 
 
 @dataclass
@@ -77,7 +83,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--scenario",
         type=int,
         action="append",
-        choices=range(1, 7),
+        choices=SCENARIO_NUMBERS,
         help="run only these (repeatable)",
     )
     parser.add_argument(
@@ -122,7 +128,13 @@ async def _one(
         return await scenario_acks(endpoint, fakes, plan, db)
     if number == 4:
         return await scenario_pending(endpoint, fakes, plan, db)
-    return await scenario_history(endpoint, fakes, plan, db)
+    if number == 5:
+        return await scenario_history(endpoint, fakes, plan, db)
+    if number == 7:
+        return await scenario_first_sign(endpoint, fakes, plan, db)
+    if number == 8:
+        return await scenario_first_token(endpoint, fakes, plan, db)
+    raise BenchmarkError(f"scenario {number} is not a latency scenario")
 
 
 def _summary(found: list[Measurement], started: float) -> str:
@@ -132,9 +144,17 @@ def _summary(found: list[Measurement], started: float) -> str:
 
 @asynccontextmanager
 async def _endpoint(
-    app: AppName, apart: bool, fakes: Fakes, db: DbKind | None, workdir: Path
+    app: AppName,
+    apart: bool,
+    fakes: Fakes,
+    db: DbKind | None,
+    workdir: Path,
+    *,
+    stream: bool = False,
 ) -> AsyncIterator[Endpoint]:
-    """`apart`: the app runs in its own process; else it is served in this one."""
+    """`apart`: the app runs in its own process; else it is served in this one. `stream`: the
+    bot streams its answers, served in this process only (a child posts them whole)."""
+    assert not (apart and stream)
     if app != "bot":
         kind: BaselineKind = "openai" if app == "baseline" else "agents"
         if apart:
@@ -150,7 +170,7 @@ async def _endpoint(
             async with app_process("bot", fakes, url) as child:
                 yield child.endpoint
         else:
-            async with bot_endpoint(fakes, url) as endpoint:
+            async with bot_endpoint(fakes, url, stream=stream) as endpoint:
                 yield endpoint
 
 
@@ -192,9 +212,30 @@ async def _latency(run: Run, fakes: Fakes, plan: Plan, wanted: set[int], workdir
         run.measurements += found
 
 
+async def _streaming(run: Run, fakes: Fakes, plan: Plan, wanted: set[int], workdir: Path) -> None:
+    """Scenarios 7 and 8 share one streaming bot and database per database kind, 7 first:
+    starting a bot on a fresh database takes seconds, which --quick cannot spare twice."""
+    numbers = [n for n in STREAMING_SCENARIOS if n in wanted]
+    if not numbers:
+        return
+    for db in run.dbs:
+        if db not in plan.streaming_dbs:
+            _say(
+                f"S{'+S'.join(map(str, numbers))} on {db}: skipped, this plan runs them on "
+                + ", ".join(plan.streaming_dbs)
+            )
+            continue
+        async with _endpoint("bot", False, fakes, db, workdir, stream=True) as endpoint:
+            for number in numbers:
+                started = time.monotonic()
+                found = await _one(number, endpoint, fakes, plan, db)
+                _say(f"S{number} bot, streaming, on {db}: {_summary(found, started)}")
+                run.measurements += found
+
+
 async def collect(args: argparse.Namespace, workdir: Path) -> Run:
     plan = QUICK if args.quick else FULL
-    wanted = set(args.scenario or range(1, 7))
+    wanted = set(args.scenario or SCENARIO_NUMBERS)
     run = Run(postgres=await postgres_version())
     run.dbs = [args.db] if args.db else ["sqlite", "postgres"]
     if "postgres" in run.dbs and run.postgres is None:
@@ -209,6 +250,7 @@ async def collect(args: argparse.Namespace, workdir: Path) -> Run:
             run.profiles = await profile(fakes, plan, run.dbs, workdir)
             return run
         await _latency(run, fakes, plan, wanted, workdir)
+        await _streaming(run, fakes, plan, wanted, workdir)
         if args.processes > 1 and wanted.intersection(SPREAD_SCENARIOS):
             if "postgres" in run.dbs:
                 await _spread(run, fakes, plan, wanted, workdir, args.processes)

@@ -8,8 +8,8 @@ import asyncio
 import gc
 import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from benchmarks.baseline import Baseline, BaselineKind
 from benchmarks.serving import SIGNING_SECRET, served
 from bot.app import build_app
-from bot.config import ApprovalsConfig, Config, ToolsConfig
+from bot.config import AgentConfig, ApprovalsConfig, Config, ToolsConfig
 from bot.container import Threadgate
 from bot.settings import Settings
 from bot.slack.client import build_slack_client
@@ -39,6 +39,9 @@ APPROVER = "UAPPROVER1"
 CHANNEL = "C0BENCH"
 DELETE_REQUEST = "please delete customer c42"
 FINAL_ANSWER = "Customer c42 is gone."
+# Scenario 8's mention, and the answer the paced model streams for it word by word.
+FEW_WORDS_REQUEST = "answer in a few words"
+FEW_WORDS_ANSWER = "Here are a few words, streamed one at a time."
 
 
 _thread_numbers = itertools.count(1)
@@ -53,9 +56,15 @@ class BenchmarkError(RuntimeError):
     """The app under test did something other than the scenario expects: stop, never time it."""
 
 
-def bot_config() -> Config:
-    """Every tool of tests.tools_for_tests needs approval; history_limit stays at its default."""
+def bot_config(*, stream: bool = False) -> Config:
+    """Every tool of tests.tools_for_tests needs approval; history_limit stays at its default.
+
+    Streaming is off unless asked for: scenarios 1 to 6 compare the bot with baselines that
+    post each answer whole, and wait for that chat.postMessage; only scenarios 7 and 8, which
+    measure what a streaming bot shows first, turn it on.
+    """
     return Config(
+        agent=AgentConfig(stream=stream),
         tools=ToolsConfig(modules=["tests.tools_for_tests"]),
         approvals=ApprovalsConfig(approvers=[APPROVER]),
     )
@@ -75,13 +84,17 @@ def _text_of(item: Any) -> str:
 
 
 def model_reply(body: dict[str, Any]) -> Reply:
-    """A tool call for the delete request, the final answer after its output, else "ok"."""
+    """A tool call for the delete request, the final answer after its output, a few words for
+    the few-words request, else "ok"."""
     items = body.get("input")
     last = items[-1] if isinstance(items, list) and items else items
     if isinstance(last, dict) and last.get("type") == "function_call_output":
         return text_reply(FINAL_ANSWER)
-    if DELETE_REQUEST in _text_of(last):
+    text = _text_of(last)
+    if DELETE_REQUEST in text:
         return tool_calls_reply(("delete_customer", {"customer_id": "c42"}))
+    if FEW_WORDS_REQUEST in text:
+        return text_reply(FEW_WORDS_ANSWER)
     return text_reply(DEFAULT_TEXT)
 
 
@@ -95,16 +108,36 @@ class Fakes:
         self.slack.reset()
         self.model.clear_records()
 
-    async def wait_post(
-        self, where: Callable[[RecordedCall], bool], *, count: int = 1, within: float = 60.0
+    async def wait_call(
+        self,
+        method: str,
+        where: Callable[[RecordedCall], bool],
+        *,
+        count: int = 1,
+        within: float = 60.0,
     ) -> list[RecordedCall]:
         """The fake notifies on every call it records: this waits, it never polls."""
         try:
-            return await self.slack.wait_for(
-                "chat.postMessage", where=where, count=count, timeout=within
-            )
+            return await self.slack.wait_for(method, where=where, count=count, timeout=within)
         except AssertionError as exc:
             raise BenchmarkError(str(exc)[:2000]) from None
+
+    async def wait_post(
+        self, where: Callable[[RecordedCall], bool], *, count: int = 1, within: float = 60.0
+    ) -> list[RecordedCall]:
+        return await self.wait_call("chat.postMessage", where, count=count, within=within)
+
+    @contextmanager
+    def paced_model(self, *, first_token_delay: float, token_delay: float) -> Iterator[None]:
+        """The model writes its answer over time, as a real one does, for this block only:
+        the other scenarios keep a model that answers at once."""
+        model = self.model
+        before = (model.first_token_delay, model.token_delay)
+        model.first_token_delay, model.token_delay = first_token_delay, token_delay
+        try:
+            yield
+        finally:
+            model.first_token_delay, model.token_delay = before
 
 
 @asynccontextmanager
@@ -171,7 +204,9 @@ class Endpoint:
         return elapsed
 
 
-def build_bot(*, slack_url: str, bot_token: str, model_url: str, database_url: str) -> Threadgate:
+def build_bot(
+    *, slack_url: str, bot_token: str, model_url: str, database_url: str, stream: bool = False
+) -> Threadgate:
     """The bot as `python -m bot` builds it, model client included, pointed at the fakes."""
     values: dict[str, Any] = {
         "slack_bot_token": SecretStr(bot_token),
@@ -186,7 +221,7 @@ def build_bot(*, slack_url: str, bot_token: str, model_url: str, database_url: s
     }
     settings = Settings(_env_file=None, **values)
     client = build_slack_client(bot_token, base_url=slack_url, backoff_factor=0.01)
-    return build_app(settings, config=bot_config(), slack_client=client)
+    return build_app(settings, config=bot_config(stream=stream), slack_client=client)
 
 
 def request_builder(slack: FakeSlackAPI) -> SlackRequestBuilder:
@@ -196,12 +231,15 @@ def request_builder(slack: FakeSlackAPI) -> SlackRequestBuilder:
 
 
 @asynccontextmanager
-async def bot_endpoint(fakes: Fakes, database_url: str) -> AsyncIterator[Endpoint]:
+async def bot_endpoint(
+    fakes: Fakes, database_url: str, *, stream: bool = False
+) -> AsyncIterator[Endpoint]:
     app = build_bot(
         slack_url=fakes.slack.base_url,
         bot_token=fakes.slack.bot_token,
         model_url=fakes.model.base_url,
         database_url=database_url,
+        stream=stream,
     )
     async with served(build_web_app(app)) as url:
         await app.start()

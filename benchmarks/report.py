@@ -177,13 +177,16 @@ METHOD = """\
   only the apps' own work shows. Real Slack and model latency would add to both apps alike,
   except that the bot makes more Slack calls on the way to an answer (see the findings).
 - A sample ends when the fake Slack receives the answer's `chat.postMessage` in that thread
-  (scenario 3: when the HTTP response arrives). Between samples the app goes idle. Each
-  scenario starts with warm-up requests that are not counted.
+  (scenario 3: when the HTTP response arrives; 7 and 8: see below). Between samples the app
+  goes idle. Each scenario starts with warm-up requests that are not counted.
 - **bot**: the real threadgate (`build_app` + `build_web_app`, which builds its own model
   client from `OPENAI_BASE_URL`, here the fake model server), config: the tools of
   `tests/tools_for_tests.py`, all needing approval, approver `UAPPROVER1`; `history_limit` at its
   default, 100; no `THREADGATE_ENCRYPTION_KEY` (the default). A fresh, migrated database per
   scenario: a temp SQLite file, or a scratch PostgreSQL database created and dropped by the run.
+- Scenarios 1 to 6 measure answers posted whole: the bot runs with `[agent] stream = false`
+  there, as the baselines post each answer with one `chat.postMessage`. It still sets its
+  "is thinking…" status on the way (`assistant.threads.setStatus`), which the baselines do not.
 - **baseline**: `benchmarks/baseline.py`, a least-work Bolt `AsyncApp` (no database, no queue):
   ack, one plain `openai` `AsyncOpenAI.responses.create`, one `chat.postMessage` in the thread,
   for a mention and for a click alike. The targets compare with it. **baseline-sdk** is the same
@@ -212,8 +215,25 @@ METHOD = """\
 - Scenario 5's sizes take turns sample by sample (each sample a new thread), so drift of a
   shared machine weighs on every size alike; scenario 4's sizes build on each other and run one
   after the other.
+- Scenarios 7 and 8 run the bot with `[agent] stream = true`, in this process, one bot and
+  database per database kind for both (7 first). N senders each send one mention at the same
+  moment; the next round starts once every thread of the round has its answer and its status
+  cleared. Times come from the fakes' records, not from when the benchmark looked: the fake
+  Slack stamps each call when it has read it, the fake model each streamed delta when it has
+  written it, and the sender each mention just before sending it, all with `time.monotonic()`
+  in this one process.
+- Scenario 7: from sending a mention to the first visible sign in its thread, whichever comes
+  first: an `assistant.threads.setStatus` with a non-empty status, a `chat.startStream` /
+  `appendStream` / `stopStream` carrying answer text, or the :eyes: reaction that stands in for
+  the status where Slack refuses one. The model answers at once ("ok"). One warm-up round at
+  the most senders.
+- Scenario 8: from the fake model sending a thread's first text delta to the thread's first
+  answer text reaching the fake Slack in a `chat.*Stream` call. The model's first token takes
+  300 ms, and 9 more words follow 20 ms apart; each mention carries its thread's timestamp,
+  which is how a model request is matched with its thread. One warm-up mention.
 - p50 and p99 interpolate linearly between ranks; with 60 samples (scenarios 4 and 5) p99 is
-  close to the worst sample."""
+  close to the worst sample; with 50 (scenarios 7 and 8 at 1 sender) it lies between the two
+  worst."""
 
 
 def markdown_report(
@@ -244,6 +264,8 @@ def markdown_report(
         "uv run python -m benchmarks.memory bot    # scenario 6 for one app, as JSON",
         "uv run python -m benchmarks --scenario 1 --scenario 2 --model-latency 300"
         "  # with a model that takes 300 ms",
+        "uv run python -m benchmarks --scenario 7 --scenario 8 --out /tmp/bench"
+        "  # streaming: first sign, first token",
         "```",
         "",
         f"This file was written by `{command}`. PostgreSQL: 127.0.0.1:5432, user postgres, "

@@ -8,6 +8,9 @@ MENTION_RATIO = 1.5  # scenario 1 and 2: bot p50 at most 1.5x the baseline's
 ACK_P99_MS = 100.0  # scenario 3: ack p99 under 100 ms at the most senders
 GROWTH = 0.20  # scenario 4 and 5: p50 at the largest size within 20% of the smallest
 MEMORY_RATIO = 2.0  # scenario 6: RSS at most 2x the baseline's
+FIRST_SIGN_P50_MS = 150.0  # scenario 7, at the most senders: first visible sign p50
+FIRST_SIGN_P99_MS = 500.0  # … and p99
+FIRST_TOKEN_MS = 50.0  # scenario 8: first streamed text at most this long after the model's
 
 SCENARIOS = {
     1: "mention → answer",
@@ -16,6 +19,8 @@ SCENARIOS = {
     4: "click → answer vs pending approvals",
     5: "click → answer vs thread history",
     6: "resident memory after N threads",
+    7: "mention → first visible sign, streaming",
+    8: "model's first token → first streamed text",
 }
 
 
@@ -127,6 +132,51 @@ def _x(m: Measurement) -> int:
     return m.x or 0
 
 
+def _by_senders(ms: Sequence[Measurement], scenario: int, db: str) -> list[Measurement]:
+    return sorted(
+        (m for m in ms if m.scenario == scenario and m.app == "bot" and m.db == db), key=_x
+    )
+
+
+def _first_sign_checks(ms: Sequence[Measurement], dbs: Sequence[str]) -> list[Check]:
+    """At the most concurrent senders the run had (10 in a full run)."""
+    checks = []
+    for db in dbs:
+        series = _by_senders(ms, 7, db)
+        if not series:
+            continue
+        top = series[-1]
+        for name, value, limit in (
+            ("p50", top.p50, FIRST_SIGN_P50_MS),
+            ("p99", top.p99, FIRST_SIGN_P99_MS),
+        ):
+            checks.append(
+                Check(
+                    f"S7 first visible sign {name} at {top.case} ({db})",
+                    f"{value:.1f} ms",
+                    f"≤ {limit:.0f} ms",
+                    value <= limit,
+                )
+            )
+    return checks
+
+
+def _first_token_checks(ms: Sequence[Measurement], dbs: Sequence[str]) -> list[Check]:
+    """p99 against the limit, so that nearly every answer is within it; p50 beside it."""
+    checks = []
+    for db in dbs:
+        for m in _by_senders(ms, 8, db):
+            checks.append(
+                Check(
+                    f"S8 first streamed text after the model's first token, p99 at {m.case} ({db})",
+                    f"{m.p99:.1f} ms (p50 {m.p50:.1f} ms)",
+                    f"≤ {FIRST_TOKEN_MS:.0f} ms",
+                    m.p99 <= FIRST_TOKEN_MS,
+                )
+            )
+    return checks
+
+
 def checks(ms: Sequence[Measurement], memory: Sequence[Memory], dbs: Sequence[str]) -> list[Check]:
     found = _ratio_checks(ms, 1, dbs) + _ratio_checks(ms, 2, dbs)
     for db in dbs:
@@ -142,6 +192,7 @@ def checks(ms: Sequence[Measurement], memory: Sequence[Memory], dbs: Sequence[st
                 )
             )
     found += _growth_checks(ms, 4, dbs) + _growth_checks(ms, 5, dbs)
+    found += _first_sign_checks(ms, dbs) + _first_token_checks(ms, dbs)
     by_app = {m.app: m for m in memory}
     if "bot" in by_app and "baseline" in by_app:
         bot, base = by_app["bot"], by_app["baseline"]

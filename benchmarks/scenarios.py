@@ -1,5 +1,6 @@
 """Scenarios 1 to 5: each sample is one signed request over HTTP, timed until the fake Slack
 receives the answer's chat.postMessage in that thread (or, for acks, until the HTTP response).
+Scenarios 7 and 8, which time what a streaming bot shows first, are in benchmarks/streaming.py.
 
 Between samples the app is let go idle and the fakes forget what they recorded, so samples do
 not queue behind each other's leftovers.
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
+from benchmarks.databases import DbKind
 from benchmarks.harness import (
     APPROVER,
     ASKER,
@@ -43,8 +45,11 @@ class Plan:
     history: tuple[int, ...]  # scenario 5: earlier messages in the thread
     growth_clicks: int  # scenario 4 and 5, per size
     memory_threads: int  # scenario 6
+    first_sign: tuple[tuple[int, int], ...]  # scenario 7: (concurrent senders, rounds)
+    first_token: tuple[tuple[int, int], ...]  # scenario 8: (concurrent senders, rounds)
     memory_apps: tuple[AppName, ...] = ("baseline", "baseline-sdk", "bot")
     acks_apart: bool = True  # scenario 3 reaches the app in its own process
+    streaming_dbs: tuple[DbKind, ...] = ("sqlite", "postgres")  # scenarios 7 and 8
 
 
 FULL = Plan(
@@ -56,6 +61,8 @@ FULL = Plan(
     history=(1, 100, 500),
     growth_clicks=60,
     memory_threads=1_000,
+    first_sign=((1, 50), (10, 20)),
+    first_token=((1, 50), (10, 20)),
 )
 QUICK = Plan(
     warmup=2,
@@ -66,8 +73,12 @@ QUICK = Plan(
     history=(1, 10, 50),
     growth_clicks=3,
     memory_threads=10,
+    first_sign=((1, 2), (10, 1)),
+    first_token=((10, 1),),
     memory_apps=("baseline", "bot"),
     acks_apart=False,  # child processes take seconds to import the bot: CI skips that here
+    # A streaming bot on a fresh database takes seconds to start: CI starts one, not two.
+    streaming_dbs=("sqlite",),
 )
 
 
@@ -79,7 +90,8 @@ def approval_id_of(call: RecordedCall) -> str:
     raise BenchmarkError(f"expected an approval request, got {call.args.get('text')!r}")
 
 
-async def _settle(endpoint: Endpoint, fakes: Fakes) -> None:
+async def settle(endpoint: Endpoint, fakes: Fakes) -> None:
+    """Between samples: nothing left running, nothing left to scan."""
     await endpoint.idle()
     fakes.forget()
 
@@ -92,7 +104,7 @@ async def mention_once(endpoint: Endpoint, fakes: Fakes, window: Window = nullco
         await endpoint.post(request)
         await fakes.wait_post(in_thread(thread_ts))
         elapsed = time.perf_counter() - start
-    await _settle(endpoint, fakes)
+    await settle(endpoint, fakes)
     return elapsed
 
 
@@ -103,7 +115,7 @@ async def pause(endpoint: Endpoint, fakes: Fakes, thread_ts: str) -> str:
     )
     await endpoint.post(request)
     calls = await fakes.wait_post(in_thread(thread_ts))
-    await _settle(endpoint, fakes)
+    await settle(endpoint, fakes)
     return approval_id_of(calls[0])
 
 
@@ -125,7 +137,7 @@ async def click_once(
         await endpoint.post(request)
         await fakes.wait_post(in_thread(thread_ts, answer))
         elapsed = time.perf_counter() - start
-    await _settle(endpoint, fakes)
+    await settle(endpoint, fakes)
     return elapsed
 
 
@@ -138,6 +150,10 @@ async def approval_round_trip(
     if endpoint.approvals:
         approval_id = await pause(endpoint, fakes, thread_ts)
     return await click_once(endpoint, fakes, thread_ts, approval_id, window)
+
+
+def senders_case(senders: int) -> str:
+    return f"{senders} concurrent sender" + ("s" if senders > 1 else "")
 
 
 def _ms(seconds: list[float]) -> tuple[float, ...]:
@@ -174,7 +190,7 @@ async def _burst(endpoint: Endpoint, fakes: Fakes, senders: int) -> list[float]:
         )
     )
     await fakes.wait_post(in_threads(set(threads)), count=senders, within=600)
-    await _settle(endpoint, fakes)
+    await settle(endpoint, fakes)
     return acks
 
 
@@ -184,8 +200,7 @@ async def scenario_acks(endpoint: Endpoint, fakes: Fakes, plan: Plan, db: str) -
     found = []
     for senders, rounds in plan.acks:
         acks = [ack for _ in range(rounds) for ack in await _burst(endpoint, fakes, senders)]
-        case = f"{senders} concurrent sender" + ("s" if senders > 1 else "")
-        found.append(Measurement(3, case, db, endpoint.name, _ms(acks), x=senders))
+        found.append(Measurement(3, senders_case(senders), db, endpoint.name, _ms(acks), x=senders))
     return found
 
 

@@ -48,6 +48,9 @@ class RecordedCall:
     args: dict[str, Any]
     token: str | None
     path: str = ""
+    # time.monotonic() once the fake had read the call: when it reached "Slack", for timings
+    # that must not include how late a waiter woke up to look.
+    at: float = field(default_factory=time.monotonic, compare=False)
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,17 @@ async def test_slack_sdk_posts_and_the_call_is_recorded_with_python_blocks(
     assert slack.messages_in_thread("C1", "1.0") == [call]
 
 
+async def test_a_recorded_call_carries_when_it_reached_the_fake(slack: FakeSlackAPI) -> None:
+    client = web_client(slack)
+    before = time.monotonic()
+    await client.chat_postMessage(channel="C1", text="first")
+    await client.chat_postMessage(channel="C1", text="second")
+    after = time.monotonic()
+
+    first, second = slack.calls_to("chat.postMessage")
+    assert before <= first.at <= second.at <= after
+
+
 async def test_form_bodies_and_get_queries_are_decoded(slack: FakeSlackAPI) -> None:
     client = web_client(slack)
     blocks = [{"type": "divider"}]
