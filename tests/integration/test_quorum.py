@@ -7,6 +7,9 @@ from collections import Counter
 from typing import Any
 
 from agents.testing import ScriptedModel, assistant_message, function_call
+from cryptography.fernet import Fernet
+from pydantic import SecretStr
+from sqlalchemy import text
 
 from bot.config import Config
 from bot.slack.blocks import APPROVE_ACTION, REJECT_ACTION
@@ -34,7 +37,7 @@ from tests.integration.test_approvals import (
     reject_with,
     tool_outputs,
 )
-from tests.running_app import running_bot
+from tests.running_app import bot_settings, running_bot
 
 ANSWER = "Refunded o1."
 VOTERS = [f"UVOTER{i:02d}" for i in range(20)]
@@ -227,3 +230,29 @@ async def test_twenty_concurrent_approvals_from_distinct_approvers_run_the_tool_
         assert len(told) == 18
         assert all("already decided" in str(c.args["text"]) for c in told)
         assert "Approved by" in card_text(slack.calls_to("chat.update")[-1])
+
+
+async def test_a_rejection_reason_in_the_decision_log_is_encrypted_at_rest(
+    database_url: str, slack: FakeSlackAPI
+) -> None:
+    settings = bot_settings(
+        database_url, slack, encryption_key=SecretStr(Fernet.generate_key().decode())
+    )
+    async with running_bot(
+        database_url=database_url,
+        slack=slack,
+        config=two_person(),
+        model=refund_then_answer("No refund."),
+        settings=settings,
+    ) as bot:
+        await ask(bot, "refund order o1")
+        [approval_id] = approval_ids(approval_messages(slack)[0])
+        await reject_with(bot, approval_id, "the swordfish account is frozen")
+
+        async with bot.app.db.engine.connect() as conn:
+            stored = await conn.scalar(text("SELECT reason FROM approval_decisions"))
+        assert stored is not None
+        assert stored.startswith("tgenc:v1:")
+        assert "swordfish" not in stored
+        [entry] = await decision_log.entries(bot.app.db, approval_id)
+        assert entry.reason == "the swordfish account is frozen"
