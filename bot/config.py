@@ -112,6 +112,8 @@ class ToolsConfig(_Strict):
 class ToolApprovalConfig(_Strict):
     require: Literal["always", "never"] = "always"
     approvers: list[str] | None = None
+    # Distinct approvers a call needs before it runs; any one rejection still rejects it.
+    approvals_needed: int = Field(default=1, ge=1, le=10)
 
     @field_validator("approvers")
     @classmethod

@@ -1,17 +1,21 @@
-"""Approvals: decided once by a compare-and-set, and the ledger of approved calls' starts."""
+"""Approvals: voted on, decided once by a compare-and-set, and the ledger of approved calls'
+starts."""
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import and_, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from storage import outbox
+from storage import decision_log, outbox
 from storage.database import Database
 from storage.ids import ThreadRef
 from storage.models import (
     Approval,
     ApprovalStatus,
+    DecisionKind,
     Job,
     JobKind,
     JobStatus,
@@ -75,6 +79,14 @@ class Decision:
     resume_queued: bool
 
 
+# What each decision is in the log.
+_LOGGED_AS = {
+    ApprovalStatus.APPROVED: DecisionKind.APPROVE,
+    ApprovalStatus.REJECTED: DecisionKind.REJECT,
+    ApprovalStatus.EXPIRED: DecisionKind.EXPIRE,
+}
+
+
 async def decide_approval(
     db: Database,
     *,
@@ -84,59 +96,142 @@ async def decide_approval(
     reason: str | None = None,
     by: Claimant | None = None,
 ) -> Decision | None:
-    """Decide a pending approval once; queue the resume when it was the run's last one. The
-    card owes the thread its new look, stored with the decision.
-
-    The run row is locked first so that two approvals of one run decided at the same moment
-    cannot both see the other still pending and leave the run waiting forever.
+    """Decide a pending approval once, whatever votes it has (a rejection, an expiry); queue
+    the resume when it was the run's last one. The card owes the thread its new look, and the
+    log its entry, stored with the decision. Approvals by people go through `vote_to_approve`.
     """
     async with db.write() as session:
         approval = await session.get(Approval, approval_id)
         if approval is None:
             return None
-        run = await session.get(Run, approval.run_id, with_for_update=True)
-        result = await session.execute(
-            update(Approval)
-            .where(col(Approval.id) == approval_id, col(Approval.status) == ApprovalStatus.PENDING)
-            .values(status=status, decided_by=decided_by, decided_at=utcnow(), reason=reason)
+        run = await _lock(session, approval)
+        decision = await _decide(
+            session, approval, run, status=status, decided_by=decided_by, reason=reason, by=by
         )
-        won = rowcount(result) == 1
-        await session.refresh(approval)
-        if won:
-            card = Owed(OutboxKind.CARD, approval_id=approval.id)
-            thread_key = ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts).key
-            await outbox.add(session, thread_key=thread_key, owed=[card], by=by)
-        if not won or run is None or run.status != RunStatus.WAITING:
-            return Decision(approval=approval, won=won, resume_queued=False)
-        still_pending = await session.scalar(
-            select(func.count())
-            .select_from(Approval)
-            .where(
-                col(Approval.run_id) == run.id,
-                col(Approval.generation) == run.generation,
-                col(Approval.status) == ApprovalStatus.PENDING,
+        if decision.won:
+            await decision_log.record(
+                session, approval, kind=_LOGGED_AS[status], user_id=decided_by, reason=reason
             )
+        return decision
+
+
+class VoteOutcome(StrEnum):
+    COUNTED = "counted"  # a new approval; the call needs more before it runs
+    REPEATED = "repeated"  # this person's approval already counted: nothing changed
+    DECIDED = "decided"  # this approval completed the quorum: the call is approved
+    TOO_LATE = "too_late"  # the call was decided before it: nothing changed
+
+
+@dataclass(frozen=True)
+class Vote:
+    approval: Approval
+    outcome: VoteOutcome
+    approvers: list[str]  # who has approved the call, in order, this vote included
+    resume_queued: bool = False
+
+
+async def vote_to_approve(
+    db: Database, *, approval_id: str, user_id: str, by: Claimant | None = None
+) -> Vote | None:
+    """One person approves: the vote is logged once, and the vote that brings the distinct
+    approvers to `approvals_needed` approves the call, in the same transaction.
+
+    Every vote and decision on a call locks its run's row and then the approval's, so they take
+    turns: the vote that completes the quorum sees every vote before it, and two votes can
+    never both see themselves one short and leave a call with enough approvals pending. The
+    approval itself is still the compare-and-set on `status = 'pending'`. A vote that does not
+    complete the quorum owes the thread the card's new count.
+    """
+    async with db.write() as session:
+        approval = await session.get(Approval, approval_id)
+        if approval is None:
+            return None
+        run = await _lock(session, approval)
+        if approval.status != ApprovalStatus.PENDING:
+            approvers = await decision_log.approvers_of(session, approval.id)
+            return Vote(approval, VoteOutcome.TOO_LATE, approvers)
+        counted = await decision_log.record(
+            session, approval, kind=DecisionKind.APPROVE, user_id=user_id
         )
-        if still_pending:
-            return Decision(approval=approval, won=True, resume_queued=False)
-        run.status = RunStatus.RESUMING
-        run.updated_at = utcnow()
-        await insert_unless_taken(
-            session,
-            Job,
-            [
-                {
-                    "thread_key": run.thread_key,
-                    "kind": JobKind.RESUME,
-                    "status": JobStatus.QUEUED,
-                    "dedupe_key": f"resume:{run.id}:{run.generation}",
-                    "run_id": run.id,
-                    "created_at": utcnow(),
-                }
-            ],
-            key="dedupe_key",
+        approvers = await decision_log.approvers_of(session, approval.id)
+        if not counted:
+            return Vote(approval, VoteOutcome.REPEATED, approvers)
+        if len(approvers) < approval.approvals_needed:
+            await _owe_card(session, approval, by)
+            return Vote(approval, VoteOutcome.COUNTED, approvers)
+        decision = await _decide(
+            session, approval, run, status=ApprovalStatus.APPROVED, decided_by=user_id, by=by
         )
-        return Decision(approval=approval, won=True, resume_queued=True)
+        outcome = VoteOutcome.DECIDED if decision.won else VoteOutcome.TOO_LATE
+        return Vote(decision.approval, outcome, approvers, decision.resume_queued)
+
+
+async def _lock(session: AsyncSession, approval: Approval) -> Run | None:
+    """Lock the run, then the approval (always in that order), and read the approval anew."""
+    run = await session.get(Run, approval.run_id, with_for_update=True)
+    await session.get(Approval, approval.id, with_for_update=True, populate_existing=True)
+    return run
+
+
+async def _owe_card(session: AsyncSession, approval: Approval, by: Claimant | None) -> None:
+    card = Owed(OutboxKind.CARD, approval_id=approval.id)
+    thread_key = ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts).key
+    await outbox.add(session, thread_key=thread_key, owed=[card], by=by)
+
+
+async def _decide(
+    session: AsyncSession,
+    approval: Approval,
+    run: Run | None,
+    *,
+    status: ApprovalStatus,
+    decided_by: str | None,
+    reason: str | None = None,
+    by: Claimant | None,
+) -> Decision:
+    """The compare-and-set, under the caller's locks; the run's last decision queues its
+    resume, so that two approvals of one run decided at once cannot both see the other still
+    pending and leave the run waiting forever."""
+    result = await session.execute(
+        update(Approval)
+        .where(col(Approval.id) == approval.id, col(Approval.status) == ApprovalStatus.PENDING)
+        .values(status=status, decided_by=decided_by, decided_at=utcnow(), reason=reason)
+    )
+    won = rowcount(result) == 1
+    await session.refresh(approval)
+    if won:
+        await _owe_card(session, approval, by)
+    if not won or run is None or run.status != RunStatus.WAITING:
+        return Decision(approval=approval, won=won, resume_queued=False)
+    still_pending = await session.scalar(
+        select(func.count())
+        .select_from(Approval)
+        .where(
+            col(Approval.run_id) == run.id,
+            col(Approval.generation) == run.generation,
+            col(Approval.status) == ApprovalStatus.PENDING,
+        )
+    )
+    if still_pending:
+        return Decision(approval=approval, won=True, resume_queued=False)
+    run.status = RunStatus.RESUMING
+    run.updated_at = utcnow()
+    await insert_unless_taken(
+        session,
+        Job,
+        [
+            {
+                "thread_key": run.thread_key,
+                "kind": JobKind.RESUME,
+                "status": JobStatus.QUEUED,
+                "dedupe_key": f"resume:{run.id}:{run.generation}",
+                "run_id": run.id,
+                "created_at": utcnow(),
+            }
+        ],
+        key="dedupe_key",
+    )
+    return Decision(approval=approval, won=True, resume_queued=True)
 
 
 async def due_approval_ids(db: Database, *, now: datetime, limit: int = 100) -> list[str]:

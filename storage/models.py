@@ -8,7 +8,17 @@ import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Column, DateTime, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -99,6 +109,15 @@ class ApprovalStatus(StrEnum):
     APPROVED = "approved"
     REJECTED = "rejected"
     EXPIRED = "expired"
+
+
+class DecisionKind(StrEnum):
+    """What a person (or the expiry sweep) did to an approval; the rules and edits to come add
+    their own kinds."""
+
+    APPROVE = "approve"
+    REJECT = "reject"
+    EXPIRE = "expire"
 
 
 class SlackEvent(SQLModel, table=True):
@@ -199,6 +218,11 @@ class Approval(SQLModel, table=True):
     requested_by: str = Field(max_length=32)
     requesters: list[str] = Field(default_factory=list, sa_column=_requesters_column())
     approvers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Distinct approvers the call needs, fixed when it paused; the server default serves the
+    # rows written before quorums existed (migration 0007).
+    approvals_needed: int = Field(
+        default=1, sa_column=Column(Integer, nullable=False, server_default=text("1"))
+    )
     status: ApprovalStatus = Field(default=ApprovalStatus.PENDING, sa_type=String(16))
     decided_by: str | None = Field(default=None, max_length=32)
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -207,6 +231,39 @@ class Approval(SQLModel, table=True):
     executed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     outcome: str | None = Field(default=None, sa_column=Column(SealedText, nullable=True))
     expires_at: datetime = Field(sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ApprovalDecision(SQLModel, table=True):
+    """One vote or decision on an approval, written in the transaction it records and never
+    changed after: who, when, what, and (sealed, as it is conversation content) why.
+
+    A person's approval counts once: the partial unique index admits one `approve` row per
+    person and approval, and the vote is inserted against it (ON CONFLICT DO NOTHING), so the
+    database, not a read before the insert, decides whether a click is a new vote. `user_id`
+    is NULL where nobody decided: an expiry.
+    """
+
+    __tablename__ = "approval_decisions"
+    __table_args__ = (
+        Index("ix_approval_decisions_approval", "approval_id", "id"),
+        Index(
+            "uq_approval_decisions_vote",
+            "approval_id",
+            "user_id",
+            unique=True,
+            sqlite_where=text("kind = 'approve'"),
+            postgresql_where=text("kind = 'approve'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    approval_id: str = Field(max_length=40, foreign_key="approvals.id")
+    run_id: str = Field(max_length=40)
+    team_id: str = Field(max_length=32)
+    user_id: str | None = Field(default=None, max_length=32)
+    kind: DecisionKind = Field(sa_type=String(16))
+    reason: str | None = Field(default=None, sa_column=Column(SealedText, nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

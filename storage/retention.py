@@ -12,6 +12,9 @@ What must survive, and why:
   pause, and deleting its approvals would lose the decisions and the record of which approved
   calls already started (a call without a row would run again).
 
+The decision log (who approved, rejected or let a call expire) goes with its approval, never
+before it: while a call can still be decided its votes are what count toward its quorum.
+
 Feedback on answers goes by when it was given, not with its run: an opinion is its own record
 (see storage.feedback), and nothing live ever depends on one.
 
@@ -45,6 +48,7 @@ from storage.database import Database
 from storage.history import agent_messages, agent_sessions
 from storage.models import (
     Approval,
+    ApprovalDecision,
     ApprovalStatus,
     Feedback,
     Job,
@@ -73,6 +77,7 @@ FINISHED_JOBS = (JobStatus.DONE, JobStatus.FAILED)
 class PurgeCounts:
     runs: int = 0
     approvals: int = 0
+    approval_decisions: int = 0
     jobs: int = 0
     slack_events: int = 0
     threads: int = 0
@@ -181,6 +186,10 @@ class _Purger:
         if not ids:
             return 0, PurgeCounts()
         # The runs are locked: nothing can retry them, decide their approvals or queue for them.
+        of_runs = select(col(Approval.id)).where(col(Approval.run_id).in_(ids))
+        decisions = await session.execute(
+            delete(ApprovalDecision).where(col(ApprovalDecision.approval_id).in_(of_runs))
+        )
         approvals = await session.execute(delete(Approval).where(col(Approval.run_id).in_(ids)))
         jobs = await session.execute(
             delete(Job).where(col(Job.run_id).in_(ids), col(Job.status).in_(FINISHED_JOBS))
@@ -190,25 +199,37 @@ class _Purger:
         )
         deleted = _rowcount(runs)
         return deleted, PurgeCounts(
-            runs=deleted, approvals=_rowcount(approvals), jobs=_rowcount(jobs)
+            runs=deleted,
+            approvals=_rowcount(approvals),
+            approval_decisions=_rowcount(decisions),
+            jobs=_rowcount(jobs),
         )
 
     async def approvals_batch(self, session: AsyncSession) -> tuple[int, PurgeCounts]:
-        """Decided approvals of runs that stay (finished recently, or after an older pause)."""
-        oldest = (
-            select(col(Approval.id))
-            .join(Run, col(Run.id) == col(Approval.run_id))
-            .where(
-                col(Approval.status) != ApprovalStatus.PENDING,
-                col(Approval.decided_at) < self.cutoff,
-                col(Run.status).in_(SETTLED_RUNS),
+        """Decided approvals of runs that stay (finished recently, or after an older pause),
+        with their entries in the decision log: a settled run's decided approval never
+        changes again, so the ids read first are still the ones to delete."""
+        ids = list(
+            await session.scalars(
+                select(col(Approval.id))
+                .join(Run, col(Run.id) == col(Approval.run_id))
+                .where(
+                    col(Approval.status) != ApprovalStatus.PENDING,
+                    col(Approval.decided_at) < self.cutoff,
+                    col(Run.status).in_(SETTLED_RUNS),
+                )
+                .order_by(col(Approval.id))
+                .limit(self.batch_size)
             )
-            .limit(self.batch_size)
-            .correlate(None)
         )
-        result = await session.execute(delete(Approval).where(col(Approval.id).in_(oldest)))
+        if not ids:
+            return 0, PurgeCounts()
+        decisions = await session.execute(
+            delete(ApprovalDecision).where(col(ApprovalDecision.approval_id).in_(ids))
+        )
+        result = await session.execute(delete(Approval).where(col(Approval.id).in_(ids)))
         deleted = _rowcount(result)
-        return deleted, PurgeCounts(approvals=deleted)
+        return deleted, PurgeCounts(approvals=deleted, approval_decisions=_rowcount(decisions))
 
     async def jobs_batch(self, session: AsyncSession) -> tuple[int, PurgeCounts]:
         """Finished jobs, except those of a run that may still be retried or resumed."""

@@ -166,6 +166,7 @@ class NewApproval:
     tool_name: str
     arguments: str
     approvers: list[str]
+    approvals_needed: int = 1  # distinct approvers the call needs before it runs
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,7 @@ async def pause_run(
                 requested_by=requested_by,
                 requesters=with_requesters([requested_by], run.requesters),
                 approvers=item.approvers,
+                approvals_needed=item.approvals_needed,
                 expires_at=now + expire_after,
                 created_at=now,
             )

@@ -68,6 +68,7 @@ _runs = _stored("runs", String, ("state",), ("updated_at",))
 _approvals = _stored("approvals", String, ("arguments", "reason", "outcome"), ("created_at",))
 _jobs = _stored("jobs", Integer, ("text",), ())
 _outbox = _stored("outbox", Integer, ("payload",), ())
+_decisions = _stored("approval_decisions", Integer, ("reason",), ())
 
 # Every SealedText column of storage.models, and the SDK's history that storage.history seals;
 # tests/db/test_sealed_columns.py holds this list to the models. The other tables hold no
@@ -78,6 +79,7 @@ SEALED_COLUMNS = (
     SealedColumn(_approvals, "arguments", key="id", newest=("created_at",)),
     SealedColumn(_approvals, "reason", key="id", newest=("created_at",)),
     SealedColumn(_approvals, "outcome", key="id", newest=("created_at",)),
+    SealedColumn(_decisions, "reason", key="id", newest=("id",)),
     SealedColumn(_jobs, "text", key="id", newest=("id",)),
     SealedColumn(_outbox, "payload", key="id", newest=("id",)),
     SealedColumn(

@@ -2,9 +2,10 @@
 
 Pause: the state and one approval per call are stored in one transaction, then each call is
 posted with its own buttons. Click: the approval is looked up by its opaque id, checked against
-the team and channel it came from, the clicker is authorized against the policy in force now,
-and the approval is decided by a compare-and-set. The last decision of a pause queues one
-resume job; the thread's worker runs it, loading the state from the database.
+the team and channel it came from, and the clicker is authorized against the policy in force
+now. An approval is a vote: one per person, and the vote that reaches the call's quorum
+decides it by a compare-and-set; a rejection decides it at once. The last decision of a pause
+queues one resume job; the thread's worker runs it, loading the state from the database.
 """
 
 import logging
@@ -22,10 +23,13 @@ from bot.runtime.outbox import Outbox
 from bot.slack import blocks, cards
 from bot.slack.replies import ThreadReplies
 from bot.slack.user_groups import UserGroups
+from storage import decision_log
 from storage.approvals import (
+    VoteOutcome,
     decide_approval,
     due_approval_ids,
     get_approval,
+    vote_to_approve,
 )
 from storage.database import Database
 from storage.ids import ThreadRef
@@ -37,6 +41,7 @@ log = logging.getLogger(__name__)
 
 REJECTED_WITHOUT_REASON = "A person reviewing this tool call rejected it. Do not run it."
 NOT_FOUND = "I can't find that approval request here. It may have been removed."
+ALREADY_APPROVED = "You already approved this; it needs another approver."
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,9 @@ class Approvals:
                         tool_name=call.tool_name,
                         arguments=call.arguments,
                         approvers=list(self.policy.approvers_for(call.tool_name)),
+                        # The call's quorum, stored with it: a config change never moves
+                        # the goalposts of a call already waiting.
+                        approvals_needed=self.policy.approvals_needed_for(call.tool_name),
                     )
                     for call in outcome.pending
                 ],
@@ -142,7 +150,7 @@ class Approvals:
         if click.action == "reject":
             await self._open_reject_modal(approval, click)
             return
-        await self._decide(approval, ApprovalStatus.APPROVED, click.user_id, None)
+        await self._approve(approval, click.user_id)
 
     async def reject(self, rejection: Rejection) -> None:
         """The modal was submitted: check everything again, the approval may have moved on."""
@@ -221,6 +229,24 @@ class Approvals:
         await self.outbox.deliver(thread.key)
         return 1
 
+    async def _approve(self, approval: Approval, user_id: str) -> None:
+        vote = await vote_to_approve(
+            self.db, approval_id=approval.id, user_id=user_id, by=self.outbox.claimant
+        )
+        if vote is None:
+            await self._tell(approval.channel_id, user_id, approval.thread_ts, NOT_FOUND)
+            return
+        if vote.outcome == VoteOutcome.TOO_LATE:
+            await self._tell_already(vote.approval, user_id, vote.approvers)
+            return
+        if vote.outcome == VoteOutcome.REPEATED:
+            await self._tell(approval.channel_id, user_id, approval.thread_ts, ALREADY_APPROVED)
+            return
+        thread = ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts)
+        if vote.resume_queued:  # the resume need not wait for the card's update
+            self.kick(thread.key)
+        await self.outbox.deliver(thread.key)
+
     async def _open_reject_modal(self, approval: Approval, click: Click) -> None:
         if not click.trigger_id:
             await self._tell(
@@ -235,8 +261,12 @@ class Approvals:
         except SlackApiError as exc:
             log.warning("could not open the reject modal: %s", exc.response.get("error"))
 
-    async def _tell_already(self, approval: Approval, user_id: str) -> None:
-        line = blocks.decision_line(cards.decision_of(approval))
+    async def _tell_already(
+        self, approval: Approval, user_id: str, approved_by: Sequence[str] | None = None
+    ) -> None:
+        if approved_by is None:
+            approved_by = await decision_log.approved_by(self.db, approval.id)
+        line = blocks.decision_line(cards.decision_of(approval, approved_by))
         text = f"This request was already decided. {line}"
         await self._tell(approval.channel_id, user_id, approval.thread_ts, text)
 

@@ -11,6 +11,7 @@ from bot.config import ApprovalsConfig
 class ToolRule:
     required: bool
     approvers: tuple[str, ...] | None = None
+    approvals_needed: int = 1
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Policy:
             rules[name] = ToolRule(
                 required=tool.require == "always",
                 approvers=tuple(tool.approvers) if tool.approvers is not None else None,
+                approvals_needed=tool.approvals_needed,
             )
         return cls(
             default_required=config.default == "always",
@@ -58,3 +60,8 @@ class Policy:
         if rule is not None and rule.approvers is not None:
             return rule.approvers
         return self.approvers
+
+    def approvals_needed_for(self, tool_name: str) -> int:
+        """How many distinct people must approve a call before it runs, fixed when it pauses."""
+        rule = self.rules.get(tool_name)
+        return 1 if rule is None else rule.approvals_needed

@@ -21,7 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime.thread_locks import ThreadLocks
 from bot.slack import blocks, cards, markdown
-from storage import outbox
+from storage import decision_log, outbox
 from storage.approvals import get_approval
 from storage.database import Database
 from storage.ids import ThreadRef
@@ -239,7 +239,7 @@ class Outbox:
             approval = await get_approval(self.db, delivery.approval_id or "")
             if approval is None:
                 return blocks.plain("This approval request is no longer stored.")
-            return cards.card(approval)
+            return cards.card(approval, await decision_log.approved_by(self.db, approval.id))
         if delivery.kind == OutboxKind.INTERRUPTED:
             doing = (
                 "while resuming after an approval"

@@ -42,6 +42,8 @@ class ApprovalView:
     arguments: str
     requesters: Sequence[str]
     approvers: Sequence[str]
+    approvals_needed: int = 1
+    approved_by: Sequence[str] = ()  # who has approved so far, in order
 
 
 _SLACK_ID = re.compile(r"[A-Z0-9]{2,40}")
@@ -96,13 +98,29 @@ def _who_decides(approvers: Sequence[str]) -> str:
     return _mentions(approvers)
 
 
+def _each(ids: Sequence[str], limit: int = 20) -> str:
+    """`<@a>`, `<@a> and <@b>`, `<@a>, <@b> and <@c>`."""
+    shown = [mention(i) for i in ids[:limit]]
+    if len(shown) <= 1:
+        return "".join(shown)
+    if len(ids) > limit:
+        return ", ".join(shown) + f" and {len(ids) - limit} more"
+    return ", ".join(shown[:-1]) + " and " + shown[-1]
+
+
+def quorum_line(approved_by: Sequence[str], needed: int) -> str:
+    """How far a call that needs several approvers has come: "1 of 2 approvals: <@a>"."""
+    return f"{len(approved_by)} of {needed} approvals: {_each(approved_by)}"
+
+
 def _call_blocks(view: ApprovalView) -> list[Block]:
+    needed = f" · {view.approvals_needed} approvals needed" if view.approvals_needed > 1 else ""
     return [
         _section(f":lock: *Approval needed* to run `{escape(view.tool_name, 200)}`"),
         _section("*Arguments*\n" + _code(pretty_arguments(view.arguments), ARGUMENTS_LIMIT)),
         _context(
             f"Asked by {_mentions(view.requesters) or 'nobody known'} · Who may decide: "
-            f"{_who_decides(view.approvers)}"
+            f"{_who_decides(view.approvers)}{needed}"
         ),
     ]
 
@@ -130,7 +148,9 @@ def approval_request(view: ApprovalView) -> tuple[str, list[Block]]:
             },
         ],
     }
-    return truncate(text, FALLBACK_TEXT_LIMIT), [*_call_blocks(view), actions]
+    so_far = ":ballot_box_with_check: " + quorum_line(view.approved_by, view.approvals_needed)
+    votes = [_section(so_far)] if view.approved_by else []
+    return truncate(text, FALLBACK_TEXT_LIMIT), [*_call_blocks(view), *votes, actions]
 
 
 @dataclass(frozen=True)
@@ -140,18 +160,27 @@ class DecisionView:
     decided_at: datetime | None
     reason: str | None = None
     outcome: str | None = None
+    approved_by: Sequence[str] = ()  # who approved, in order (empty before quorums existed)
+    approvals_needed: int = 1
 
 
 def decision_line(decision: DecisionView) -> str:
     when = f" on {slack_date(decision.decided_at)}" if decision.decided_at else ""
     who = mention(decision.decided_by) if decision.decided_by else "nobody"
+    so_far = (
+        f" with {len(decision.approved_by)} of {decision.approvals_needed} approvals "
+        f"({_each(decision.approved_by)})"
+        if decision.approved_by
+        else ""
+    )
     if decision.status == "approved":
-        return f":white_check_mark: Approved by {who}{when}"
+        approvers = _each(decision.approved_by) if decision.approved_by else who
+        return f":white_check_mark: Approved by {approvers}{when}"
     if decision.status == "rejected":
         reason = escape(decision.reason, REASON_LIMIT) if decision.reason else "no reason given"
-        return f":no_entry: Rejected by {who}{when}: {reason}"
+        return f":no_entry: Rejected by {who}{when}{so_far}: {reason}"
     if decision.status == "expired":
-        return f":hourglass: Expired{when}: nobody decided in time"
+        return f":hourglass: Expired{when}{so_far}: nobody decided in time"
     return f"Pending since{when}"
 
 

@@ -115,10 +115,9 @@ def _literal(value: Any, dialect: str) -> Any:
     return value
 
 
-async def test_upgrading_from_the_first_migration_keeps_every_row(empty_db: Database) -> None:
-    await schema.upgrade(empty_db, "0001")
-    dialect = empty_db.engine.dialect.name
-    async with empty_db.engine.begin() as conn:
+async def _insert_rows(db: Database) -> None:
+    dialect = db.engine.dialect.name
+    async with db.engine.begin() as conn:
         for table, rows in ROWS.items():
             for row in rows:
                 columns = ", ".join(row)
@@ -129,6 +128,11 @@ async def test_upgrading_from_the_first_migration_keeps_every_row(empty_db: Data
                 await conn.execute(
                     text(f"INSERT INTO {table} ({columns}) VALUES ({params})"), values
                 )
+
+
+async def test_upgrading_from_the_first_migration_keeps_every_row(empty_db: Database) -> None:
+    await schema.upgrade(empty_db, "0001")
+    await _insert_rows(empty_db)
 
     await schema.upgrade(empty_db)
 
@@ -152,6 +156,21 @@ async def test_upgrading_from_the_first_migration_keeps_every_row(empty_db: Data
             assert as_list == ["U1"], table
         message = await conn.scalar(text("SELECT message_data FROM agent_messages"))
         assert "hello" in message
+        assert await conn.scalar(text("SELECT approvals_needed FROM approvals")) == 1
+
+
+async def test_approvals_waiting_before_quorums_need_one_approver(empty_db: Database) -> None:
+    await schema.upgrade(empty_db, "0006")
+    await _insert_rows(empty_db)
+
+    await schema.upgrade(empty_db)
+
+    async with empty_db.engine.connect() as conn:
+        approval = (
+            await conn.execute(text("SELECT id, status, approvals_needed FROM approvals"))
+        ).one()
+        assert tuple(approval) == ("ap_1", "pending", 1)
+        assert await conn.scalar(text("SELECT count(*) FROM approval_decisions")) == 0
 
 
 async def test_the_models_and_the_migrations_describe_the_same_schema(empty_db: Database) -> None:

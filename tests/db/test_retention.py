@@ -18,6 +18,7 @@ from storage.ids import ThreadRef
 from storage.messages import Accepted
 from storage.models import (
     Approval,
+    ApprovalDecision,
     ApprovalStatus,
     Job,
     JobStatus,
@@ -328,6 +329,8 @@ async def test_old_finished_things_go_and_live_pending_or_recent_ones_stay(
         runs=2,
         # OLD_DONE's two, and RECENT_DONE's two decided long ago.
         approvals=4,
+        # Their entries in the decision log, one each.
+        approval_decisions=4,
         # OLD_DONE's message and resume, OLD_INTERRUPTED's, NO_RUN's, LEASED's, and the
         # finished jobs of settled runs that stay: RECENT_DONE's two, FAILED_PENDING's.
         jobs=8,
@@ -412,14 +415,24 @@ async def test_small_batches_purge_everything_old(db: Database) -> None:
     assert counts == PurgeCounts(
         runs=5,
         approvals=10,
+        approval_decisions=10,
         jobs=10,
         slack_events=5,
         threads=5,
         agent_sessions=5,
         agent_messages=10,
     )
-    assert counts.total == 50
-    for table in (Run, Approval, Job, SlackEvent, Thread, agent_sessions, agent_messages):
+    assert counts.total == 60
+    for table in (
+        Run,
+        Approval,
+        ApprovalDecision,
+        Job,
+        SlackEvent,
+        Thread,
+        agent_sessions,
+        agent_messages,
+    ):
         assert await _count(db, table) == 0, table
 
 

@@ -16,6 +16,8 @@ from storage.database import Database
 from storage.ids import new_approval_id, new_run_id
 from storage.models import (
     Approval,
+    ApprovalDecision,
+    DecisionKind,
     Job,
     JobKind,
     OutboxKind,
@@ -66,6 +68,7 @@ async def write_one_of_each(db: Database, tag: str) -> None:
     """A thread with a run, an approval, a job and two history items, sealed as `db` seals."""
     thread_key = f"T1:C1:{tag}"
     run_id = new_run_id()
+    approval_id = new_approval_id()
     async with db.write() as session:
         session.add(Thread(key=thread_key, team_id="T1", channel_id="C1", thread_ts=tag))
         await session.flush()
@@ -81,7 +84,7 @@ async def write_one_of_each(db: Database, tag: str) -> None:
         await session.flush()
         session.add(
             Approval(
-                id=new_approval_id(),
+                id=approval_id,
                 run_id=run_id,
                 generation=1,
                 team_id="T1",
@@ -94,6 +97,17 @@ async def write_one_of_each(db: Database, tag: str) -> None:
                 reason=f"reason {tag}",
                 outcome=f"outcome {tag}",
                 expires_at=utcnow() + timedelta(hours=1),
+            )
+        )
+        await session.flush()
+        session.add(
+            ApprovalDecision(
+                approval_id=approval_id,
+                run_id=run_id,
+                team_id="T1",
+                user_id="U9",
+                kind=DecisionKind.REJECT,
+                reason=f"decision reason {tag}",
             )
         )
         await history.append(
@@ -120,6 +134,7 @@ async def opened_values(db: Database) -> dict[str, set[str]]:
         jobs = set(await session.scalars(select(col(Job.text))))
         approvals = (await session.scalars(select(Approval))).all()
         owed = set(await session.scalars(select(col(OutboxMessage.payload))))
+        reasons = set(await session.scalars(select(col(ApprovalDecision.reason))))
         rows = await session.scalars(select(history.agent_messages.c.message_data))
         items = {history.open_item(db.cipher, row)["content"] for row in rows}
     return {
@@ -127,6 +142,7 @@ async def opened_values(db: Database) -> dict[str, set[str]]:
         "approvals.arguments": {a.arguments for a in approvals},
         "approvals.reason": {a.reason for a in approvals if a.reason is not None},
         "approvals.outcome": {a.outcome for a in approvals if a.outcome is not None},
+        "approval_decisions.reason": {r for r in reasons if r is not None},
         "jobs.text": {t for t in jobs if t is not None},
         "outbox.payload": {p for p in owed if p is not None},
         "agent_messages.message_data": items,

@@ -7,12 +7,14 @@ import pytest
 from agents.testing import ScriptedModel, assistant_message, function_call
 
 from bot.slack.blocks import APPROVE_ACTION
+from storage import decision_log
 from tests.conftest import empty_database
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.integration.conftest import (
     APPROVER,
     ASKER,
     CHANNEL,
+    GROUP,
     GROUP_MEMBER,
     approval_config,
     approval_ids,
@@ -75,6 +77,59 @@ async def test_clicks_spread_over_two_instances_run_the_tool_once(
             t for t in texts(slack.messages_in_thread(CHANNEL, "5.1")) if t.startswith("done")
         ]
         assert len(answers) == 1
+
+
+async def test_a_quorum_reached_by_a_burst_of_votes_on_two_instances_runs_the_tool_once(
+    pg_url: str, slack: FakeSlackAPI, executions: Counter[str]
+) -> None:
+    await empty_database(pg_url)
+    voters = [f"UVOTER{i:02d}" for i in range(20)]
+    slack.usergroups[GROUP] = voters
+    config = approval_config(tools={"refund": {"approvals_needed": 2}})
+    first_model = ScriptedModel(
+        [
+            [function_call("refund", {"order_id": "o7", "amount": 9000}, call_id="call_1")],
+            [assistant_message("refunded by one")],
+        ]
+    )
+    second_model = ScriptedModel([[assistant_message("refunded by two")]])
+    async with (
+        running_bot(database_url=pg_url, slack=slack, config=config, model=first_model) as one,
+        running_bot(database_url=pg_url, slack=slack, config=config, model=second_model) as two,
+    ):
+        await one.send(
+            one.requests.mention(text="refund o7", user=ASKER, channel=CHANNEL, ts="7.1")
+        )
+        await one.settle()
+        [approval_id] = approval_ids(approval_messages(slack)[0])
+
+        bots = (one, two)
+        statuses = await asyncio.gather(
+            *(
+                bots[i % 2].send(
+                    bots[i % 2].requests.block_actions(
+                        user=user,
+                        action_id=APPROVE_ACTION,
+                        value=approval_id,
+                        channel=CHANNEL,
+                        message_ts="7.2",
+                        thread_ts="7.1",
+                    )
+                )
+                for i, user in enumerate(voters)
+            )
+        )
+        await slack.wait_for(
+            "chat.postMessage", where=lambda c: str(c.args.get("text", "")).startswith("refunded")
+        )
+        await asyncio.gather(one.settle(), two.settle())
+        assert {status for status, _ in statuses} == {200}
+        assert executions == Counter({"refund:o7": 1})
+        answers = [
+            t for t in texts(slack.messages_in_thread(CHANNEL, "7.1")) if t.startswith("refunded")
+        ]
+        assert len(answers) == 1
+        assert len(await decision_log.approved_by(one.app.db, approval_id)) == 2
 
 
 async def test_an_event_sent_to_both_instances_starts_one_run(

@@ -374,3 +374,41 @@ def test_four_backticks_cannot_close_the_code_block() -> None:
 
 def test_truncate_never_exceeds_tiny_limits() -> None:
     assert len(truncate("x" * 100, 5)) <= 5
+
+
+def _all_text(blocks: list[Block]) -> str:
+    return "\n".join(text for block in blocks for text in _texts(block))
+
+
+def test_a_pending_quorum_card_counts_the_approvals_and_keeps_its_buttons() -> None:
+    _, blocks = approval_request(_view(approvals_needed=3, approved_by=["U0FIRST", "U0SECOND"]))
+    text = _all_text(blocks)
+    assert "3 approvals needed" in text
+    assert "2 of 3 approvals: <@U0FIRST> and <@U0SECOND>" in text
+    assert blocks[-1]["type"] == "actions"
+
+
+def test_a_card_without_votes_shows_no_count() -> None:
+    _, blocks = approval_request(_view())
+    text = _all_text(blocks)
+    assert "approvals needed" not in text
+    assert "of 1 approvals" not in text
+
+
+def test_a_decided_quorum_card_names_every_approver_in_order() -> None:
+    decision = DecisionView(
+        status="approved",
+        decided_by="U0THIRD",
+        decided_at=DECIDED_AT,
+        approved_by=["U0FIRST", "U0SECOND", "U0THIRD"],
+        approvals_needed=3,
+    )
+    _, blocks = approval_decided(_view(approvals_needed=3), decision)
+    assert "Approved by <@U0FIRST>, <@U0SECOND> and <@U0THIRD>" in _all_text(blocks)
+
+
+def test_an_approver_that_is_no_slack_id_is_shown_as_text() -> None:
+    _, blocks = approval_request(_view(approvals_needed=2, approved_by=["<!channel>"]))
+    text = _all_text(blocks)
+    assert "1 of 2 approvals: &lt;!channel&gt;" in text
+    assert "<!channel>" not in text

@@ -147,3 +147,15 @@ def test_hand_built_policy_answers_per_rule() -> None:
 
     assert policy.needs_approval("x") is True
     assert policy.needs_approval("y") is False
+
+
+def test_approvals_needed_comes_from_the_tools_table_and_is_one_elsewhere() -> None:
+    policy = Policy.from_config(
+        _approvals(tools={"refund": {"approvals_needed": 2}, "delete_customer": {}}),
+        tool_defaults={"slack_post_message": True},
+    )
+
+    assert policy.approvals_needed_for("refund") == 2
+    assert policy.approvals_needed_for("delete_customer") == 1
+    assert policy.approvals_needed_for("slack_post_message") == 1
+    assert policy.approvals_needed_for("unlisted") == 1
