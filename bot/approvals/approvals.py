@@ -180,6 +180,7 @@ class Approvals:
             approvers=approvers,
             group_members=members,
             allow_self_approval=self.policy.allow_self_approval,
+            approvals_needed=approval.approvals_needed,
         )
 
     async def is_approver(self, user_id: str) -> bool:

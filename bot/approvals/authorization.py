@@ -21,6 +21,7 @@ def may_decide(
     approvers: Sequence[str],
     group_members: Mapping[str, Collection[str]],
     allow_self_approval: bool,
+    approvals_needed: int = 1,
 ) -> Verdict:
     """Self-approval is checked first: being an approver, directly or through a group, does not
     let you approve a call you asked for. Everyone whose words reached the run asked for it."""
@@ -35,6 +36,13 @@ def may_decide(
             False,
             "You are one of the people who asked for this call (your words reached the run), "
             "and self-approval is turned off.",
+        )
+    if user_id in requesters and approvals_needed > 1:
+        # Two people means two people besides whoever asked.
+        return Verdict(
+            False,
+            "You are one of the people who asked for this call (your words reached the run), "
+            f"and it needs {approvals_needed} approvals from people who did not ask.",
         )
     for approver in approvers:
         if approver == user_id:

@@ -6,6 +6,8 @@ import json
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from agents.testing import ScriptedModel, assistant_message, function_call
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
@@ -138,10 +140,11 @@ async def test_a_rejection_after_one_approval_rejects_at_once(
         ]
 
 
+@pytest.mark.parametrize("self_approval", [False, True])
 async def test_a_requesters_approval_never_counts(
-    database_url: str, slack: FakeSlackAPI, executions: Counter[str]
+    database_url: str, slack: FakeSlackAPI, executions: Counter[str], self_approval: bool
 ) -> None:
-    config = two_person(approvers=[APPROVER, GROUP, ASKER])
+    config = two_person(approvers=[APPROVER, GROUP, ASKER], allow_self_approval=self_approval)
     async with running_bot(
         database_url=database_url, slack=slack, config=config, model=refund_then_answer()
     ) as bot:
@@ -150,7 +153,7 @@ async def test_a_requesters_approval_never_counts(
 
         await click(bot, approval_id, user=ASKER)
         [note] = private_notes(slack, ASKER)
-        assert "self-approval" in note
+        assert "asked for this call" in note
         assert await decision_log.approved_by(bot.app.db, approval_id) == []
         assert not slack.calls_to("chat.update")
 
