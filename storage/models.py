@@ -199,6 +199,10 @@ class Approval(SQLModel, table=True):
     requested_by: str = Field(max_length=32)
     requesters: list[str] = Field(default_factory=list, sa_column=_requesters_column())
     approvers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # The rule that decided this call needs approval, and who it named (`approvers`): its
+    # number in `[[approvals.rules]]`, None when the tool's table or `[approvals]` decided.
+    rule_index: int | None = None
+    rule_label: str | None = Field(default=None, sa_type=Text)
     status: ApprovalStatus = Field(default=ApprovalStatus.PENDING, sa_type=String(16))
     decided_by: str | None = Field(default=None, max_length=32)
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -38,6 +38,13 @@ async def get_run(db: Database, run_id: str) -> Run | None:
         return await session.get(Run, run_id)
 
 
+async def run_requesters(db: Database, run_id: str) -> list[str] | None:
+    """Everyone who asked for a run's calls so far, as its approvals would name them; None
+    for a run that is not stored."""
+    run = await get_run(db, run_id)
+    return None if run is None else requesters_of(run)
+
+
 @dataclass(frozen=True)
 class BegunRun:
     run: Run
@@ -166,6 +173,9 @@ class NewApproval:
     tool_name: str
     arguments: str
     approvers: list[str]
+    # The rule that decided the call: its number (None when a tool's table did) and label.
+    rule_index: int | None = None
+    rule_label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -215,6 +225,8 @@ async def pause_run(
                 requested_by=requested_by,
                 requesters=with_requesters([requested_by], run.requesters),
                 approvers=item.approvers,
+                rule_index=item.rule_index,
+                rule_label=item.rule_label,
                 expires_at=now + expire_after,
                 created_at=now,
             )

@@ -12,6 +12,7 @@ def view_of(approval: Approval) -> blocks.ApprovalView:
         arguments=approval.arguments,
         requesters=requesters_of(approval),
         approvers=approval.approvers,
+        rule_label=approval.rule_label,
     )
 
 
