@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -131,9 +132,10 @@ class ToolApprovalConfig(_Strict):
     require: Literal["always", "never"] = "always"
     approvers: list[str] | None = None
     approvals_needed: int = Field(default=1, ge=1, le=20)
-    allow_for_thread: bool = False
+    # TOML has booleans: "yes" is a typo, not a yes.
+    allow_for_thread: StrictBool = False
     thread_approval_ttl: str = "8h"
-    allow_edit: bool = False
+    allow_edit: StrictBool = False
 
     @field_validator("approvers")
     @classmethod
@@ -170,7 +172,7 @@ class Condition(_Strict):
     in_: list[Scalar] | None = Field(default=None, alias="in")
     not_in: list[Scalar] | None = None
     matches: str | None = None
-    exists: bool | None = None
+    exists: StrictBool | None = None
 
     @field_validator("gt", "gte", "lt", "lte", mode="before")
     @classmethod
@@ -216,9 +218,9 @@ class RuleConfig(_Strict):
     require: Literal["always", "never"] | None = None
     approvers: list[str] | None = None
     approvals_needed: int | None = Field(default=None, ge=1, le=20)
-    allow_for_thread: bool | None = None
+    allow_for_thread: StrictBool | None = None
     thread_approval_ttl: str | None = None
-    allow_edit: bool | None = None
+    allow_edit: StrictBool | None = None
 
     @field_validator("tools")
     @classmethod
