@@ -1,5 +1,6 @@
 """The one wiring place: settings and config in, a ready-to-serve threadgate out."""
 
+import functools
 import logging
 import os
 import socket
@@ -14,6 +15,7 @@ from bot.agent.build import build_runs, check_policy_tools, load_tool_modules
 from bot.agent.builtin_tools import SENSITIVE, slack_tools
 from bot.agent.ledger import ExecutionLedger
 from bot.approvals.approvals import Approvals
+from bot.approvals.deciding import CallPolicies
 from bot.approvals.policy import Policy
 from bot.config import Config, load_config
 from bot.container import Threadgate
@@ -43,6 +45,7 @@ from bot.slack.thread_signs import ThreadSigns
 from bot.slack.user_groups import UserGroups
 from storage.database import Database
 from storage.ids import ThreadRef
+from storage.runs import run_requesters
 
 if TYPE_CHECKING:
     from agents import Model
@@ -77,10 +80,16 @@ def build_app(
         config.approvals,
         tool_defaults={name: SENSITIVE[name] for name in config.tools.builtins},
     )
+    groups = UserGroups(client)
+    policies = CallPolicies(
+        policy,
+        requesters=functools.partial(run_requesters, db),
+        members=groups.readable,
+    )
     runs = build_runs(
         config,
         tools,
-        policy,
+        policies,
         db=db,
         ledger=ExecutionLedger(db),
         cipher=db.cipher,
@@ -104,13 +113,12 @@ def build_app(
         max_workers=settings.max_workers,
     )
     replies = ThreadReplies(client)
-    groups = UserGroups(client)
     approvals = Approvals(
         db,
         client=client,
         replies=replies,
         outbox=outbox,
-        policy=policy,
+        policies=policies,
         groups=groups,
         kick=queue.kick,
     )

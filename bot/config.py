@@ -9,7 +9,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
@@ -109,16 +118,149 @@ class ToolsConfig(_Strict):
     builtins: list[Literal["slack_post_message", "slack_lookup_user"]] = Field(default_factory=list)
 
 
+def _check_duration(value: str | None) -> str | None:
+    if value is not None:
+        parse_duration(value)
+    return value
+
+
+# Thread approvals count one approver; a quorum asks for several, so the two exclude each other.
+THREAD_WITH_QUORUM = "allow_for_thread cannot be combined with approvals_needed > 1"
+
+
 class ToolApprovalConfig(_Strict):
     require: Literal["always", "never"] = "always"
     approvers: list[str] | None = None
     # Distinct approvers a call needs before it runs; any one rejection still rejects it.
-    approvals_needed: int = Field(default=1, ge=1, le=10)
+    approvals_needed: int = Field(default=1, ge=1, le=20)
+    # TOML has booleans: "yes" is a typo, not a yes.
+    allow_for_thread: StrictBool = False
+    thread_approval_ttl: str = "8h"
+    allow_edit: StrictBool = False
 
     @field_validator("approvers")
     @classmethod
     def _approver_ids(cls, ids: list[str] | None) -> list[str] | None:
         return None if ids is None else _check_ids(ids)
+
+    _ttl = field_validator("thread_approval_ttl")(_check_duration)
+
+    @field_validator("allow_for_thread")
+    @classmethod
+    def _one_approver(cls, allow: bool, info: ValidationInfo) -> bool:
+        if allow and info.data.get("approvals_needed", 1) > 1:
+            raise ValueError(THREAD_WITH_QUORUM)
+        return allow
+
+
+OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "matches", "exists")
+# An argument value is compared with what the admin wrote; TOML has no null, and a table or
+# a date would be compared with JSON that never holds one.
+Scalar = bool | int | float | str
+
+
+class Condition(_Strict):
+    """One argument's test in a rule's `when`; every operator given must hold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    eq: Scalar | list[Scalar] | None = None
+    ne: Scalar | list[Scalar] | None = None
+    gt: int | float | None = None
+    gte: int | float | None = None
+    lt: int | float | None = None
+    lte: int | float | None = None
+    in_: list[Scalar] | None = Field(default=None, alias="in")
+    not_in: list[Scalar] | None = None
+    matches: str | None = None
+    exists: StrictBool | None = None
+
+    @field_validator("gt", "gte", "lt", "lte", mode="before")
+    @classmethod
+    def _number(cls, value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, int | float | None):
+            raise ValueError("must be a number: only numbers are ordered")
+        return value
+
+    @field_validator("matches")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                reason = f"{value!r} is not a regular expression that compiles: {exc}"
+                raise ValueError(reason) from None
+        return value
+
+    @model_validator(mode="after")
+    def _some_operator(self) -> "Condition":
+        if not self.operators():
+            raise ValueError("needs an operator: " + ", ".join(OPERATORS))
+        return self
+
+    def operators(self) -> dict[str, object]:
+        """The operators given, by their config name, in the config's order of operators."""
+        given = self.model_dump(by_alias=True, exclude_none=True)
+        return {name: given[name] for name in OPERATORS if name in given}
+
+
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+
+
+class RuleConfig(_Strict):
+    """`[[approvals.rules]]`: checked in order before the tool's own table; the first that
+    matches decides, and what it leaves out comes from the tool's table, then `[approvals]`."""
+
+    tools: list[str] = Field(min_length=1)
+    channels: list[str] | None = None
+    requesters: list[str] | None = None
+    when: dict[str, Condition] = Field(default_factory=dict)
+    require: Literal["always", "never"] | None = None
+    approvers: list[str] | None = None
+    approvals_needed: int | None = Field(default=None, ge=1, le=20)
+    allow_for_thread: StrictBool | None = None
+    thread_approval_ttl: str | None = None
+    allow_edit: StrictBool | None = None
+
+    @field_validator("tools")
+    @classmethod
+    def _star_alone(cls, names: list[str]) -> list[str]:
+        if "*" in names and len(names) > 1:
+            raise ValueError('"*" means every tool, so it stands alone: tools = ["*"]')
+        for name in names:
+            _not_blank(name)
+        return names
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_ids(cls, ids: list[str] | None) -> list[str] | None:
+        for channel in ids or ():
+            if not _CHANNEL_ID.match(channel):
+                raise ValueError(f"{channel!r} is not a Slack channel id (C…, G… or D…)")
+        return ids
+
+    @field_validator("requesters", "approvers")
+    @classmethod
+    def _slack_ids(cls, ids: list[str] | None) -> list[str] | None:
+        return None if ids is None else _check_ids(ids)
+
+    @field_validator("when")
+    @classmethod
+    def _conditions(cls, when: dict[str, Condition]) -> dict[str, Condition]:
+        for path in when:
+            if not path or any(not part for part in path.split(".")):
+                raise ValueError(f"{path!r} is not an argument path like 'amount' or 'a.b'")
+        return when
+
+    _ttl = field_validator("thread_approval_ttl")(_check_duration)
+
+    @field_validator("allow_for_thread")
+    @classmethod
+    def _one_approver(cls, allow: bool | None, info: ValidationInfo) -> bool | None:
+        if allow and (info.data.get("approvals_needed") or 1) > 1:
+            raise ValueError(THREAD_WITH_QUORUM)
+        return allow
 
 
 class ApprovalsConfig(_Strict):
@@ -127,6 +269,7 @@ class ApprovalsConfig(_Strict):
     expire_after: str = "24h"
     default: Literal["always", "never"] = "always"
     tools: dict[str, ToolApprovalConfig] = Field(default_factory=dict)
+    rules: list[RuleConfig] = Field(default_factory=list)
 
     @field_validator("approvers")
     @classmethod
@@ -174,8 +317,20 @@ def load_config(path: Path | None) -> Config:
         return Config.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        key = ".".join(str(part) for part in first["loc"])
+        loc = list(first["loc"])
         reason = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             reason = "unknown key"
+        if loc[:2] == ["approvals", "rules"] and len(loc) > 2 and isinstance(loc[2], int):
+            number = loc[2] + 1
+            loc[2] = number
+            if first["type"] == "extra_forbidden" and len(loc) == 6 and loc[3] == "when":
+                reason = f"unknown operator (use {', '.join(OPERATORS)})"
+            reason = f"rule {number}: {reason}"
+        key = ".".join(str(part) for part in loc)
         raise ConfigError(path, key, reason) from None
+
+
+def rule_key(index: int, *parts: str) -> str:
+    """The key of rule `index` (0-based) as errors name it: rules are numbered from 1."""
+    return ".".join(["approvals", "rules", str(index + 1), *parts])

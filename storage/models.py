@@ -223,6 +223,10 @@ class Approval(SQLModel, table=True):
     approvals_needed: int = Field(
         default=1, sa_column=Column(Integer, nullable=False, server_default=text("1"))
     )
+    # The rule that decided this call needs approval, and who it named (`approvers`): its
+    # number in `[[approvals.rules]]`, None when the tool's table or `[approvals]` decided.
+    rule_index: int | None = None
+    rule_label: str | None = Field(default=None, sa_type=Text)
     status: ApprovalStatus = Field(default=ApprovalStatus.PENDING, sa_type=String(16))
     decided_by: str | None = Field(default=None, max_length=32)
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -38,6 +38,13 @@ async def get_run(db: Database, run_id: str) -> Run | None:
         return await session.get(Run, run_id)
 
 
+async def run_requesters(db: Database, run_id: str) -> list[str] | None:
+    """Everyone who asked for a run's calls so far, as its approvals would name them; None
+    for a run that is not stored."""
+    run = await get_run(db, run_id)
+    return None if run is None else requesters_of(run)
+
+
 @dataclass(frozen=True)
 class BegunRun:
     run: Run
@@ -167,6 +174,9 @@ class NewApproval:
     arguments: str
     approvers: list[str]
     approvals_needed: int = 1  # distinct approvers the call needs before it runs
+    # The rule that decided the call: its number (None when a tool's table did) and label.
+    rule_index: int | None = None
+    rule_label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -217,6 +227,8 @@ async def pause_run(
                 requesters=with_requesters([requested_by], run.requesters),
                 approvers=item.approvers,
                 approvals_needed=item.approvals_needed,
+                rule_index=item.rule_index,
+                rule_label=item.rule_label,
                 expires_at=now + expire_after,
                 created_at=now,
             )

@@ -15,8 +15,8 @@ from openai import AsyncOpenAI
 
 from bot.agent import openai_request_transform
 from bot.agent.runs import AgentRuns
-from bot.approvals.policy import Policy
-from bot.config import Config, ConfigError
+from bot.approvals.deciding import CallPolicies
+from bot.config import THREAD_WITH_QUORUM, Config, ConfigError, rule_key
 from storage.crypto import Cipher
 from storage.database import Database
 
@@ -47,13 +47,40 @@ def load_tool_modules(modules: list[str], *, config_path: Path | None) -> dict[s
 def check_policy_tools(
     config: Config, tools: Mapping[str, Any], *, config_path: Path | None
 ) -> None:
-    for name in config.approvals.tools:
+    """Every tool a table or a rule names exists, and what a rule takes from a tool's table
+    still makes sense with what the rule sets."""
+    approvals = config.approvals
+    for name in approvals.tools:
         if name not in tools:
             raise ConfigError(
                 config_path,
                 f"approvals.tools.{name}",
                 "no loaded tool has this name (check [tools] modules and builtins)",
             )
+    for index, rule in enumerate(approvals.rules):
+        number = index + 1
+        for position, name in enumerate(rule.tools):
+            if name != "*" and name not in tools:
+                raise ConfigError(
+                    config_path,
+                    rule_key(index, "tools", str(position)),
+                    f"rule {number}: no loaded tool is named {name!r} "
+                    "(check [tools] modules and builtins)",
+                )
+        names = list(tools) if rule.tools == ["*"] else rule.tools
+        for name in names:
+            table = approvals.tools.get(name)
+            needed = rule.approvals_needed or (table.approvals_needed if table else 1)
+            for_thread = rule.allow_for_thread
+            if for_thread is None:
+                for_thread = table.allow_for_thread if table else False
+            if for_thread and needed > 1:
+                key = "allow_for_thread" if rule.allow_for_thread else "approvals_needed"
+                raise ConfigError(
+                    config_path,
+                    rule_key(index, key),
+                    f"rule {number}: {THREAD_WITH_QUORUM} (for {name!r}, with its own table)",
+                )
 
 
 class ExecutionLedger(Protocol):
@@ -73,25 +100,38 @@ def not_run_again(recorded: str | None) -> str:
     )
 
 
+def _context(ctx: RunContextWrapper[Any]) -> dict[str, Any]:
+    return ctx.context if isinstance(ctx.context, dict) else {}
+
+
 def with_policy(
-    tool: FunctionTool, policy: Policy, ledger: ExecutionLedger | None = None
+    tool: FunctionTool,
+    policies: CallPolicies,
+    ledger: ExecutionLedger | None = None,
 ) -> FunctionTool:
-    """Route the SDK's approval question to our policy, always answering a strict bool.
+    """Route the SDK's approval question to our policy, always answering a strict bool: the
+    call's arguments, the thread's channel and the run's requesters decide.
 
     With a ledger, an approved call starts at most once: the SDK would run it again on a
     second resume of the same state, so the claim in the database is what makes it once.
     """
     name = tool.name
     invoke_tool = tool.on_invoke_tool
+    policy = policies.policy
 
-    async def needs_approval(
-        _ctx: RunContextWrapper[Any], _args: dict[str, Any], _call: str
-    ) -> bool:
-        return bool(policy.needs_approval(name))
+    async def needs_approval(ctx: RunContextWrapper[Any], args: dict[str, Any], _call: str) -> bool:
+        context = _context(ctx)
+        decided = await policies.decide(
+            name,
+            args,
+            channel_id=_text(context.get("channel_id")),
+            run_id=_text(context.get("run_id")),
+        )
+        return bool(decided.required)
 
     async def invoke_once(ctx: ToolContext[Any], arguments: str) -> Any:
-        run_id = ctx.context.get("run_id") if isinstance(ctx.context, dict) else None
-        if ledger is None or not run_id or not policy.needs_approval(name):
+        run_id = _context(ctx).get("run_id")
+        if ledger is None or not run_id or not policy.may_need_approval(name):
             return await invoke_tool(ctx, arguments)
         may_run, recorded = await ledger.claim(run_id=run_id, call_id=ctx.tool_call_id)
         if not may_run:
@@ -104,6 +144,10 @@ def with_policy(
     return dataclasses.replace(tool, needs_approval=needs_approval, on_invoke_tool=invoke_once)
 
 
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def build_model(config: Config, client: AsyncOpenAI) -> Model:
     if config.agent.api == "chat_completions":
         return OpenAIChatCompletionsModel(model=config.agent.model, openai_client=client)
@@ -113,11 +157,11 @@ def build_model(config: Config, client: AsyncOpenAI) -> Model:
 def build_agent(
     config: Config,
     tools: Mapping[str, FunctionTool],
-    policy: Policy,
+    policies: CallPolicies,
     model: Model,
     ledger: ExecutionLedger | None = None,
 ) -> Agent[Any]:
-    agent_tools: list[Tool] = [with_policy(tool, policy, ledger) for tool in tools.values()]
+    agent_tools: list[Tool] = [with_policy(tool, policies, ledger) for tool in tools.values()]
     return Agent(
         name=config.agent.name,
         instructions=config.agent.instructions,
@@ -129,7 +173,7 @@ def build_agent(
 def build_runs(
     config: Config,
     tools: Mapping[str, FunctionTool],
-    policy: Policy,
+    policies: CallPolicies,
     *,
     db: Database,
     ledger: ExecutionLedger,
@@ -146,7 +190,7 @@ def build_runs(
         client = AsyncOpenAI(api_key=api_key or "unset", base_url=base_url)
         model = build_model(config, client)
     return AgentRuns(
-        build_agent(config, tools, policy, model, ledger),
+        build_agent(config, tools, policies, model, ledger),
         max_turns=config.agent.max_turns,
         db=db,
         history_limit=config.agent.history_limit,

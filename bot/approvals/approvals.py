@@ -2,10 +2,11 @@
 
 Pause: the state and one approval per call are stored in one transaction, then each call is
 posted with its own buttons. Click: the approval is looked up by its opaque id, checked against
-the team and channel it came from, and the clicker is authorized against the policy in force
-now. An approval is a vote: one per person, and the vote that reaches the call's quorum
-decides it by a compare-and-set; a rejection decides it at once. The last decision of a pause
-queues one resume job; the thread's worker runs it, loading the state from the database.
+the team and channel it came from, and the clicker is authorized (against the approvers the
+deciding rule named, or the tool's approvers in force now). An approval is a vote: one per
+person, and the vote that reaches the call's quorum decides it by a compare-and-set; a
+rejection decides it at once. The last decision of a pause queues one resume job; the thread's
+worker runs it, loading the state from the database.
 """
 
 import logging
@@ -18,7 +19,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.agent.runs import CallDecision, RunOutcome
 from bot.approvals.authorization import Verdict, may_decide
-from bot.approvals.policy import Policy
+from bot.approvals.deciding import CallPolicies
+from bot.approvals.policy import CallPolicy, Policy
 from bot.runtime.outbox import Outbox
 from bot.slack import blocks, cards
 from bot.slack.replies import ThreadReplies
@@ -78,7 +80,7 @@ class Approvals:
         client: AsyncWebClient,
         replies: ThreadReplies,
         outbox: Outbox,
-        policy: Policy,
+        policies: CallPolicies,
         groups: UserGroups,
         kick: Callable[[str], None],
     ) -> None:
@@ -86,7 +88,8 @@ class Approvals:
         self.client = client
         self.replies = replies
         self.outbox = outbox
-        self.policy = policy
+        self.policies = policies
+        self.policy = policies.policy
         self.groups = groups
         self.kick = kick
 
@@ -100,10 +103,18 @@ class Approvals:
         new_history: Sequence[str],
         *,
         before: Sequence[Owed] = (),
-    ) -> None:
+    ) -> list[CallPolicy]:
         """Store the pause with one approval per call, with the cards it owes the thread
-        (after `before`), then deliver them."""
+        (after `before`), then deliver them. Each call is decided again here, as the SDK
+        decided it, for the rule and approvers to record with it. Returns those decisions,
+        or nothing when the run was interrupted meanwhile."""
         assert outcome.saved is not None
+        decided = [
+            await self.policies.decide(
+                call.tool_name, call.arguments, channel_id=thread.channel_id, run_id=run.id
+            )
+            for call in outcome.pending
+        ]
         try:
             await pause_run(
                 self.db,
@@ -115,12 +126,14 @@ class Approvals:
                         call_id=call.call_id,
                         tool_name=call.tool_name,
                         arguments=call.arguments,
-                        approvers=list(self.policy.approvers_for(call.tool_name)),
+                        approvers=list(policy.approvers),
                         # The call's quorum, stored with it: a config change never moves
                         # the goalposts of a call already waiting.
-                        approvals_needed=self.policy.approvals_needed_for(call.tool_name),
+                        approvals_needed=policy.approvals_needed,
+                        rule_index=policy.rule_index,
+                        rule_label=policy.rule_label,
                     )
-                    for call in outcome.pending
+                    for call, policy in zip(outcome.pending, decided, strict=True)
                 ],
                 thread=thread,
                 requested_by=run.requested_by,
@@ -130,8 +143,9 @@ class Approvals:
             )
         except LookupError:
             log.warning("run %s paused after it was marked interrupted", run.id)
-            return
+            return []
         await self.outbox.deliver(thread.key)
+        return decided
 
     # --- a person clicks -------------------------------------------------------------------
 
@@ -172,7 +186,7 @@ class Approvals:
         )
 
     async def authorize(self, user_id: str, approval: Approval) -> Verdict:
-        approvers = self.policy.approvers_for(approval.tool_name)
+        approvers = self.approvers_of(approval)
         members = await self.groups.members(approvers)
         return may_decide(
             user_id=user_id,
@@ -183,11 +197,18 @@ class Approvals:
             approvals_needed=approval.approvals_needed,
         )
 
+    def approvers_of(self, approval: Approval) -> tuple[str, ...]:
+        """A rule named its approvers from what the call asked for, the channel and who asked:
+        those stored with the approval decide it. Otherwise the tool's approvers in force now
+        do, so removing someone from a tool's table takes effect on cards already posted."""
+        if approval.rule_index is not None:
+            return tuple(approval.approvers)
+        return self.policy.approvers_for(approval.tool_name)
+
     async def is_approver(self, user_id: str) -> bool:
-        """An approver of any tool, for actions that concern a run rather than one call."""
-        approvers = set(self.policy.approvers)
-        for rule in self.policy.rules.values():
-            approvers.update(rule.approvers or ())
+        """An approver of any tool or rule, for actions that concern a run rather than one
+        call."""
+        approvers = set(self.policy.every_approver())
         members = await self.groups.members(approvers)
         return user_id in approvers or any(user_id in m for m in members.values())
 

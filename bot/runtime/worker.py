@@ -212,12 +212,11 @@ class ThreadWorker:
         live = live or self._live(thread, run.requested_by)
         if outcome.pending and outcome.saved is not None:
             leftover = await live.pause([(c.call_id, c.tool_name) for c in outcome.pending])
-            await self.approvals.request(
+            decided = await self.approvals.request(
                 run, thread, outcome, new_history, before=[*_owed_text(leftover), *then]
             )
             await self._signalled(thread)
-            policy = self.approvals.policy
-            approvers = [a for c in outcome.pending for a in policy.approvers_for(c.tool_name)]
+            approvers = list(dict.fromkeys(a for call in decided for a in call.approvers))
             await self.signs.show(
                 thread,
                 thread_signs.waiting(await self.signs.names(approvers)),

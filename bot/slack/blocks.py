@@ -44,6 +44,9 @@ class ApprovalView:
     approvers: Sequence[str]
     approvals_needed: int = 1
     approved_by: Sequence[str] = ()  # who has approved so far, in order
+    # What decided the call needs approval ("rule 1: amount > 1000 → 2 approvals"): plain
+    # text from the config, escaped here like anything else that is not ours.
+    rule_label: str | None = None
 
 
 _SLACK_ID = re.compile(r"[A-Z0-9]{2,40}")
@@ -113,9 +116,19 @@ def quorum_line(approved_by: Sequence[str], needed: int) -> str:
     return f"{len(approved_by)} of {needed} approvals: {_each(approved_by)}"
 
 
+RULE_LABEL_LIMIT = 1000
+
+
+def rule_line(label: str, approvers: Sequence[str]) -> str:
+    """ "rule 1: amount > 1000 → 2 approvals from @finance": the label as text, then the
+    approvers it named as our own mentions."""
+    line = f":scroll: {escape(label, RULE_LABEL_LIMIT)}"
+    return line + (f" from {_mentions(approvers)}" if approvers else "")
+
+
 def _call_blocks(view: ApprovalView) -> list[Block]:
     needed = f" · {view.approvals_needed} approvals needed" if view.approvals_needed > 1 else ""
-    return [
+    blocks = [
         _section(f":lock: *Approval needed* to run `{escape(view.tool_name, 200)}`"),
         _section("*Arguments*\n" + _code(pretty_arguments(view.arguments), ARGUMENTS_LIMIT)),
         _context(
@@ -123,6 +136,9 @@ def _call_blocks(view: ApprovalView) -> list[Block]:
             f"{_who_decides(view.approvers)}{needed}"
         ),
     ]
+    if view.rule_label:
+        blocks.append(_context(rule_line(view.rule_label, view.approvers)))
+    return blocks
 
 
 def approval_request(view: ApprovalView) -> tuple[str, list[Block]]:

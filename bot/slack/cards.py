@@ -19,6 +19,7 @@ def view_of(approval: Approval, approved_by: Sequence[str]) -> blocks.ApprovalVi
         approvers=approval.approvers,
         approvals_needed=approval.approvals_needed,
         approved_by=tuple(approved_by),
+        rule_label=approval.rule_label,
     )
 
 

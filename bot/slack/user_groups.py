@@ -27,11 +27,22 @@ class UserGroups:
         self._cache: dict[str, tuple[float, frozenset[str]]] = {}
 
     async def members(self, group_ids: Iterable[str]) -> dict[str, frozenset[str]]:
+        """A group that cannot be read has no members: as an approver it grants nothing."""
+        found = await self._read(group_ids)
+        return {group: members or frozenset() for group, members in found.items()}
+
+    async def readable(self, group_ids: Iterable[str]) -> dict[str, frozenset[str]]:
+        """Only the groups that could be read: a rule that asks whether a requester is in a
+        group that could not be read must fail closed, not read it as empty."""
+        found = await self._read(group_ids)
+        return {group: members for group, members in found.items() if members is not None}
+
+    async def _read(self, group_ids: Iterable[str]) -> dict[str, frozenset[str] | None]:
         ids = [g for g in dict.fromkeys(group_ids) if g.startswith("S")]
         found = await asyncio.gather(*(self._members(g) for g in ids))
         return dict(zip(ids, found, strict=True))
 
-    async def _members(self, group_id: str) -> frozenset[str]:
+    async def _members(self, group_id: str) -> frozenset[str] | None:
         now = self.clock()
         cached = self._cache.get(group_id)
         if cached is not None and cached[0] > now:
@@ -39,9 +50,8 @@ class UserGroups:
         try:
             response = await self.client.usergroups_users_list(usergroup=group_id)
         except SlackApiError as exc:
-            # Fail closed: a group we cannot read grants nothing.
             log.warning("cannot list user group %s: %s", group_id, exc.response.get("error"))
-            return frozenset()
+            return None
         users = frozenset(str(u) for u in response.get("users") or [])
         self._cache[group_id] = (now + self.ttl, users)
         return users

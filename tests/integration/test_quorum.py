@@ -7,7 +7,6 @@ from collections import Counter
 from typing import Any
 
 import pytest
-
 from agents.testing import ScriptedModel, assistant_message, function_call
 from cryptography.fernet import Fernet
 from pydantic import SecretStr

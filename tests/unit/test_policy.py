@@ -155,7 +155,7 @@ def test_approvals_needed_comes_from_the_tools_table_and_is_one_elsewhere() -> N
         tool_defaults={"slack_post_message": True},
     )
 
-    assert policy.approvals_needed_for("refund") == 2
-    assert policy.approvals_needed_for("delete_customer") == 1
-    assert policy.approvals_needed_for("slack_post_message") == 1
-    assert policy.approvals_needed_for("unlisted") == 1
+    assert policy.for_call("refund", "{}", channel_id="C1").approvals_needed == 2
+    assert policy.for_call("delete_customer", "{}", channel_id="C1").approvals_needed == 1
+    assert policy.for_call("slack_post_message", "{}", channel_id="C1").approvals_needed == 1
+    assert policy.for_call("unlisted", "{}", channel_id="C1").approvals_needed == 1
