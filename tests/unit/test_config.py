@@ -150,7 +150,7 @@ def test_unknown_require_value_is_refused(tmp_path: Path) -> None:
     assert error.key == "approvals.tools.refund.require"
 
 
-@pytest.mark.parametrize("needed", ["0", "11", '"two"'])
+@pytest.mark.parametrize("needed", ["0", "21", '"two"'])
 def test_out_of_range_approvals_needed_is_refused(tmp_path: Path, needed: str) -> None:
     error = _error(tmp_path, f"[approvals.tools.refund]\napprovals_needed = {needed}\n")
 
