@@ -250,20 +250,15 @@ class ThreadWorker:
         leftover: Leftover,
         new_history: Sequence[str],
     ) -> None:
-        ref = new_ref()
         failure = describe(exc)
-        if failure.expected:
-            log.warning("run %s: %s (ref %s)", run.id, type(exc).__name__, ref)
-        else:
-            log.error("run %s failed (ref %s)", run.id, ref, exc_info=exc)
-        await finish_run(
-            self.db,
-            run_id=run.id,
-            status=RunStatus.FAILED,
-            error_ref=ref,
-            new_history=new_history,
-            owed=[*_owed_text(leftover), owed.failure(failure.what, ref)],
-            by=self.outbox.claimant,
+        await self._stop(
+            run,
+            thread,
+            failure.what,
+            new_history,
+            leftover=leftover,
+            expected=failure.expected,
+            cause=type(exc).__name__,
         )
         await self.outbox.deliver(thread.key)
 
@@ -279,25 +274,45 @@ class ThreadWorker:
         expected: bool = False,
     ) -> None:
         """The decisions stay on record and the run ends; nothing that ran is run again."""
+        await self._stop(
+            run,
+            thread,
+            f"{what}; the run has stopped.",
+            new_history,
+            leftover=leftover,
+            expected=expected,
+            cause="resume",
+        )
+        await requeue_jobs(self.db, job_ids=[job.id for job in deferred if job.id])
+        await self.outbox.deliver(thread.key)
+
+    async def _stop(
+        self,
+        run: Run,
+        thread: ThreadRef,
+        what: str,
+        new_history: Sequence[str],
+        *,
+        leftover: Leftover | None,
+        expected: bool,
+        cause: str,
+    ) -> None:
+        """End the run as failed, with what it showed so far and a note with a reference id.
+        Only the unexpected is an ERROR, with its traceback (call it from the handler)."""
         ref = new_ref()
         if expected:
-            log.warning("resume of run %s failed (ref %s)", run.id, ref)
+            log.warning("run %s stopped: %s (ref %s)", run.id, cause, ref)
         else:
-            log.error("resume of run %s failed (ref %s)", run.id, ref, exc_info=True)
+            log.error("run %s failed: %s (ref %s)", run.id, cause, ref, exc_info=True)
         await finish_run(
             self.db,
             run_id=run.id,
             status=RunStatus.FAILED,
             error_ref=ref,
             new_history=new_history,
-            owed=[
-                *(_owed_text(leftover) if leftover else []),
-                owed.failure(f"{what}; the run has stopped.", ref),
-            ],
+            owed=[*(_owed_text(leftover) if leftover else []), owed.failure(what, ref)],
             by=self.outbox.claimant,
         )
-        await requeue_jobs(self.db, job_ids=[job.id for job in deferred if job.id])
-        await self.outbox.deliver(thread.key)
 
 
 def _owed_text(
