@@ -114,9 +114,7 @@ def value_of(run_id: str, opinion: str) -> str:
 
 
 async def click(bot: RunningBot, request: SignedRequest) -> int:
-    started = time.monotonic()
     status, _ = await bot.send(request)
-    assert time.monotonic() - started < 3
     await bot.settle()
     return status
 

@@ -18,6 +18,7 @@ from sqlmodel import col
 
 from bot.slack.blocks import APPROVE_ACTION
 from bot.slack.listeners.after_ack import NOT_RECORDED
+from bot.slack.listeners.feedback import FEEDBACK_NOT_RECORDED
 from storage.models import Job, JobStatus, Run, RunStatus, Thread, utcnow
 from tests.conftest import PG_ADMIN_DSN
 from tests.fakes.slack_api import FakeSlackAPI
@@ -30,6 +31,7 @@ from tests.integration.conftest import (
     blocked_until,
     texts,
 )
+from tests.integration.test_feedback import answered, feedback_click, model, value_of
 from tests.running_app import RunningBot, bot_settings, running_bot
 
 LEASE_SECONDS = 1
@@ -226,3 +228,19 @@ async def test_a_click_while_the_database_is_down_is_told_privately_and_decides_
         await bot.settle()
         assert executions == {"delete_customer:c5": 1}
         assert texts(slack.messages_in_thread(CHANNEL, "8.5"))[-1] == "deleted after all"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_feedback_while_the_database_is_down_is_told_so_privately(
+    database_url: str, slack: FakeSlackAPI
+) -> None:
+    async with running_bot(database_url=database_url, slack=slack, model=model()) as bot:
+        run_id = await answered(bot)
+        request = feedback_click(bot.requests, value=value_of(run_id, "positive"))
+        async with outage(database_url):
+            status, _ = await bot.send(request)
+            assert status == 200
+            [note] = await slack.wait_for("chat.postEphemeral")
+            await bot.settle()
+    assert note.args["text"] == FEEDBACK_NOT_RECORDED

@@ -33,9 +33,10 @@ class AfterAck:
         user: str,
         thread_ts: str | None,
         name: str,
+        told: str = NOT_RECORDED,
     ) -> None:
         """`channel` None (a modal has none): the person is told in a direct message."""
-        self.background.spawn(self._told_on_outage(work, channel, user, thread_ts), name=name)
+        self.background.spawn(self._told_on_outage(work, channel, user, thread_ts, told), name=name)
 
     async def _told_on_outage(
         self,
@@ -43,6 +44,7 @@ class AfterAck:
         channel: str | None,
         user: str,
         thread_ts: str | None,
+        told: str,
     ) -> None:
         try:
             await work
@@ -52,8 +54,8 @@ class AfterAck:
                 type(exc).__name__,
             )
             if channel is None:
-                await self.replies.direct(user=user, text=NOT_RECORDED)
+                await self.replies.direct(user=user, text=told)
             else:
                 await self.replies.private(
-                    channel=channel, user=user, thread_ts=thread_ts, text=NOT_RECORDED
+                    channel=channel, user=user, thread_ts=thread_ts, text=told
                 )

@@ -33,6 +33,12 @@ def _click(body: dict[str, Any]) -> FeedbackClick:
     )
 
 
+FEEDBACK_NOT_RECORDED = (
+    ":warning: I couldn't record your feedback just now: my database is unreachable. "
+    "Please try again in a minute."
+)
+
+
 def register(app: AsyncApp, *, feedback: AnswerFeedback, after_ack: AfterAck) -> None:
     @app.action(FEEDBACK_ACTION)
     async def handle_feedback(body: dict[str, Any], ack: AsyncAck) -> BoltResponse | None:
@@ -47,5 +53,6 @@ def register(app: AsyncApp, *, feedback: AnswerFeedback, after_ack: AfterAck) ->
             user=click.user_id,
             thread_ts=click.thread_ts,
             name="feedback",
+            told=FEEDBACK_NOT_RECORDED,
         )
         return None
