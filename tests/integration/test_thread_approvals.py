@@ -172,15 +172,24 @@ async def test_another_thread_gets_a_card(
 async def test_another_tool_gets_a_card(
     database_url: str, slack: FakeSlackAPI, executions: Counter[str]
 ) -> None:
+    """Both tools' tables offer it (no rule decides either): still one tool's approval."""
+    config = approval_config(
+        tools={
+            "refund": {"require": "always", "allow_for_thread": True},
+            "delete_customer": {"require": "always", "allow_for_thread": True},
+        }
+    )
     model = two_calls("delete_customer", {"customer_id": "c42"})
     async with running_bot(
-        database_url=database_url, slack=slack, config=small_refunds_for_the_thread(), model=model
+        database_url=database_url, slack=slack, config=config, model=model
     ) as bot:
         await approve_the_first_for_the_thread(bot, slack)
+        assert executions == Counter({"refund:o1": 1})
         await say(bot, "1700000001.000300")
         assert "delete_customer:c42" not in executions
         assert not auto_posts(slack)
-        assert len(approval_messages(slack)) == 2
+        [_, other] = approval_messages(slack)
+        assert APPROVE_THREAD_ACTION in buttons(other)
 
 
 async def test_revoke_by_the_requester_brings_the_card_back_and_says_so(
@@ -279,3 +288,37 @@ async def test_an_approval_that_does_not_offer_it_refuses_the_click(
         approval = await get_approval(bot.app.db, approval_id)
         assert approval is not None
         assert approval.status == "pending"
+
+
+async def test_a_call_whose_policy_failed_closed_is_never_covered(
+    database_url: str, slack: FakeSlackAPI, executions: Counter[str]
+) -> None:
+    """A table's thread approval (no rule) must not cover a call nobody could read, which
+    the table also answers for."""
+    config = approval_config(
+        tools={"refund": {"require": "always", "allow_for_thread": True}},
+        rules=[{"tools": ["refund"], "when": {"currency": {"eq": "EUR"}}, "require": "never"}],
+    )
+    model = ScriptedModel(
+        [
+            [
+                function_call(
+                    "refund", {"order_id": "o1", "amount": 20, "currency": "USD"}, call_id="call_1"
+                )
+            ],
+            [assistant_message("Refunded o1.")],
+            [function_call("refund", {"order_id": "o2", "amount": 30}, call_id="call_2")],
+            [assistant_message("Second done.")],
+        ]
+    )
+    async with running_bot(
+        database_url=database_url, slack=slack, config=config, model=model
+    ) as bot:
+        await approve_the_first_for_the_thread(bot, slack)
+        assert executions == Counter({"refund:o1": 1})
+        await say(bot, "1700000001.000300")
+        assert "refund:o2" not in executions
+        assert not auto_posts(slack)
+        [_, closed] = approval_messages(slack)
+        assert "failed closed" in json.dumps(closed.args["blocks"], ensure_ascii=False)
+        assert APPROVE_THREAD_ACTION not in buttons(closed)
