@@ -120,6 +120,8 @@ class CoveredCall:
     rule_index: int | None
     rule_label: str | None
     approvers: Sequence[str]
+    # With self-approval off, a thread approval does not cover a call its giver asked for.
+    allow_self_approval: bool = False
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,9 @@ async def cover(db: Database, call: CoveredCall, *, by: Claimant | None) -> Cove
         run = await session.get(Run, call.run_id)
         if run is None:
             return None
+        requesters = with_requesters([run.requested_by], run.requesters)
+        if not call.allow_self_approval and thread_approval.approved_by in requesters:
+            return None
         approval = Approval(
             id=new_approval_id(),
             run_id=run.id,
@@ -183,7 +188,7 @@ async def cover(db: Database, call: CoveredCall, *, by: Claimant | None) -> Cove
             tool_name=call.tool_name,
             arguments=call.arguments,
             requested_by=run.requested_by,
-            requesters=with_requesters([run.requested_by], run.requesters),
+            requesters=requesters,
             approvers=list(call.approvers),
             rule_index=call.rule_index,
             rule_label=call.rule_label,

@@ -96,7 +96,8 @@ class ThreadApprovals:
         policy: CallPolicy,
     ) -> bool:
         """Does an active thread approval let this call run without a card? Only for a call
-        the policy says needs one approver, read without failing closed, in a known thread."""
+        the policy says needs one approver, read without failing closed, in a known thread,
+        and (with self-approval off) not asked for by whoever gave the thread approval."""
         if not policy.required or policy.failed_closed or policy.approvals_needed != 1:
             return False
         where = [context.get(key) for key in ("team_id", "channel_id", "thread_ts", "run_id")]
@@ -115,6 +116,7 @@ class ThreadApprovals:
                 rule_index=policy.rule_index,
                 rule_label=policy.rule_label,
                 approvers=policy.approvers,
+                allow_self_approval=self.approvals.policy.allow_self_approval,
             ),
             by=self.outbox.claimant,
         )

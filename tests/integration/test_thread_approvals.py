@@ -60,9 +60,11 @@ def two_calls(second_tool: str, second: dict[str, Any]) -> ScriptedModel:
     )
 
 
-async def say(bot: RunningBot, ts: str, *, thread_ts: str | None = THREAD_TS) -> None:
+async def say(
+    bot: RunningBot, ts: str, *, thread_ts: str | None = THREAD_TS, user: str = ASKER
+) -> None:
     request = bot.requests.mention(
-        text="please", user=ASKER, channel=CHANNEL, ts=ts, thread_ts=thread_ts
+        text="please", user=user, channel=CHANNEL, ts=ts, thread_ts=thread_ts
     )
     status, _ = await bot.send(request)
     assert status == 200
@@ -322,3 +324,19 @@ async def test_a_call_whose_policy_failed_closed_is_never_covered(
         [_, closed] = approval_messages(slack)
         assert "failed closed" in json.dumps(closed.args["blocks"], ensure_ascii=False)
         assert APPROVE_THREAD_ACTION not in buttons(closed)
+
+
+async def test_a_call_its_giver_asked_for_gets_a_card(
+    database_url: str, slack: FakeSlackAPI, executions: Counter[str]
+) -> None:
+    """With self-approval off, the approver who gave it asking in the thread makes them a
+    requester of the next call: their own thread approval does not approve it."""
+    model = two_calls("refund", {"order_id": "o2", "amount": 30})
+    async with running_bot(
+        database_url=database_url, slack=slack, config=small_refunds_for_the_thread(), model=model
+    ) as bot:
+        await approve_the_first_for_the_thread(bot, slack)
+        await say(bot, "1700000001.000300", user=APPROVER)
+        assert "refund:o2" not in executions
+        assert not auto_posts(slack)
+        assert len(approval_messages(slack)) == 2
