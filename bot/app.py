@@ -17,6 +17,7 @@ from bot.agent.ledger import ExecutionLedger
 from bot.approvals.approvals import Approvals
 from bot.approvals.deciding import CallPolicies
 from bot.approvals.policy import Policy
+from bot.approvals.thread_approvals import ThreadApprovals
 from bot.config import Config, load_config
 from bot.container import Threadgate
 from bot.log_redaction import quiet_model_errors
@@ -86,18 +87,6 @@ def build_app(
         requesters=functools.partial(run_requesters, db),
         members=groups.readable,
     )
-    runs = build_runs(
-        config,
-        tools,
-        policies,
-        db=db,
-        ledger=ExecutionLedger(db),
-        cipher=db.cipher,
-        model=model,
-        api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
-        base_url=settings.openai_base_url,
-    )
-
     background = Background()
     ack_first = AckFirst()
     owner = process_owner()
@@ -121,6 +110,19 @@ def build_app(
         policies=policies,
         groups=groups,
         kick=queue.kick,
+    )
+    threads = ThreadApprovals(db, approvals=approvals, outbox=outbox)
+    runs = build_runs(
+        config,
+        tools,
+        policies,
+        db=db,
+        ledger=ExecutionLedger(db),
+        cipher=db.cipher,
+        model=model,
+        api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
+        base_url=settings.openai_base_url,
+        thread_cover=threads,
     )
     signs = ThreadSigns(posting_client(client))
 
@@ -179,6 +181,7 @@ def build_app(
     actions.register(
         bolt, approvals=approvals, interruptions=interruptions, replies=replies, after_ack=after_ack
     )
+    actions.register_thread_approvals(bolt, threads=threads, replies=replies, after_ack=after_ack)
     views.register(bolt, approvals=approvals, after_ack=after_ack)
     answer_feedback = AnswerFeedback(db, replies=replies, policy=policy, groups=groups)
     feedback.register(bolt, feedback=answer_feedback, after_ack=after_ack)

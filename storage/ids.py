@@ -14,19 +14,27 @@ from storage.models import new_ref
 __all__ = [
     "APPROVAL_ID",
     "RUN_ID",
+    "THREAD_APPROVAL_ID",
     "ThreadRef",
     "new_approval_id",
     "new_ref",
     "new_run_id",
+    "new_thread_approval_id",
 ]
 
 APPROVAL_ID = re.compile(r"^ap_[A-Za-z0-9_-]{8,40}$")
 RUN_ID = re.compile(r"^run_[0-9a-f]{32}$")
+THREAD_APPROVAL_ID = re.compile(r"^ta_[A-Za-z0-9_-]{8,40}$")
 
 
 def new_approval_id() -> str:
     """Opaque and unguessable: a button value is attacker-controlled, so ids must not be."""
     return "ap_" + secrets.token_urlsafe(18)
+
+
+def new_thread_approval_id() -> str:
+    """Opaque and unguessable, like an approval's: it is what a Revoke button carries."""
+    return "ta_" + secrets.token_urlsafe(18)
 
 
 def new_run_id() -> str:

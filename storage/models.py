@@ -112,12 +112,18 @@ class ApprovalStatus(StrEnum):
 
 
 class DecisionKind(StrEnum):
-    """What a person (or the expiry sweep) did to an approval; the rules and edits to come add
-    their own kinds."""
+    """What a person (or the expiry sweep) did to an approval; the edits to come add their own
+    kinds."""
 
     APPROVE = "approve"
     REJECT = "reject"
     EXPIRE = "expire"
+    # Approved this call and, with it, later calls the same rule governs in the same thread.
+    THREAD_APPROVAL = "thread_approval"
+    # A call that ran without a card under a thread approval; its user is who gave that.
+    AUTO_APPROVAL = "auto_approval"
+    # A thread approval ended by a person before its time.
+    REVOKE = "revoke"
 
 
 class SlackEvent(SQLModel, table=True):
@@ -227,6 +233,14 @@ class Approval(SQLModel, table=True):
     # number in `[[approvals.rules]]`, None when the tool's table or `[approvals]` decided.
     rule_index: int | None = None
     rule_label: str | None = Field(default=None, sa_type=Text)
+    # Whether the deciding policy offered "Approve for this thread", and for how long such an
+    # approval would last: the card is drawn from the row, long after the config was read.
+    # NULL on rows stored before thread approvals existed (migration 0009): not offered.
+    allow_for_thread: bool | None = None
+    thread_approval_ttl_seconds: int | None = None
+    # Set on the row of a call that ran without a card under this thread approval: the row
+    # is what the execution ledger claims, and its "card" is the auto-approved post.
+    thread_approval_id: str | None = Field(default=None, max_length=40)
     status: ApprovalStatus = Field(default=ApprovalStatus.PENDING, sa_type=String(16))
     decided_by: str | None = Field(default=None, max_length=32)
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -269,6 +283,37 @@ class ApprovalDecision(SQLModel, table=True):
     kind: DecisionKind = Field(sa_type=String(16))
     reason: str | None = Field(default=None, sa_column=Column(SealedText, nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ThreadApproval(SQLModel, table=True):
+    """ "Approve for this thread": later calls of `tool_name` in this thread that the same rule
+    governs (`rule_index`, None for the tool's table) run without a card until `expires_at`,
+    unless someone revokes it first. Revoking is a compare-and-set on `revoked_at IS NULL`.
+
+    `approval_id` is the call whose card gave it (no foreign key: retention removes that
+    approval on its own schedule); `approvers` are those of the rule as stored with that call.
+    """
+
+    __tablename__ = "thread_approvals"
+    __table_args__ = (
+        Index("ix_thread_approvals_thread_tool", "team_id", "channel_id", "thread_ts", "tool_name"),
+        Index("ix_thread_approvals_expires", "expires_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    approval_id: str = Field(max_length=40)
+    team_id: str = Field(max_length=32)
+    channel_id: str = Field(max_length=32)
+    thread_ts: str = Field(max_length=32)
+    tool_name: str = Field(max_length=200)
+    rule_index: int | None = None
+    approved_by: str = Field(max_length=32)
+    approvers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    requesters: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_by: str | None = Field(default=None, max_length=32)
 
 
 class OutboxKind(StrEnum):

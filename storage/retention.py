@@ -15,6 +15,9 @@ What must survive, and why:
 The decision log (who approved, rejected or let a call expire) goes with its approval, never
 before it: while a call can still be decided its votes are what count toward its quorum.
 
+A thread approval goes once it has ended (its time ran out, or someone revoked it) before the
+cutoff, like the thread's other decided data: an ended one never lets a call through again.
+
 Feedback on answers goes by when it was given, not with its run: an opinion is its own record
 (see storage.feedback), and nothing live ever depends on one.
 
@@ -57,8 +60,10 @@ from storage.models import (
     RunStatus,
     SlackEvent,
     Thread,
+    ThreadApproval,
     utcnow,
 )
+from storage.thread_approvals import ended_before
 
 MAX_BATCH_SIZE = 10_000
 # Slack retries an event within minutes: a few days of event ids catch every retry, and the
@@ -84,6 +89,7 @@ class PurgeCounts:
     agent_sessions: int = 0
     agent_messages: int = 0
     feedback: int = 0
+    thread_approvals: int = 0
 
     def __add__(self, other: "PurgeCounts") -> "PurgeCounts":
         return PurgeCounts(
@@ -121,6 +127,7 @@ async def purge(
     counts += await purger.repeat(purger.jobs_batch)
     counts += await purger.repeat(purger.slack_events_batch)
     counts += await purger.repeat(purger.feedback_batch)
+    counts += await purger.repeat(purger.thread_approvals_batch)
     if purge_history:
         counts += await purger.repeat(purger.history_batch)
     counts += await purger.repeat(purger.threads_batch)
@@ -273,6 +280,16 @@ class _Purger:
         result = await session.execute(delete(Feedback).where(col(Feedback.id).in_(oldest)))
         deleted = _rowcount(result)
         return deleted, PurgeCounts(feedback=deleted)
+
+    async def thread_approvals_batch(self, session: AsyncSession) -> tuple[int, PurgeCounts]:
+        ids = await ended_before(session, self.cutoff, self.batch_size)
+        if not ids:
+            return 0, PurgeCounts()
+        result = await session.execute(
+            delete(ThreadApproval).where(col(ThreadApproval.id).in_(ids))
+        )
+        deleted = _rowcount(result)
+        return deleted, PurgeCounts(thread_approvals=deleted)
 
     async def history_batch(self, session: AsyncSession) -> tuple[int, PurgeCounts]:
         """Idle conversations of threads with nothing in flight, each deleted whole.

@@ -177,6 +177,9 @@ class NewApproval:
     # The rule that decided the call: its number (None when a tool's table did) and label.
     rule_index: int | None = None
     rule_label: str | None = None
+    # Whether the card offers "Approve for this thread", and how long one would last.
+    allow_for_thread: bool = False
+    thread_approval_ttl: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -229,6 +232,12 @@ async def pause_run(
                 approvals_needed=item.approvals_needed,
                 rule_index=item.rule_index,
                 rule_label=item.rule_label,
+                allow_for_thread=item.allow_for_thread,
+                thread_approval_ttl_seconds=(
+                    int(item.thread_approval_ttl.total_seconds())
+                    if item.thread_approval_ttl is not None
+                    else None
+                ),
                 expires_at=now + expire_after,
                 created_at=now,
             )

@@ -21,8 +21,8 @@ from storage.database import Database
 PG_ADMIN_DSN = os.environ.get("THREADGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0", ""}  # noqa: S104
 _TABLES = (
-    "approval_decisions, approvals, jobs, runs, threads, slack_events, outbox, feedback, "
-    "agent_messages, agent_sessions"
+    "thread_approvals, approval_decisions, approvals, jobs, runs, threads, slack_events, "
+    "outbox, feedback, agent_messages, agent_sessions"
 )
 
 

@@ -16,6 +16,7 @@ from openai import AsyncOpenAI
 from bot.agent import openai_request_transform
 from bot.agent.runs import AgentRuns
 from bot.approvals.deciding import CallPolicies
+from bot.approvals.policy import CallPolicy
 from bot.config import THREAD_WITH_QUORUM, Config, ConfigError, rule_key
 from storage.crypto import Cipher
 from storage.database import Database
@@ -83,6 +84,20 @@ def check_policy_tools(
                 )
 
 
+class ThreadCover(Protocol):
+    """Where a call that needs approval may find a thread approval that lets it run now."""
+
+    async def covers(
+        self,
+        context: Mapping[str, Any],
+        *,
+        call_id: str,
+        tool_name: str,
+        arguments: Mapping[str, Any],
+        policy: CallPolicy,
+    ) -> bool: ...
+
+
 class ExecutionLedger(Protocol):
     """Where approved calls are claimed before they start and their output is recorded."""
 
@@ -108,9 +123,14 @@ def with_policy(
     tool: FunctionTool,
     policies: CallPolicies,
     ledger: ExecutionLedger | None = None,
+    thread_cover: ThreadCover | None = None,
 ) -> FunctionTool:
     """Route the SDK's approval question to our policy, always answering a strict bool: the
     call's arguments, the thread's channel and the run's requesters decide.
+
+    A call the policy says needs approval runs without a card when an active thread approval
+    of its thread, tool and rule covers it (`thread_cover` stores it as approved, and owes
+    the thread its post, before answering).
 
     With a ledger, an approved call starts at most once: the SDK would run it again on a
     second resume of the same state, so the claim in the database is what makes it once.
@@ -119,7 +139,9 @@ def with_policy(
     invoke_tool = tool.on_invoke_tool
     policy = policies.policy
 
-    async def needs_approval(ctx: RunContextWrapper[Any], args: dict[str, Any], _call: str) -> bool:
+    async def needs_approval(
+        ctx: RunContextWrapper[Any], args: dict[str, Any], call_id: str
+    ) -> bool:
         context = _context(ctx)
         decided = await policies.decide(
             name,
@@ -127,7 +149,14 @@ def with_policy(
             channel_id=_text(context.get("channel_id")),
             run_id=_text(context.get("run_id")),
         )
-        return bool(decided.required)
+        if not decided.required:
+            return False
+        if thread_cover is None:
+            return True
+        covered = await thread_cover.covers(
+            context, call_id=call_id, tool_name=name, arguments=args, policy=decided
+        )
+        return not covered
 
     async def invoke_once(ctx: ToolContext[Any], arguments: str) -> Any:
         run_id = _context(ctx).get("run_id")
@@ -160,8 +189,11 @@ def build_agent(
     policies: CallPolicies,
     model: Model,
     ledger: ExecutionLedger | None = None,
+    thread_cover: ThreadCover | None = None,
 ) -> Agent[Any]:
-    agent_tools: list[Tool] = [with_policy(tool, policies, ledger) for tool in tools.values()]
+    agent_tools: list[Tool] = [
+        with_policy(tool, policies, ledger, thread_cover) for tool in tools.values()
+    ]
     return Agent(
         name=config.agent.name,
         instructions=config.agent.instructions,
@@ -181,6 +213,7 @@ def build_runs(
     model: Model | None,
     api_key: str | None,
     base_url: str | None,
+    thread_cover: ThreadCover | None = None,
 ) -> AgentRuns:
     """Tracing stays off: it would send conversation content to a third party by default."""
     set_tracing_disabled(True)
@@ -190,7 +223,7 @@ def build_runs(
         client = AsyncOpenAI(api_key=api_key or "unset", base_url=base_url)
         model = build_model(config, client)
     return AgentRuns(
-        build_agent(config, tools, policies, model, ledger),
+        build_agent(config, tools, policies, model, ledger, thread_cover),
         max_turns=config.agent.max_turns,
         db=db,
         history_limit=config.agent.history_limit,

@@ -132,6 +132,10 @@ class Approvals:
                         approvals_needed=policy.approvals_needed,
                         rule_index=policy.rule_index,
                         rule_label=policy.rule_label,
+                        allow_for_thread=policy.allow_for_thread
+                        and policy.approvals_needed == 1
+                        and not policy.failed_closed,
+                        thread_approval_ttl=policy.thread_approval_ttl,
                     )
                     for call, policy in zip(outcome.pending, decided, strict=True)
                 ],

@@ -27,6 +27,7 @@ from storage.database import Database
 from storage.ids import ThreadRef
 from storage.models import OutboxKind
 from storage.outbox import Claimant, Delivery, Owed
+from storage.thread_approvals import of_approval
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +240,13 @@ class Outbox:
             approval = await get_approval(self.db, delivery.approval_id or "")
             if approval is None:
                 return blocks.plain("This approval request is no longer stored.")
-            return cards.card(approval, await decision_log.approved_by(self.db, approval.id))
+            approved_by = await decision_log.approved_by(self.db, approval.id)
+            thread_approval = (
+                await of_approval(self.db, approval)
+                if approval.allow_for_thread or approval.thread_approval_id
+                else None
+            )
+            return cards.card(approval, approved_by, thread_approval)
         if delivery.kind == OutboxKind.INTERRUPTED:
             doing = (
                 "while resuming after an approval"

@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.slack import markdown
@@ -19,6 +19,8 @@ from bot.slack.mrkdwn import escape as escape
 from bot.slack.mrkdwn import truncate as truncate
 
 APPROVE_ACTION = "threadgate_approve"
+APPROVE_THREAD_ACTION = "threadgate_approve_thread"
+REVOKE_THREAD_ACTION = "threadgate_revoke_thread_approval"
 REJECT_ACTION = "threadgate_reject"
 REJECT_VIEW = "threadgate_reject_reason"
 RETRY_ACTION = "threadgate_retry"
@@ -47,6 +49,9 @@ class ApprovalView:
     # What decided the call needs approval ("rule 1: amount > 1000 → 2 approvals"): plain
     # text from the config, escaped here like anything else that is not ours.
     rule_label: str | None = None
+    # Offer "Approve for this thread", for this long (as the call's policy said when it paused).
+    allow_for_thread: bool = False
+    thread_approval_ttl: timedelta | None = None
 
 
 _SLACK_ID = re.compile(r"[A-Z0-9]{2,40}")
@@ -155,6 +160,7 @@ def approval_request(view: ApprovalView) -> tuple[str, list[Block]]:
                 "style": "primary",
                 "value": view.approval_id,
             },
+            *([_approve_thread_button(view.approval_id)] if view.allow_for_thread else []),
             {
                 "type": "button",
                 "action_id": REJECT_ACTION,
@@ -166,7 +172,45 @@ def approval_request(view: ApprovalView) -> tuple[str, list[Block]]:
     }
     so_far = ":ballot_box_with_check: " + quorum_line(view.approved_by, view.approvals_needed)
     votes = [_section(so_far)] if view.approved_by else []
-    return truncate(text, FALLBACK_TEXT_LIMIT), [*_call_blocks(view), *votes, actions]
+    offer = [_context(_thread_offer(view))] if view.allow_for_thread else []
+    return truncate(text, FALLBACK_TEXT_LIMIT), [*_call_blocks(view), *votes, actions, *offer]
+
+
+def _approve_thread_button(approval_id: str) -> Block:
+    return {
+        "type": "button",
+        "action_id": APPROVE_THREAD_ACTION,
+        "text": {"type": "plain_text", "text": "Approve for this thread", "emoji": True},
+        "value": approval_id,
+    }
+
+
+def duration(span: timedelta) -> str:
+    """ "8 hours", "90 minutes", "2 days": how long a thread approval lasts, as people say it."""
+    seconds = int(span.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def _thread_offer(view: ApprovalView) -> str:
+    how_long = f" for {duration(view.thread_approval_ttl)}" if view.thread_approval_ttl else ""
+    return (
+        f"_Approve for this thread_ also lets later `{escape(view.tool_name, 200)}` calls in "
+        f"this thread that the same rule governs run without a card{how_long}, until revoked."
+    )
+
+
+def revoke_button(thread_approval_id: str) -> Block:
+    return {
+        "type": "button",
+        "action_id": REVOKE_THREAD_ACTION,
+        "text": {"type": "plain_text", "text": "Revoke", "emoji": True},
+        "style": "danger",
+        "value": thread_approval_id,
+    }
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,10 @@
 """
 
 from collections.abc import Sequence
+from datetime import timedelta
 
-from bot.slack import blocks
-from storage.models import Approval, ApprovalStatus
+from bot.slack import blocks, thread_blocks
+from storage.models import Approval, ApprovalStatus, ThreadApproval, utcnow
 from storage.runs import requesters_of
 
 
@@ -20,6 +21,13 @@ def view_of(approval: Approval, approved_by: Sequence[str]) -> blocks.ApprovalVi
         approvals_needed=approval.approvals_needed,
         approved_by=tuple(approved_by),
         rule_label=approval.rule_label,
+        # A quorum is never offered one (the config refuses it); checked again on the row.
+        allow_for_thread=bool(approval.allow_for_thread) and approval.approvals_needed == 1,
+        thread_approval_ttl=(
+            timedelta(seconds=approval.thread_approval_ttl_seconds)
+            if approval.thread_approval_ttl_seconds
+            else None
+        ),
     )
 
 
@@ -35,8 +43,20 @@ def decision_of(approval: Approval, approved_by: Sequence[str]) -> blocks.Decisi
     )
 
 
-def card(approval: Approval, approved_by: Sequence[str]) -> tuple[str, list[blocks.Block]]:
+def card(
+    approval: Approval,
+    approved_by: Sequence[str],
+    thread_approval: ThreadApproval | None = None,
+) -> tuple[str, list[blocks.Block]]:
+    """`thread_approval` is the one this call ran under (its card is the auto-approved post),
+    or the one its approval gave (shown under the decision, with Revoke while in force)."""
     view = view_of(approval, approved_by)
+    now = utcnow()
+    if approval.thread_approval_id is not None and thread_approval is not None:
+        return thread_blocks.auto_approved(view, thread_approval, approval.outcome, now)
     if approval.status == ApprovalStatus.PENDING:
         return blocks.approval_request(view)
-    return blocks.approval_decided(view, decision_of(approval, approved_by))
+    text, body = blocks.approval_decided(view, decision_of(approval, approved_by))
+    if thread_approval is not None:
+        body = thread_blocks.with_thread_approval(body, thread_approval, approval.tool_name, now)
+    return text, body

@@ -1,4 +1,5 @@
-"""Approve, Reject and Retry buttons. A button's value is untrusted: only an id to look up."""
+"""Approve, Approve for this thread, Reject, Revoke and Retry buttons. A button's value is
+untrusted: only an id to look up."""
 
 from collections.abc import Coroutine
 from typing import Any, Literal
@@ -7,8 +8,15 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.response import BoltResponse
 
 from bot.approvals.approvals import Approvals, Click
+from bot.approvals.thread_approvals import RevokeClick, ThreadApprovals
 from bot.runtime.interruptions import Interruptions, RetryClick
-from bot.slack.blocks import APPROVE_ACTION, REJECT_ACTION, RETRY_ACTION
+from bot.slack.blocks import (
+    APPROVE_ACTION,
+    APPROVE_THREAD_ACTION,
+    REJECT_ACTION,
+    RETRY_ACTION,
+    REVOKE_THREAD_ACTION,
+)
 from bot.slack.listeners.after_ack import AfterAck
 from bot.slack.listeners.parsing import (
     MalformedPayload,
@@ -18,7 +26,7 @@ from bot.slack.listeners.parsing import (
     slack_id,
 )
 from bot.slack.replies import ThreadReplies
-from storage.ids import APPROVAL_ID, RUN_ID
+from storage.ids import APPROVAL_ID, RUN_ID, THREAD_APPROVAL_ID
 
 INVALID_BUTTON = "That button is not valid. Ask the bot again in the thread if you need it."
 
@@ -53,6 +61,61 @@ def _retry(body: dict[str, Any]) -> tuple[RetryClick, bool]:
         message_ts=slack_id(body, "container", "message_ts", required=False),
     )
     return retry, bool(RUN_ID.match(retry.run_id))
+
+
+def _revoke(body: dict[str, Any]) -> tuple[RevokeClick, bool]:
+    click, _valid = _click(body, "approve")
+    revoke = RevokeClick(
+        thread_approval_id=click.approval_id,
+        user_id=click.user_id,
+        team_id=click.team_id,
+        channel_id=click.channel_id,
+    )
+    return revoke, bool(THREAD_APPROVAL_ID.match(revoke.thread_approval_id))
+
+
+def _start(
+    after_ack: AfterAck,
+    replies: ThreadReplies,
+    valid: bool,
+    channel: str,
+    user: str,
+    work: Coroutine[Any, Any, None],
+    name: str,
+) -> None:
+    """Start the work, or tell the clicker privately that the button was not valid."""
+    if valid:
+        after_ack.start(work, channel=channel, user=user, thread_ts=None, name=name)
+        return
+    work.close()
+    note = replies.private(channel=channel, user=user, thread_ts=None, text=INVALID_BUTTON)
+    after_ack.background.spawn(note, name="invalid button")
+
+
+def register_thread_approvals(
+    app: AsyncApp, *, threads: ThreadApprovals, replies: ThreadReplies, after_ack: AfterAck
+) -> None:
+    @app.action(APPROVE_THREAD_ACTION)
+    async def handle_approve_thread(body: dict[str, Any], ack: AsyncAck) -> BoltResponse | None:
+        try:
+            click, valid = _click(body, "approve")
+        except MalformedPayload as exc:
+            return bad_request(exc)
+        await ack()
+        work = threads.approve(click)
+        _start(after_ack, replies, valid, click.channel_id, click.user_id, work, "approve thread")
+        return None
+
+    @app.action(REVOKE_THREAD_ACTION)
+    async def handle_revoke(body: dict[str, Any], ack: AsyncAck) -> BoltResponse | None:
+        try:
+            revoke, valid = _revoke(body)
+        except MalformedPayload as exc:
+            return bad_request(exc)
+        await ack()
+        work = threads.revoke(revoke)
+        _start(after_ack, replies, valid, revoke.channel_id, revoke.user_id, work, "revoke")
+        return None
 
 
 def register(
