@@ -63,6 +63,22 @@ async def claim_execution(db: Database, *, run_id: str, call_id: str) -> tuple[b
         return False, row.outcome
 
 
+async def edited_arguments(db: Database, *, run_id: str, call_id: str) -> str | None:
+    """The arguments an approver put in place of the model's for this approved call, if any:
+    what the tool runs with."""
+    async with db.read() as session:
+        return await session.scalar(
+            select(col(Approval.edited_arguments))
+            .where(
+                col(Approval.run_id) == run_id,
+                col(Approval.call_id) == call_id,
+                col(Approval.status) == ApprovalStatus.APPROVED,
+            )
+            .order_by(col(Approval.generation).desc())
+            .limit(1)
+        )
+
+
 async def record_outcome(db: Database, *, run_id: str, call_id: str, outcome: str) -> None:
     async with db.write() as session:
         await session.execute(
@@ -164,6 +180,66 @@ async def vote_to_approve(
         )
         outcome = VoteOutcome.DECIDED if decision.won else VoteOutcome.TOO_LATE
         return Vote(decision.approval, outcome, approvers, decision.resume_queued)
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """What an edited call needs, when it needs more than before: who, how many, which rule."""
+
+    approvers: list[str]
+    approvals_needed: int
+    rule_index: int | None
+    rule_label: str | None
+
+
+class EditOutcome(StrEnum):
+    EDITED = "edited"  # the arguments are replaced; the card is owed its new look
+    TOO_LATE = "too_late"  # the call was decided before the edit: nothing changed
+    VOTED = "voted"  # someone already approved the arguments as they were: nothing changed
+
+
+@dataclass(frozen=True)
+class Edit:
+    approval: Approval
+    outcome: EditOutcome
+    approvers: list[str]  # who has approved the call
+
+
+async def edit_arguments(
+    db: Database,
+    *,
+    approval_id: str,
+    user_id: str,
+    arguments: str,
+    requirement: Requirement | None,
+    by: Claimant | None = None,
+) -> Edit | None:
+    """Replace a pending call's arguments (and, with `requirement`, what it needs), log the
+    edit and owe the card, in one transaction under the same locks as votes.
+
+    An approval is of the arguments its approver saw, so a call somebody already approved is
+    not edited: the vote would otherwise carry over to arguments nobody approved.
+    """
+    async with db.write() as session:
+        approval = await session.get(Approval, approval_id)
+        if approval is None:
+            return None
+        await _lock(session, approval)
+        approvers = await decision_log.approvers_of(session, approval.id)
+        if approval.status != ApprovalStatus.PENDING:
+            return Edit(approval, EditOutcome.TOO_LATE, approvers)
+        if approvers:
+            return Edit(approval, EditOutcome.VOTED, approvers)
+        approval.edited_arguments = arguments
+        if requirement is not None:
+            approval.approvers = list(requirement.approvers)
+            approval.approvals_needed = requirement.approvals_needed
+            approval.rule_index = requirement.rule_index
+            approval.rule_label = requirement.rule_label
+        await decision_log.record(session, approval, kind=DecisionKind.EDIT, user_id=user_id)
+        await _owe_card(session, approval, by)
+        await session.flush()
+        return Edit(approval, EditOutcome.EDITED, [])
 
 
 async def _lock(session: AsyncSession, approval: Approval) -> Run | None:

@@ -177,6 +177,7 @@ class NewApproval:
     # The rule that decided the call: its number (None when a tool's table did) and label.
     rule_index: int | None = None
     rule_label: str | None = None
+    allow_edit: bool = False  # the card offers "Edit…"
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,7 @@ async def pause_run(
                 approvals_needed=item.approvals_needed,
                 rule_index=item.rule_index,
                 rule_label=item.rule_label,
+                allow_edit=item.allow_edit,
                 expires_at=now + expire_after,
                 created_at=now,
             )
