@@ -121,6 +121,7 @@ def build_app(
         policies=policies,
         groups=groups,
         kick=queue.kick,
+        schemas=runs.parameters_of,
     )
     signs = ThreadSigns(posting_client(client))
 

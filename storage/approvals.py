@@ -190,6 +190,7 @@ class Requirement:
     approvals_needed: int
     rule_index: int | None
     rule_label: str | None
+    allow_edit: bool
 
 
 class EditOutcome(StrEnum):
@@ -236,6 +237,7 @@ async def edit_arguments(
             approval.approvals_needed = requirement.approvals_needed
             approval.rule_index = requirement.rule_index
             approval.rule_label = requirement.rule_label
+            approval.allow_edit = requirement.allow_edit
         await decision_log.record(session, approval, kind=DecisionKind.EDIT, user_id=user_id)
         await _owe_card(session, approval, by)
         await session.flush()

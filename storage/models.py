@@ -234,9 +234,7 @@ class Approval(SQLModel, table=True):
     allow_edit: bool | None = Field(default=None, sa_type=Boolean)
     # The arguments an approver put in place of the model's (a JSON object); the tool runs
     # with these when set. `arguments` keeps what the model asked for, for the record.
-    edited_arguments: str | None = Field(
-        default=None, sa_column=Column(SealedText, nullable=True)
-    )
+    edited_arguments: str | None = Field(default=None, sa_column=Column(SealedText, nullable=True))
     status: ApprovalStatus = Field(default=ApprovalStatus.PENDING, sa_type=String(16))
     decided_by: str | None = Field(default=None, max_length=32)
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -65,7 +65,9 @@ def _stored(name: str, key: Any, sealed: tuple[str, ...], others: tuple[str, ...
 
 
 _runs = _stored("runs", String, ("state",), ("updated_at",))
-_approvals = _stored("approvals", String, ("arguments", "reason", "outcome", "edited_arguments"), ("created_at",))
+_approvals = _stored(
+    "approvals", String, ("arguments", "reason", "outcome", "edited_arguments"), ("created_at",)
+)
 _jobs = _stored("jobs", Integer, ("text",), ())
 _outbox = _stored("outbox", Integer, ("payload",), ())
 _decisions = _stored("approval_decisions", Integer, ("reason",), ())

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from agents import (
     Agent,
+    FunctionTool,
     MaxTurnsExceeded,
     RawResponsesStreamEvent,
     RunItemStreamEvent,
@@ -133,6 +134,13 @@ class AgentRuns:
     @property
     def tool_names(self) -> list[str]:
         return sorted(tool.name for tool in self.agent.tools)
+
+    def parameters_of(self, tool_name: str) -> Mapping[str, Any] | None:
+        """The JSON schema of a function tool's arguments: what an edited call must match."""
+        for tool in self.agent.tools:
+            if isinstance(tool, FunctionTool) and tool.name == tool_name:
+                return tool.params_json_schema
+        return None
 
     async def start(
         self,

@@ -20,6 +20,8 @@ def view_of(approval: Approval, approved_by: Sequence[str]) -> blocks.ApprovalVi
         approvals_needed=approval.approvals_needed,
         approved_by=tuple(approved_by),
         rule_label=approval.rule_label,
+        allow_edit=bool(approval.allow_edit),
+        edited_arguments=approval.edited_arguments,
     )
 
 

@@ -1,4 +1,4 @@
-"""Approve, Reject and Retry buttons. A button's value is untrusted: only an id to look up."""
+"""Approve, Reject, Edit and Retry buttons. A button's value is untrusted: only an id to look up."""
 
 from collections.abc import Coroutine
 from typing import Any, Literal
@@ -8,7 +8,7 @@ from slack_bolt.response import BoltResponse
 
 from bot.approvals.approvals import Approvals, Click
 from bot.runtime.interruptions import Interruptions, RetryClick
-from bot.slack.blocks import APPROVE_ACTION, REJECT_ACTION, RETRY_ACTION
+from bot.slack.blocks import APPROVE_ACTION, EDIT_ACTION, REJECT_ACTION, RETRY_ACTION
 from bot.slack.listeners.after_ack import AfterAck
 from bot.slack.listeners.parsing import (
     MalformedPayload,
@@ -23,7 +23,9 @@ from storage.ids import APPROVAL_ID, RUN_ID
 INVALID_BUTTON = "That button is not valid. Ask the bot again in the thread if you need it."
 
 
-def _click(body: dict[str, Any], action: Literal["approve", "reject"]) -> tuple[Click, bool]:
+def _click(
+    body: dict[str, Any], action: Literal["approve", "reject", "edit"]
+) -> tuple[Click, bool]:
     actions = body.get("actions")
     if not isinstance(actions, list) or not actions or not isinstance(actions[0], dict):
         raise MalformedPayload("missing actions")
@@ -75,7 +77,7 @@ def register(
         after_ack.background.spawn(note, name="invalid button")
 
     async def on_click(
-        body: dict[str, Any], ack: AsyncAck, action: Literal["approve", "reject"]
+        body: dict[str, Any], ack: AsyncAck, action: Literal["approve", "reject", "edit"]
     ) -> BoltResponse | None:
         try:
             click, valid = _click(body, action)
@@ -93,6 +95,10 @@ def register(
     @app.action(REJECT_ACTION)
     async def handle_reject(body: dict[str, Any], ack: AsyncAck) -> BoltResponse | None:
         return await on_click(body, ack, "reject")
+
+    @app.action(EDIT_ACTION)
+    async def handle_edit(body: dict[str, Any], ack: AsyncAck) -> BoltResponse | None:
+        return await on_click(body, ack, "edit")
 
     @app.action(RETRY_ACTION)
     async def handle_retry(body: dict[str, Any], ack: AsyncAck) -> BoltResponse | None:
