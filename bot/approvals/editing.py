@@ -64,7 +64,8 @@ def read_fields(
     """The submitted values as arguments, and the errors by block id (empty when valid).
 
     A value stays a string where the schema says the argument is a string (so `42` typed for a
-    string is the text "42"); anything else is read as JSON.
+    string is the text "42"), but for `null` where it may also be null (as it was shown);
+    anything else is read as JSON.
     """
     properties = schema.get("properties")
     properties = properties if isinstance(properties, Mapping) else {}
@@ -74,7 +75,9 @@ def read_fields(
         raw = submitted.get(field.block_id) or ""
         prop = properties.get(field.name)
         if isinstance(prop, Mapping) and _takes_string(prop, schema):
-            arguments[field.name] = raw
+            # `null` where the argument may be null is null, as it was shown; text otherwise
+            nullable = raw == "null" and not schema_errors(None, prop, schema)
+            arguments[field.name] = None if nullable else raw
             continue
         try:
             arguments[field.name] = json.loads(raw, parse_constant=_no_constant)

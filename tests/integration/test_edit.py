@@ -255,3 +255,24 @@ async def test_an_unauthorized_editor_is_refused_privately(
         assert (approval.status, approval.edited_arguments) == (ApprovalStatus.PENDING, None)
         assert not await decision_log.entries(bot.app.db, approval_id)
         assert not executions
+
+
+async def test_a_call_too_long_for_a_modal_cannot_be_edited_and_the_editor_is_told(
+    database_url: str, slack: FakeSlackAPI, executions: Counter[str]
+) -> None:
+    model = ScriptedModel(
+        [
+            [function_call("refund", {"order_id": "o" * 3001, "amount": 20}, call_id="call_1")],
+            [assistant_message("Done.")],
+        ]
+    )
+    async with running_bot(
+        database_url=database_url, slack=slack, config=editable_refunds(), model=model
+    ) as bot:
+        approval_id = await one_card(bot, slack)
+        await click(bot, approval_id, action=EDIT_ACTION)
+        assert not slack.calls_to("views.open")
+        assert "This call cannot be edited" in private_notes(slack, APPROVER)[-1]
+        approval = await the_approval(bot, approval_id)
+        assert (approval.status, approval.edited_arguments) == (ApprovalStatus.PENDING, None)
+        assert not executions
