@@ -166,20 +166,32 @@ async def vote_to_approve(
         if approval.status != ApprovalStatus.PENDING:
             approvers = await decision_log.approvers_of(session, approval.id)
             return Vote(approval, VoteOutcome.TOO_LATE, approvers)
-        counted = await decision_log.record(
-            session, approval, kind=DecisionKind.APPROVE, user_id=user_id
-        )
-        approvers = await decision_log.approvers_of(session, approval.id)
-        if not counted:
-            return Vote(approval, VoteOutcome.REPEATED, approvers)
-        if len(approvers) < approval.approvals_needed:
-            await _owe_card(session, approval, by)
-            return Vote(approval, VoteOutcome.COUNTED, approvers)
-        decision = await _decide(
-            session, approval, run, status=ApprovalStatus.APPROVED, decided_by=user_id, by=by
-        )
-        outcome = VoteOutcome.DECIDED if decision.won else VoteOutcome.TOO_LATE
-        return Vote(decision.approval, outcome, approvers, decision.resume_queued)
+        return await _vote(session, approval, run, user_id=user_id, by=by)
+
+
+async def _vote(
+    session: AsyncSession,
+    approval: Approval,
+    run: Run | None,
+    *,
+    user_id: str,
+    by: Claimant | None,
+) -> Vote:
+    """Count a vote on a pending call, under the caller's locks."""
+    counted = await decision_log.record(
+        session, approval, kind=DecisionKind.APPROVE, user_id=user_id
+    )
+    approvers = await decision_log.approvers_of(session, approval.id)
+    if not counted:
+        return Vote(approval, VoteOutcome.REPEATED, approvers)
+    if len(approvers) < approval.approvals_needed:
+        await _owe_card(session, approval, by)
+        return Vote(approval, VoteOutcome.COUNTED, approvers)
+    decision = await _decide(
+        session, approval, run, status=ApprovalStatus.APPROVED, decided_by=user_id, by=by
+    )
+    outcome = VoteOutcome.DECIDED if decision.won else VoteOutcome.TOO_LATE
+    return Vote(decision.approval, outcome, approvers, decision.resume_queued)
 
 
 @dataclass(frozen=True)
@@ -204,6 +216,7 @@ class Edit:
     approval: Approval
     outcome: EditOutcome
     approvers: list[str]  # who has approved the call
+    vote: Vote | None = None  # the editor's approval, when it was to count
 
 
 async def edit_arguments(
@@ -213,10 +226,13 @@ async def edit_arguments(
     user_id: str,
     arguments: str,
     requirement: Requirement | None,
+    vote: bool,
     by: Claimant | None = None,
 ) -> Edit | None:
     """Replace a pending call's arguments (and, with `requirement`, what it needs), log the
-    edit and owe the card, in one transaction under the same locks as votes.
+    edit, count the editor's approval when `vote` says it counts, and owe the card: one
+    transaction under the same locks as votes, so no other edit comes between the edit and the
+    editor's approval of it.
 
     An approval is of the arguments its approver saw, so a call somebody already approved is
     not edited: the vote would otherwise carry over to arguments nobody approved.
@@ -225,7 +241,7 @@ async def edit_arguments(
         approval = await session.get(Approval, approval_id)
         if approval is None:
             return None
-        await _lock(session, approval)
+        run = await _lock(session, approval)
         approvers = await decision_log.approvers_of(session, approval.id)
         if approval.status != ApprovalStatus.PENDING:
             return Edit(approval, EditOutcome.TOO_LATE, approvers)
@@ -239,8 +255,11 @@ async def edit_arguments(
             approval.rule_label = requirement.rule_label
             approval.allow_edit = requirement.allow_edit
         await decision_log.record(session, approval, kind=DecisionKind.EDIT, user_id=user_id)
-        await _owe_card(session, approval, by)
         await session.flush()
+        if vote:
+            counted = await _vote(session, approval, run, user_id=user_id, by=by)
+            return Edit(counted.approval, EditOutcome.EDITED, counted.approvers, counted)
+        await _owe_card(session, approval, by)
         return Edit(approval, EditOutcome.EDITED, [])
 
 

@@ -36,6 +36,7 @@ from storage import decision_log
 from storage.approvals import (
     EditOutcome,
     Requirement,
+    Vote,
     VoteOutcome,
     decide_approval,
     due_approval_ids,
@@ -270,12 +271,14 @@ class Approvals:
             if stricter
             else None
         )
+        verdict = await self.authorize(user_id, approval, under=requirement)
         result = await edit_arguments(
             self.db,
             approval_id=approval.id,
             user_id=user_id,
             arguments=json.dumps(arguments, ensure_ascii=False),
             requirement=requirement,
+            vote=verdict.allowed,
             by=self.outbox.claimant,
         )
         if result is None:
@@ -288,19 +291,18 @@ class Approvals:
             await self._tell(approval.channel_id, user_id, approval.thread_ts, EDIT_AFTER_APPROVAL)
             return
         edited = result.approval
+        if result.vote is not None:
+            await self._counted(edited, user_id, result.vote)
+            return
         await self.outbox.deliver(
             ThreadRef(edited.team_id, edited.channel_id, edited.thread_ts).key
         )
-        verdict = await self.authorize(user_id, edited)
-        if verdict.allowed:
-            await self._approve(edited, user_id)
-            return
         text = (
             "Your edit is saved, and the call now waits for approval under what it needs with "
             f"these arguments ({decided.rule_label}). Your approval does not count there: "
             f"{verdict.reason}"
         )
-        await self._tell(edited.channel_id, user_id, edited.thread_ts, text)
+        await self._tell(edited.channel_id, user_id, edited.thread_ts, blocks.escape(text, 3000))
 
     def _read_edit(
         self, approval: Approval, edit: EditSubmission
@@ -361,8 +363,12 @@ class Approvals:
             approval, ApprovalStatus.REJECTED, rejection.user_id, rejection.reason.strip() or None
         )
 
-    async def authorize(self, user_id: str, approval: Approval) -> Verdict:
-        approvers = self.approvers_of(approval)
+    async def authorize(
+        self, user_id: str, approval: Approval, *, under: Requirement | None = None
+    ) -> Verdict:
+        """May this person decide the call, as it stands or `under` what an edit would make
+        it need?"""
+        approvers = tuple(under.approvers) if under else self.approvers_of(approval)
         members = await self.groups.members(approvers)
         return may_decide(
             user_id=user_id,
@@ -370,7 +376,7 @@ class Approvals:
             approvers=approvers,
             group_members=members,
             allow_self_approval=self.policy.allow_self_approval,
-            approvals_needed=approval.approvals_needed,
+            approvals_needed=under.approvals_needed if under else approval.approvals_needed,
         )
 
     def approvers_of(self, approval: Approval) -> tuple[str, ...]:
@@ -434,6 +440,11 @@ class Approvals:
         if vote is None:
             await self._tell(approval.channel_id, user_id, approval.thread_ts, NOT_FOUND)
             return
+        await self._counted(approval, user_id, vote)
+
+    async def _counted(self, approval: Approval, user_id: str, vote: Vote) -> None:
+        """Say what a vote did, to whom it concerns: the voter, privately, when it changed
+        nothing; the thread otherwise (the resume, the card)."""
         if vote.outcome == VoteOutcome.TOO_LATE:
             await self._tell_already(vote.approval, user_id, vote.approvers)
             return
