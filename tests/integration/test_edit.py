@@ -276,3 +276,37 @@ async def test_a_call_too_long_for_a_modal_cannot_be_edited_and_the_editor_is_to
         approval = await the_approval(bot, approval_id)
         assert (approval.status, approval.edited_arguments) == (ApprovalStatus.PENDING, None)
         assert not executions
+
+
+async def test_a_call_somebody_approved_cannot_be_edited(
+    database_url: str, slack: FakeSlackAPI, executions: Counter[str]
+) -> None:
+    async with running_bot(
+        database_url=database_url, slack=slack, config=editable_refunds(), model=refunding(5000)
+    ) as bot:
+        approval_id = await one_card(bot, slack)
+        await click(bot, approval_id, user=APPROVER)  # 1 of 2
+        await submit_edit(bot, approval_id, {"order_id": "o1", "amount": "50"}, user=FINANCE)
+        assert "cannot be edited now" in private_notes(slack, FINANCE)[-1]
+        approval = await the_approval(bot, approval_id)
+        assert (approval.status, approval.edited_arguments) == (ApprovalStatus.PENDING, None)
+        assert [e.kind for e in await decision_log.entries(bot.app.db, approval_id)] == [
+            DecisionKind.APPROVE
+        ]
+        assert not executions
+
+
+async def test_submitting_the_form_unchanged_is_a_plain_approval(
+    database_url: str, slack: FakeSlackAPI, executions: Counter[str]
+) -> None:
+    model = refunding(20)
+    async with running_bot(
+        database_url=database_url, slack=slack, config=editable_refunds(), model=model
+    ) as bot:
+        approval_id = await one_card(bot, slack)
+        await submit_edit(bot, approval_id, {"order_id": "o1", "amount": "20"})
+        approval = await the_approval(bot, approval_id)
+        assert (approval.status, approval.edited_arguments) == (ApprovalStatus.APPROVED, None)
+        assert executions == Counter({"refund:o1": 1})
+        [output] = tool_outputs(model)
+        assert not output.startswith("Ran with arguments edited")
