@@ -110,6 +110,7 @@ def build_app(
         policies=policies,
         groups=groups,
         kick=queue.kick,
+        schemas=lambda name: tools[name].params_json_schema if name in tools else None,
     )
     threads = ThreadApprovals(db, approvals=approvals, outbox=outbox)
     runs = build_runs(

@@ -63,6 +63,22 @@ async def claim_execution(db: Database, *, run_id: str, call_id: str) -> tuple[b
         return False, row.outcome
 
 
+async def edited_arguments(db: Database, *, run_id: str, call_id: str) -> str | None:
+    """The arguments an approver put in place of the model's for this approved call, if any:
+    what the tool runs with."""
+    async with db.read() as session:
+        return await session.scalar(
+            select(col(Approval.edited_arguments))
+            .where(
+                col(Approval.run_id) == run_id,
+                col(Approval.call_id) == call_id,
+                col(Approval.status) == ApprovalStatus.APPROVED,
+            )
+            .order_by(col(Approval.generation).desc())
+            .limit(1)
+        )
+
+
 async def record_outcome(db: Database, *, run_id: str, call_id: str, outcome: str) -> None:
     async with db.write() as session:
         await session.execute(
@@ -150,20 +166,101 @@ async def vote_to_approve(
         if approval.status != ApprovalStatus.PENDING:
             approvers = await decision_log.approvers_of(session, approval.id)
             return Vote(approval, VoteOutcome.TOO_LATE, approvers)
-        counted = await decision_log.record(
-            session, approval, kind=DecisionKind.APPROVE, user_id=user_id
-        )
+        return await _vote(session, approval, run, user_id=user_id, by=by)
+
+
+async def _vote(
+    session: AsyncSession,
+    approval: Approval,
+    run: Run | None,
+    *,
+    user_id: str,
+    by: Claimant | None,
+) -> Vote:
+    """Count a vote on a pending call, under the caller's locks."""
+    counted = await decision_log.record(
+        session, approval, kind=DecisionKind.APPROVE, user_id=user_id
+    )
+    approvers = await decision_log.approvers_of(session, approval.id)
+    if not counted:
+        return Vote(approval, VoteOutcome.REPEATED, approvers)
+    if len(approvers) < approval.approvals_needed:
+        await _owe_card(session, approval, by)
+        return Vote(approval, VoteOutcome.COUNTED, approvers)
+    decision = await _decide(
+        session, approval, run, status=ApprovalStatus.APPROVED, decided_by=user_id, by=by
+    )
+    outcome = VoteOutcome.DECIDED if decision.won else VoteOutcome.TOO_LATE
+    return Vote(decision.approval, outcome, approvers, decision.resume_queued)
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """What an edited call needs, when it needs more than before: who, how many, which rule."""
+
+    approvers: list[str]
+    approvals_needed: int
+    rule_index: int | None
+    rule_label: str | None
+    allow_edit: bool
+
+
+class EditOutcome(StrEnum):
+    EDITED = "edited"  # the arguments are replaced; the card is owed its new look
+    TOO_LATE = "too_late"  # the call was decided before the edit: nothing changed
+    VOTED = "voted"  # someone already approved the arguments as they were: nothing changed
+
+
+@dataclass(frozen=True)
+class Edit:
+    approval: Approval
+    outcome: EditOutcome
+    approvers: list[str]  # who has approved the call
+    vote: Vote | None = None  # the editor's approval, when it was to count
+
+
+async def edit_arguments(
+    db: Database,
+    *,
+    approval_id: str,
+    user_id: str,
+    arguments: str,
+    requirement: Requirement | None,
+    vote: bool,
+    by: Claimant | None = None,
+) -> Edit | None:
+    """Replace a pending call's arguments (and, with `requirement`, what it needs), log the
+    edit, count the editor's approval when `vote` says it counts, and owe the card: one
+    transaction under the same locks as votes, so no other edit comes between the edit and the
+    editor's approval of it.
+
+    An approval is of the arguments its approver saw, so a call somebody already approved is
+    not edited: the vote would otherwise carry over to arguments nobody approved.
+    """
+    async with db.write() as session:
+        approval = await session.get(Approval, approval_id)
+        if approval is None:
+            return None
+        run = await _lock(session, approval)
         approvers = await decision_log.approvers_of(session, approval.id)
-        if not counted:
-            return Vote(approval, VoteOutcome.REPEATED, approvers)
-        if len(approvers) < approval.approvals_needed:
-            await _owe_card(session, approval, by)
-            return Vote(approval, VoteOutcome.COUNTED, approvers)
-        decision = await _decide(
-            session, approval, run, status=ApprovalStatus.APPROVED, decided_by=user_id, by=by
-        )
-        outcome = VoteOutcome.DECIDED if decision.won else VoteOutcome.TOO_LATE
-        return Vote(decision.approval, outcome, approvers, decision.resume_queued)
+        if approval.status != ApprovalStatus.PENDING:
+            return Edit(approval, EditOutcome.TOO_LATE, approvers)
+        if approvers:
+            return Edit(approval, EditOutcome.VOTED, approvers)
+        approval.edited_arguments = arguments
+        if requirement is not None:
+            approval.approvers = list(requirement.approvers)
+            approval.approvals_needed = requirement.approvals_needed
+            approval.rule_index = requirement.rule_index
+            approval.rule_label = requirement.rule_label
+            approval.allow_edit = requirement.allow_edit
+        await decision_log.record(session, approval, kind=DecisionKind.EDIT, user_id=user_id)
+        await session.flush()
+        if vote:
+            counted = await _vote(session, approval, run, user_id=user_id, by=by)
+            return Edit(counted.approval, EditOutcome.EDITED, counted.approvers, counted)
+        await _owe_card(session, approval, by)
+        return Edit(approval, EditOutcome.EDITED, [])
 
 
 async def _lock(session: AsyncSession, approval: Approval) -> Run | None:

@@ -1,10 +1,10 @@
 """The decision log: one row per vote or decision on an approval, for the record.
 
 A row is written in the transaction whose change it records (a vote that counted, a rejection,
-an approval, an expiry), so the log never says something happened that did not, nor misses
-something that did. The bot never updates a row, and deletes rows only with their approval
-(storage.retention). A click that changed nothing (a second approval by the same person, a
-click on a call already decided) leaves no row.
+an approval, an expiry, an edit of the arguments), so the log never says something happened
+that did not, nor misses something that did. The bot never updates a row, and deletes rows
+only with their approval (storage.retention). A click that changed nothing (a second approval
+by the same person, a click on a call already decided) leaves no row.
 """
 
 from sqlalchemy import select

@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     Index,
@@ -112,8 +113,8 @@ class ApprovalStatus(StrEnum):
 
 
 class DecisionKind(StrEnum):
-    """What a person (or the expiry sweep) did to an approval; the edits to come add their own
-    kinds."""
+    """What a person (or the expiry sweep) did to an approval. An `edit` is someone changing
+    the call's arguments (its approval, if it counts, is an `approve` of its own)."""
 
     APPROVE = "approve"
     REJECT = "reject"
@@ -124,6 +125,7 @@ class DecisionKind(StrEnum):
     AUTO_APPROVAL = "auto_approval"
     # A thread approval ended by a person before its time.
     REVOKE = "revoke"
+    EDIT = "edit"
 
 
 class SlackEvent(SQLModel, table=True):
@@ -241,6 +243,12 @@ class Approval(SQLModel, table=True):
     # Set on the row of a call that ran without a card under this thread approval: the row
     # is what the execution ledger claims, and its "card" is the auto-approved post.
     thread_approval_id: str | None = Field(default=None, max_length=40)
+    # Whether the policy that decided the call offered "Edit…", so a card drawn later from the
+    # row offers it too; None for rows written before edits existed (migration 0010): no.
+    allow_edit: bool | None = Field(default=None, sa_type=Boolean)
+    # The arguments an approver put in place of the model's (a JSON object); the tool runs
+    # with these when set. `arguments` keeps what the model asked for, for the record.
+    edited_arguments: str | None = Field(default=None, sa_column=Column(SealedText, nullable=True))
     status: ApprovalStatus = Field(default=ApprovalStatus.PENDING, sa_type=String(16))
     decided_by: str | None = Field(default=None, max_length=32)
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -180,6 +180,7 @@ class NewApproval:
     # Whether the card offers "Approve for this thread", and how long one would last.
     allow_for_thread: bool = False
     thread_approval_ttl: timedelta | None = None
+    allow_edit: bool = False  # the card offers "Edit…"
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,7 @@ async def pause_run(
                     if item.thread_approval_ttl is not None
                     else None
                 ),
+                allow_edit=item.allow_edit,
                 expires_at=now + expire_after,
                 created_at=now,
             )

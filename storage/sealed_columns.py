@@ -65,7 +65,9 @@ def _stored(name: str, key: Any, sealed: tuple[str, ...], others: tuple[str, ...
 
 
 _runs = _stored("runs", String, ("state",), ("updated_at",))
-_approvals = _stored("approvals", String, ("arguments", "reason", "outcome"), ("created_at",))
+_approvals = _stored(
+    "approvals", String, ("arguments", "reason", "outcome", "edited_arguments"), ("created_at",)
+)
 _jobs = _stored("jobs", Integer, ("text",), ())
 _outbox = _stored("outbox", Integer, ("payload",), ())
 _decisions = _stored("approval_decisions", Integer, ("reason",), ())
@@ -79,6 +81,7 @@ SEALED_COLUMNS = (
     SealedColumn(_approvals, "arguments", key="id", newest=("created_at",)),
     SealedColumn(_approvals, "reason", key="id", newest=("created_at",)),
     SealedColumn(_approvals, "outcome", key="id", newest=("created_at",)),
+    SealedColumn(_approvals, "edited_arguments", key="id", newest=("created_at",)),
     SealedColumn(_decisions, "reason", key="id", newest=("id",)),
     SealedColumn(_jobs, "text", key="id", newest=("id",)),
     SealedColumn(_outbox, "payload", key="id", newest=("id",)),

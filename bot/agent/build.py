@@ -105,6 +105,8 @@ class ExecutionLedger(Protocol):
 
     async def record(self, *, run_id: str, call_id: str, output: str) -> None: ...
 
+    async def edited(self, *, run_id: str, call_id: str) -> str | None: ...
+
 
 def not_run_again(recorded: str | None) -> str:
     if recorded is not None:
@@ -113,6 +115,15 @@ def not_run_again(recorded: str | None) -> str:
         "This approved call was already started once, before the bot was interrupted, so it "
         "was not run again. Whether it finished is unknown: say so to the user."
     )
+
+
+EDITED_NOTE = "Ran with arguments edited by an approver: "
+
+
+def ran_with_edits(arguments: str, output: Any) -> str:
+    """The model asked for other arguments than the ones that ran: its next turn must know."""
+    text = output if isinstance(output, str) else json.dumps(output, default=str)
+    return f"{EDITED_NOTE}{arguments}\n\n{text}"
 
 
 def _context(ctx: RunContextWrapper[Any]) -> dict[str, Any]:
@@ -133,7 +144,9 @@ def with_policy(
     the thread its post, before answering).
 
     With a ledger, an approved call starts at most once: the SDK would run it again on a
-    second resume of the same state, so the claim in the database is what makes it once.
+    second resume of the same state, so the claim in the database is what makes it once. An
+    approver may have edited the call's arguments: those run instead of the model's (looked up
+    after the claim, so the claim still makes it once), and the output says so.
     """
     name = tool.name
     invoke_tool = tool.on_invoke_tool
@@ -165,7 +178,11 @@ def with_policy(
         may_run, recorded = await ledger.claim(run_id=run_id, call_id=ctx.tool_call_id)
         if not may_run:
             return not_run_again(recorded)
-        output = await invoke_tool(ctx, arguments)
+        edited = await ledger.edited(run_id=run_id, call_id=ctx.tool_call_id)
+        if edited is not None:
+            output = ran_with_edits(edited, await invoke_tool(ctx, edited))
+        else:
+            output = await invoke_tool(ctx, arguments)
         text = output if isinstance(output, str) else json.dumps(output, default=str)
         await ledger.record(run_id=run_id, call_id=ctx.tool_call_id, output=text)
         return output

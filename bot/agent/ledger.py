@@ -1,6 +1,6 @@
 """The agent's tools claim approved calls here, in the same database as the approvals."""
 
-from storage.approvals import claim_execution, record_outcome
+from storage.approvals import claim_execution, edited_arguments, record_outcome
 from storage.database import Database
 
 
@@ -13,3 +13,6 @@ class ExecutionLedger:
 
     async def record(self, *, run_id: str, call_id: str, output: str) -> None:
         await record_outcome(self.db, run_id=run_id, call_id=call_id, outcome=output)
+
+    async def edited(self, *, run_id: str, call_id: str) -> str | None:
+        return await edited_arguments(self.db, run_id=run_id, call_id=call_id)

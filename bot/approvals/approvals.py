@@ -7,17 +7,24 @@ deciding rule named, or the tool's approvers in force now). An approval is a vot
 person, and the vote that reaches the call's quorum decides it by a compare-and-set; a
 rejection decides it at once. The last decision of a pause queues one resume job; the thread's
 worker runs it, loading the state from the database.
+
+Edit: an approver changes the call's arguments in a modal, checked against the tool's schema,
+and the policy decides the edited call again. If it needs more than before (another rule, more
+approvals, other approvers) the call waits again under what it needs now, and the editor's
+approval counts only if they may give it there; otherwise the edit is their approval.
 """
 
+import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.agent.runs import CallDecision, RunOutcome
+from bot.approvals import editing
 from bot.approvals.authorization import Verdict, may_decide
 from bot.approvals.deciding import CallPolicies
 from bot.approvals.policy import CallPolicy, Policy
@@ -27,9 +34,13 @@ from bot.slack.replies import ThreadReplies
 from bot.slack.user_groups import UserGroups
 from storage import decision_log
 from storage.approvals import (
+    EditOutcome,
+    Requirement,
+    Vote,
     VoteOutcome,
     decide_approval,
     due_approval_ids,
+    edit_arguments,
     get_approval,
     vote_to_approve,
 )
@@ -44,16 +55,31 @@ log = logging.getLogger(__name__)
 REJECTED_WITHOUT_REASON = "A person reviewing this tool call rejected it. Do not run it."
 NOT_FOUND = "I can't find that approval request here. It may have been removed."
 ALREADY_APPROVED = "You already approved this; it needs another approver."
+NOT_EDITABLE = "Editing is not offered for this call."
+EDIT_AFTER_APPROVAL = (
+    "Somebody already approved this call's arguments as they are, so they cannot be edited "
+    "now. Reject it and ask again if they are wrong."
+)
+
+Schemas = Callable[[str], Mapping[str, Any] | None]
 
 
 @dataclass(frozen=True)
 class Click:
     approval_id: str
-    action: Literal["approve", "reject"]
+    action: Literal["approve", "reject", "edit"]
     user_id: str
     team_id: str
     channel_id: str
     trigger_id: str | None
+
+
+@dataclass(frozen=True)
+class EditSubmission:
+    approval_id: str
+    user_id: str
+    team_id: str
+    values: Mapping[str, str | None]  # by block id, as submitted
 
 
 @dataclass(frozen=True)
@@ -83,6 +109,7 @@ class Approvals:
         policies: CallPolicies,
         groups: UserGroups,
         kick: Callable[[str], None],
+        schemas: Schemas = lambda _name: None,
     ) -> None:
         self.db = db
         self.client = client
@@ -92,6 +119,7 @@ class Approvals:
         self.policy = policies.policy
         self.groups = groups
         self.kick = kick
+        self.schemas = schemas
 
     # --- a run ends or pauses --------------------------------------------------------------
 
@@ -136,6 +164,7 @@ class Approvals:
                         and policy.approvals_needed == 1
                         and not policy.failed_closed,
                         thread_approval_ttl=policy.thread_approval_ttl,
+                        allow_edit=policy.allow_edit,
                     )
                     for call, policy in zip(outcome.pending, decided, strict=True)
                 ],
@@ -168,7 +197,156 @@ class Approvals:
         if click.action == "reject":
             await self._open_reject_modal(approval, click)
             return
+        if click.action == "edit":
+            await self._open_edit_modal(approval, click)
+            return
         await self._approve(approval, click.user_id)
+
+    async def edit_errors(self, edit: EditSubmission) -> dict[str, str]:
+        """What is wrong with the submitted arguments, by block id, for the modal to show
+        before it closes. Whatever else stops the edit (the call was decided, the person may
+        not edit it) is said after the modal closed, by `edit`."""
+        approval = await get_approval(self.db, edit.approval_id)
+        if approval is None or approval.team_id != edit.team_id:
+            return {}
+        if approval.status != ApprovalStatus.PENDING or not approval.allow_edit:
+            return {}
+        try:
+            _arguments, errors = self._read_edit(approval, edit)
+        except editing.NotEditable:
+            return {}
+        return errors
+
+    async def edit(self, edit: EditSubmission) -> None:
+        """The edit modal was submitted with valid arguments: check everything again, decide
+        the edited call, and store it with what it needs now."""
+        approval = await get_approval(self.db, edit.approval_id)
+        if approval is None or approval.team_id != edit.team_id:
+            log.warning("edit of an unknown approval from %s", edit.user_id)
+            return
+        if approval.status != ApprovalStatus.PENDING:
+            await self._tell_already(approval, edit.user_id)
+            return
+        verdict = await self.authorize(edit.user_id, approval)
+        if not verdict.allowed:
+            await self._tell(approval.channel_id, edit.user_id, approval.thread_ts, verdict.reason)
+            return
+        if not approval.allow_edit:
+            await self._tell(approval.channel_id, edit.user_id, approval.thread_ts, NOT_EDITABLE)
+            return
+        try:
+            arguments, errors = self._read_edit(approval, edit)
+        except editing.NotEditable as exc:
+            await self._tell_not_editable(approval, edit.user_id, exc)
+            return
+        if errors:  # the modal checked these; the tool's schema may have changed since
+            text = "The edit was not saved: " + blocks.escape("; ".join(errors.values()), 2000)
+            await self._tell(approval.channel_id, edit.user_id, approval.thread_ts, text)
+            return
+        if json.loads(approval.edited_arguments or approval.arguments) == arguments:
+            await self._approve(approval, edit.user_id)  # nothing changed: a plain approval
+            return
+        await self._apply_edit(approval, edit.user_id, arguments)
+
+    async def _apply_edit(
+        self, approval: Approval, user_id: str, arguments: dict[str, Any]
+    ) -> None:
+        decided = await self.policies.decide(
+            approval.tool_name,
+            arguments,
+            channel_id=approval.channel_id,
+            run_id=approval.run_id,
+        )
+        stricter = decided.required and (
+            decided.rule_index,
+            decided.approvals_needed,
+            tuple(decided.approvers),
+        ) != (approval.rule_index, approval.approvals_needed, tuple(self.approvers_of(approval)))
+        # An edit never lowers what the call needs: a call that now needs no approval, or
+        # less, still waits for what it needed as it was asked.
+        requirement = (
+            Requirement(
+                approvers=list(decided.approvers),
+                approvals_needed=decided.approvals_needed,
+                rule_index=decided.rule_index,
+                rule_label=decided.rule_label,
+                allow_edit=decided.allow_edit,
+            )
+            if stricter
+            else None
+        )
+        verdict = await self.authorize(user_id, approval, under=requirement)
+        result = await edit_arguments(
+            self.db,
+            approval_id=approval.id,
+            user_id=user_id,
+            arguments=json.dumps(arguments, ensure_ascii=False),
+            requirement=requirement,
+            vote=verdict.allowed,
+            by=self.outbox.claimant,
+        )
+        if result is None:
+            await self._tell(approval.channel_id, user_id, approval.thread_ts, NOT_FOUND)
+            return
+        if result.outcome == EditOutcome.TOO_LATE:
+            await self._tell_already(result.approval, user_id, result.approvers)
+            return
+        if result.outcome == EditOutcome.VOTED:
+            await self._tell(approval.channel_id, user_id, approval.thread_ts, EDIT_AFTER_APPROVAL)
+            return
+        edited = result.approval
+        if result.vote is not None:
+            await self._counted(edited, user_id, result.vote)
+            return
+        await self.outbox.deliver(
+            ThreadRef(edited.team_id, edited.channel_id, edited.thread_ts).key
+        )
+        text = (
+            "Your edit is saved, and the call now waits for approval under what it needs with "
+            f"these arguments ({decided.rule_label}). Your approval does not count there: "
+            f"{verdict.reason}"
+        )
+        await self._tell(edited.channel_id, user_id, edited.thread_ts, blocks.escape(text, 3000))
+
+    def _read_edit(
+        self, approval: Approval, edit: EditSubmission
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        schema = self.schemas(approval.tool_name)
+        if schema is None:
+            raise editing.NotEditable("its tool is no longer loaded")
+        fields = editing.fields_of(approval.edited_arguments or approval.arguments)
+        return editing.read_fields(fields, edit.values, schema)
+
+    async def _open_edit_modal(self, approval: Approval, click: Click) -> None:
+        if not approval.allow_edit:
+            await self._tell(approval.channel_id, click.user_id, approval.thread_ts, NOT_EDITABLE)
+            return
+        try:
+            if self.schemas(approval.tool_name) is None:
+                raise editing.NotEditable("its tool is no longer loaded")
+            fields = editing.fields_of(approval.edited_arguments or approval.arguments)
+        except editing.NotEditable as exc:
+            await self._tell_not_editable(approval, click.user_id, exc)
+            return
+        if not click.trigger_id:
+            await self._tell(
+                approval.channel_id, click.user_id, approval.thread_ts, "Slack sent no trigger id."
+            )
+            return
+        shown = [blocks.ArgumentField(f.block_id, f.name, f.value) for f in fields]
+        try:
+            await self.client.views_open(
+                trigger_id=click.trigger_id,
+                view=blocks.edit_modal(approval.id, approval.tool_name, shown),
+            )
+        except SlackApiError as exc:
+            log.warning("could not open the edit modal: %s", exc.response.get("error"))
+
+    async def _tell_not_editable(
+        self, approval: Approval, user_id: str, exc: editing.NotEditable
+    ) -> None:
+        text = f"This call cannot be edited: {exc}. Approve or reject it as it is."
+        await self._tell(approval.channel_id, user_id, approval.thread_ts, text)
 
     async def reject(self, rejection: Rejection) -> None:
         """The modal was submitted: check everything again, the approval may have moved on."""
@@ -189,8 +367,12 @@ class Approvals:
             approval, ApprovalStatus.REJECTED, rejection.user_id, rejection.reason.strip() or None
         )
 
-    async def authorize(self, user_id: str, approval: Approval) -> Verdict:
-        approvers = self.approvers_of(approval)
+    async def authorize(
+        self, user_id: str, approval: Approval, *, under: Requirement | None = None
+    ) -> Verdict:
+        """May this person decide the call, as it stands or `under` what an edit would make
+        it need?"""
+        approvers = tuple(under.approvers) if under else self.approvers_of(approval)
         members = await self.groups.members(approvers)
         return may_decide(
             user_id=user_id,
@@ -198,7 +380,7 @@ class Approvals:
             approvers=approvers,
             group_members=members,
             allow_self_approval=self.policy.allow_self_approval,
-            approvals_needed=approval.approvals_needed,
+            approvals_needed=under.approvals_needed if under else approval.approvals_needed,
         )
 
     def approvers_of(self, approval: Approval) -> tuple[str, ...]:
@@ -262,6 +444,11 @@ class Approvals:
         if vote is None:
             await self._tell(approval.channel_id, user_id, approval.thread_ts, NOT_FOUND)
             return
+        await self._counted(approval, user_id, vote)
+
+    async def _counted(self, approval: Approval, user_id: str, vote: Vote) -> None:
+        """Say what a vote did, to whom it concerns: the voter, privately, when it changed
+        nothing; the thread otherwise (the resume, the card)."""
         if vote.outcome == VoteOutcome.TOO_LATE:
             await self._tell_already(vote.approval, user_id, vote.approvers)
             return

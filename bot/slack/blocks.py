@@ -23,6 +23,9 @@ APPROVE_THREAD_ACTION = "threadgate_approve_thread"
 REVOKE_THREAD_ACTION = "threadgate_revoke_thread_approval"
 REJECT_ACTION = "threadgate_reject"
 REJECT_VIEW = "threadgate_reject_reason"
+EDIT_ACTION = "threadgate_edit"
+EDIT_VIEW = "threadgate_edit_arguments"
+ARGUMENT_INPUT = "value"
 RETRY_ACTION = "threadgate_retry"
 REASON_BLOCK = "reason"
 REASON_INPUT = "reason_input"
@@ -52,6 +55,9 @@ class ApprovalView:
     # Offer "Approve for this thread", for this long (as the call's policy said when it paused).
     allow_for_thread: bool = False
     thread_approval_ttl: timedelta | None = None
+    allow_edit: bool = False  # offer "Edit…"
+    # What an approver changed the arguments to: what runs, shown next to what the model asked.
+    edited_arguments: str | None = None
 
 
 _SLACK_ID = re.compile(r"[A-Z0-9]{2,40}")
@@ -133,9 +139,23 @@ def rule_line(label: str, approvers: Sequence[str]) -> str:
 
 def _call_blocks(view: ApprovalView) -> list[Block]:
     needed = f" · {view.approvals_needed} approvals needed" if view.approvals_needed > 1 else ""
+    arguments = [
+        _section("*Arguments*\n" + _code(pretty_arguments(view.arguments), ARGUMENTS_LIMIT))
+    ]
+    if view.edited_arguments is not None:
+        arguments = [
+            _section(
+                "*Arguments the model asked for*\n"
+                + _code(pretty_arguments(view.arguments), ARGUMENTS_LIMIT)
+            ),
+            _section(
+                "*Arguments as edited by an approver* (these are what run)\n"
+                + _code(pretty_arguments(view.edited_arguments), ARGUMENTS_LIMIT)
+            ),
+        ]
     blocks = [
         _section(f":lock: *Approval needed* to run `{escape(view.tool_name, 200)}`"),
-        _section("*Arguments*\n" + _code(pretty_arguments(view.arguments), ARGUMENTS_LIMIT)),
+        *arguments,
         _context(
             f"Asked by {_mentions(view.requesters) or 'nobody known'} · Who may decide: "
             f"{_who_decides(view.approvers)}{needed}"
@@ -170,6 +190,15 @@ def approval_request(view: ApprovalView) -> tuple[str, list[Block]]:
             },
         ],
     }
+    if view.allow_edit:
+        actions["elements"].append(
+            {
+                "type": "button",
+                "action_id": EDIT_ACTION,
+                "text": {"type": "plain_text", "text": "Edit…", "emoji": True},
+                "value": view.approval_id,
+            }
+        )
     so_far = ":ballot_box_with_check: " + quorum_line(view.approved_by, view.approvals_needed)
     votes = [_section(so_far)] if view.approved_by else []
     offer = [_context(_thread_offer(view))] if view.allow_for_thread else []
@@ -279,6 +308,51 @@ def reject_modal(approval_id: str, tool_name: str) -> dict[str, Any]:
                     "max_length": REASON_LIMIT,
                 },
             },
+        ],
+    }
+
+
+@dataclass(frozen=True)
+class ArgumentField:
+    block_id: str
+    name: str
+    value: str
+
+
+def edit_modal(approval_id: str, tool_name: str, fields: Sequence[ArgumentField]) -> dict[str, Any]:
+    """One input per argument, prefilled; optional, so an empty string can be submitted (and
+    a value left empty where JSON is expected is an error the bot shows, not Slack)."""
+    inputs: list[Block] = []
+    for field in fields:
+        element: dict[str, Any] = {
+            "type": "plain_text_input",
+            "action_id": ARGUMENT_INPUT,
+            "multiline": True,
+        }
+        if field.value:
+            element["initial_value"] = field.value
+        inputs.append(
+            {
+                "type": "input",
+                "block_id": field.block_id,
+                "optional": True,
+                "label": {"type": "plain_text", "text": field.name[:2000]},
+                "element": element,
+            }
+        )
+    return {
+        "type": "modal",
+        "callback_id": EDIT_VIEW,
+        "private_metadata": approval_id,
+        "title": {"type": "plain_text", "text": "Edit tool call"},
+        "submit": {"type": "plain_text", "text": "Save and approve"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            _section(
+                f"Edit the arguments of `{escape(tool_name, 200)}`, then approve. Text is taken "
+                "as it is where the tool expects a string; anything else is read as JSON."
+            ),
+            *inputs,
         ],
     }
 

@@ -28,6 +28,8 @@ def view_of(approval: Approval, approved_by: Sequence[str]) -> blocks.ApprovalVi
             if approval.thread_approval_ttl_seconds
             else None
         ),
+        allow_edit=bool(approval.allow_edit),
+        edited_arguments=approval.edited_arguments,
     )
 
 

@@ -96,6 +96,7 @@ async def write_one_of_each(db: Database, tag: str) -> None:
                 requested_by="U1",
                 reason=f"reason {tag}",
                 outcome=f"outcome {tag}",
+                edited_arguments=f"edited {tag}",
                 expires_at=utcnow() + timedelta(hours=1),
             )
         )
@@ -142,6 +143,9 @@ async def opened_values(db: Database) -> dict[str, set[str]]:
         "approvals.arguments": {a.arguments for a in approvals},
         "approvals.reason": {a.reason for a in approvals if a.reason is not None},
         "approvals.outcome": {a.outcome for a in approvals if a.outcome is not None},
+        "approvals.edited_arguments": {
+            a.edited_arguments for a in approvals if a.edited_arguments is not None
+        },
         "approval_decisions.reason": {r for r in reasons if r is not None},
         "jobs.text": {t for t in jobs if t is not None},
         "outbox.payload": {p for p in owed if p is not None},

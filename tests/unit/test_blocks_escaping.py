@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from bot.slack.blocks import (
+    EDIT_ACTION,
     ApprovalView,
     DecisionView,
     InFlightCall,
@@ -166,3 +167,25 @@ def test_only_a_slack_id_becomes_a_mention() -> None:
     assert mention("U0APPROVER") == "<@U0APPROVER>"
     assert mention("S0GROUP") == "<!subteam^S0GROUP>"
     assert mention("U1> <!channel") == "U1&gt; &lt;!channel"
+
+
+def test_an_edited_card_shows_both_argument_sets_escaped_and_offers_edit() -> None:
+    view = ApprovalView(
+        approval_id="ap_1",
+        tool_name="refund",
+        arguments='{"note": "<!channel>"}',
+        requesters=["U1"],
+        approvers=["U2"],
+        allow_edit=True,
+        edited_arguments='{"note": "<@U9> ```x``` ' + "y" * 5000 + '"}',
+    )
+    _text, body = approval_request(view)
+    sections = [b["text"]["text"] for b in body if b["type"] == "section"]
+    assert any("&lt;!channel&gt;" in s and "model asked for" in s for s in sections)
+    [edited] = [s for s in sections if "edited by an approver" in s]
+    assert "&lt;@U9&gt;" in edited
+    assert "<@U9>" not in edited
+    assert len(edited) <= 3000
+    assert edited.endswith("```")
+    [actions] = [b for b in body if b["type"] == "actions"]
+    assert [e["action_id"] for e in actions["elements"]][-1] == EDIT_ACTION

@@ -1,5 +1,5 @@
-"""Approve, Approve for this thread, Reject, Revoke and Retry buttons. A button's value is
-untrusted: only an id to look up."""
+"""Approve, Approve for this thread, Reject, Edit, Revoke and Retry buttons. A button's value
+is untrusted: only an id to look up."""
 
 from collections.abc import Coroutine
 from typing import Any, Literal
@@ -13,6 +13,7 @@ from bot.runtime.interruptions import Interruptions, RetryClick
 from bot.slack.blocks import (
     APPROVE_ACTION,
     APPROVE_THREAD_ACTION,
+    EDIT_ACTION,
     REJECT_ACTION,
     RETRY_ACTION,
     REVOKE_THREAD_ACTION,
@@ -31,7 +32,9 @@ from storage.ids import APPROVAL_ID, RUN_ID, THREAD_APPROVAL_ID
 INVALID_BUTTON = "That button is not valid. Ask the bot again in the thread if you need it."
 
 
-def _click(body: dict[str, Any], action: Literal["approve", "reject"]) -> tuple[Click, bool]:
+def _click(
+    body: dict[str, Any], action: Literal["approve", "reject", "edit"]
+) -> tuple[Click, bool]:
     actions = body.get("actions")
     if not isinstance(actions, list) or not actions or not isinstance(actions[0], dict):
         raise MalformedPayload("missing actions")
@@ -138,7 +141,7 @@ def register(
         after_ack.background.spawn(note, name="invalid button")
 
     async def on_click(
-        body: dict[str, Any], ack: AsyncAck, action: Literal["approve", "reject"]
+        body: dict[str, Any], ack: AsyncAck, action: Literal["approve", "reject", "edit"]
     ) -> BoltResponse | None:
         try:
             click, valid = _click(body, action)
@@ -156,6 +159,10 @@ def register(
     @app.action(REJECT_ACTION)
     async def handle_reject(body: dict[str, Any], ack: AsyncAck) -> BoltResponse | None:
         return await on_click(body, ack, "reject")
+
+    @app.action(EDIT_ACTION)
+    async def handle_edit(body: dict[str, Any], ack: AsyncAck) -> BoltResponse | None:
+        return await on_click(body, ack, "edit")
 
     @app.action(RETRY_ACTION)
     async def handle_retry(body: dict[str, Any], ack: AsyncAck) -> BoltResponse | None:
