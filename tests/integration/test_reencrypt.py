@@ -103,6 +103,7 @@ async def test_after_reencrypt_the_old_key_can_be_dropped(
         "approvals.arguments: 2 resealed, 0 already on the newest key",
         "approvals.reason: 0 resealed, 0 already on the newest key",
         "approvals.outcome: 1 resealed, 0 already on the newest key",
+        "approvals.edited_arguments: 0 resealed, 0 already on the newest key",  # none edited
         "approval_decisions.reason: 0 resealed, 0 already on the newest key",  # approved: none
         "jobs.text: 2 resealed, 0 already on the newest key",
         "outbox.payload: 0 resealed, 0 already on the newest key",  # delivered: none kept
