@@ -10,9 +10,10 @@ from datetime import timedelta
 from storage.database import Database
 from storage.ids import ThreadRef
 from storage.messages import Accepted, IncomingRow, accept_messages
-from storage.models import Job, JobStatus
+from storage.models import Approval, Job, JobStatus
+from storage.outbox import Claimant
 from storage.queue import Step, next_step_under_lease
-from storage.runs import BegunResume, begin_resume
+from storage.runs import BegunResume, NewApproval, SavedState, begin_resume, pause_run
 
 
 async def accept(
@@ -51,3 +52,32 @@ async def next_job(db: Database, *, thread_key: str, owner: str, ttl: timedelta)
 async def claim_resume(db: Database, *, run_id: str) -> BegunResume | None:
     async with db.write() as session:
         return await begin_resume(session, run_id=run_id, history_limit=0)
+
+
+async def paused_on(
+    db: Database, *, thread: ThreadRef, call: NewApproval, by: Claimant
+) -> Approval:
+    """A mention in `thread` whose run paused on `call`, stored as the bot stores it."""
+    await accept(
+        db,
+        event_id="Ev0",
+        thread=thread,
+        user_id="U1",
+        message_ts=thread.thread_ts,
+        text="hello",
+        only_known_thread=False,
+    )
+    step = await next_step(db, thread_key=thread.key, owner="w", ttl=timedelta(seconds=30))
+    assert step is not None
+    assert step.run is not None
+    [approval] = await pause_run(
+        db,
+        by=by,
+        run_id=step.run.run.id,
+        saved=SavedState(state="{}", sdk_version="x", schema_version="1.21"),
+        approvals=[call],
+        thread=thread,
+        requested_by="U1",
+        expire_after=timedelta(hours=1),
+    )
+    return approval

@@ -1,7 +1,6 @@
 """Quorum votes and the decision log on both databases: one vote per person, one decision."""
 
 import asyncio
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -24,45 +23,22 @@ from storage.models import (
     utcnow,
 )
 from storage.outbox import Claimant
-from storage.runs import NewApproval, SavedState, pause_run
-from tests.storage_steps import accept, next_step
+from storage.runs import NewApproval
+from tests.storage_steps import paused_on
 
 THREAD = ThreadRef("T1", "C1", "100.000")
 BY = Claimant("test")
 
 
 async def _paused(db: Database, *, approvals_needed: int) -> Approval:
-    await accept(
-        db,
-        event_id="Ev0",
-        thread=THREAD,
-        user_id="U1",
-        message_ts=THREAD.thread_ts,
-        text="hello",
-        only_known_thread=False,
+    call = NewApproval(
+        call_id="call_1",
+        tool_name="refund",
+        arguments="{}",
+        approvers=["U9"],
+        approvals_needed=approvals_needed,
     )
-    step = await next_step(db, thread_key=THREAD.key, owner="w", ttl=timedelta(seconds=30))
-    assert step is not None
-    assert step.run is not None
-    [approval] = await pause_run(
-        db,
-        by=BY,
-        run_id=step.run.run.id,
-        saved=SavedState(state="{}", sdk_version="x", schema_version="1.21"),
-        approvals=[
-            NewApproval(
-                call_id="call_1",
-                tool_name="refund",
-                arguments="{}",
-                approvers=["U9"],
-                approvals_needed=approvals_needed,
-            )
-        ],
-        thread=THREAD,
-        requested_by="U1",
-        expire_after=timedelta(hours=1),
-    )
-    return approval
+    return await paused_on(db, thread=THREAD, call=call, by=BY)
 
 
 async def _count(db: Database, model: type[ApprovalDecision] | type[Job]) -> int:

@@ -12,49 +12,26 @@ from storage.ids import ThreadRef
 from storage.models import Approval, ApprovalStatus, ThreadApproval, utcnow
 from storage.outbox import Claimant
 from storage.retention import purge
-from storage.runs import NewApproval, SavedState, pause_run
+from storage.runs import NewApproval
 from storage.thread_approvals import GiveOutcome, RevokeOutcome
-from tests.storage_steps import accept, next_step
+from tests.storage_steps import paused_on
 
 THREAD = ThreadRef("T1", "C1", "100.000")
 BY = Claimant("test")
 
 
 async def _paused(db: Database, *, allow_for_thread: bool, approvals_needed: int = 1) -> Approval:
-    await accept(
-        db,
-        event_id="Ev0",
-        thread=THREAD,
-        user_id="U1",
-        message_ts=THREAD.thread_ts,
-        text="hello",
-        only_known_thread=False,
+    call = NewApproval(
+        call_id="call_1",
+        tool_name="refund",
+        arguments="{}",
+        approvers=["U9"],
+        approvals_needed=approvals_needed,
+        rule_index=2,
+        allow_for_thread=allow_for_thread,
+        thread_approval_ttl=timedelta(hours=3),
     )
-    step = await next_step(db, thread_key=THREAD.key, owner="w", ttl=timedelta(seconds=30))
-    assert step is not None
-    assert step.run is not None
-    [approval] = await pause_run(
-        db,
-        by=BY,
-        run_id=step.run.run.id,
-        saved=SavedState(state="{}", sdk_version="x", schema_version="1.21"),
-        approvals=[
-            NewApproval(
-                call_id="call_1",
-                tool_name="refund",
-                arguments="{}",
-                approvers=["U9"],
-                approvals_needed=approvals_needed,
-                rule_index=2,
-                allow_for_thread=allow_for_thread,
-                thread_approval_ttl=timedelta(hours=3),
-            )
-        ],
-        thread=THREAD,
-        requested_by="U1",
-        expire_after=timedelta(hours=1),
-    )
-    return approval
+    return await paused_on(db, thread=THREAD, call=call, by=BY)
 
 
 async def test_a_row_that_does_not_offer_it_is_not_approved_for_the_thread(db: Database) -> None:
