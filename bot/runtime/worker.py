@@ -37,10 +37,6 @@ PARKED_NOTE = owed.note(
 )
 
 
-def no_feedback(run_id: str) -> Sequence[Block]:
-    return ()
-
-
 class ThreadWorker:
     def __init__(
         self,
@@ -51,7 +47,7 @@ class ThreadWorker:
         outbox: Outbox,
         signs: ThreadSigns,
         context_reader: ThreadContextReader,
-        feedback: Callable[[str], Sequence[Block]] = no_feedback,
+        feedback: Callable[[str], Sequence[Block]],
         stream: bool = True,
         pace: float | None = None,
     ) -> None:
@@ -204,12 +200,11 @@ class ThreadWorker:
         new_history: Sequence[str],
         *,
         then: Sequence[Owed] = (),
-        live: LiveAnswer | None = None,
+        live: LiveAnswer,
     ) -> None:
         """Answer in the thread, or store the pause and post one request per call; the run's
         new history items, and what it owes the thread (`then` after its own message), are
         stored with either. What the live view showed is not owed again."""
-        live = live or self._live(thread, run.requested_by)
         if outcome.pending and outcome.saved is not None:
             leftover = await live.pause([(c.call_id, c.tool_name) for c in outcome.pending])
             decided = await self.approvals.request(

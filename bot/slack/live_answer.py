@@ -118,7 +118,6 @@ class LiveAnswer:
         self._closing = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
         self._sending = asyncio.Lock()
-        self.first_shown: float | None = None
 
     # -- RunObserver -----------------------------------------------------------------------
 
@@ -350,8 +349,6 @@ class LiveAnswer:
             return final and bool(feedback)
 
     def _shown_up_to(self, taken: int) -> None:
-        if taken and self.first_shown is None:
-            self.first_shown = time.monotonic()
         self._shown += taken
         self._failures = 0
 
