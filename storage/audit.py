@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from storage.database import Database
-from storage.models import Approval, AuditEntry, AuditEvent, DecisionKind, utcnow
+from storage.models import Approval, AuditEntry, DecisionKind, utcnow
+from storage.models import AuditEvent as AuditEvent  # the event names, for callers
 
 SYSTEM_USER = "threadgate"
 # The export's columns, in order: the names the issue of the audit log fixed.
