@@ -20,10 +20,6 @@ from storage.database import Database
 
 PG_ADMIN_DSN = os.environ.get("THREADGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0", ""}  # noqa: S104
-_TABLES = (
-    "thread_approvals, approval_decisions, approvals, jobs, runs, threads, slack_events, "
-    "outbox, feedback, agent_messages, agent_sessions"
-)
 
 
 @pytest.fixture(autouse=True)
@@ -94,7 +90,13 @@ async def empty_database(url: str) -> None:
     """Every test starts from empty tables in the run's own, already migrated database."""
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
-        await conn.execute(f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE")
+        # Every table the migrations made, whatever later migrations add.
+        names = await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+            "AND tablename <> 'alembic_version'"
+        )
+        tables = ", ".join(f'"{row["tablename"]}"' for row in names)
+        await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
     finally:
         await conn.close()
 
