@@ -38,11 +38,13 @@ INVALID_BUTTON = "That button is not valid. Ask the bot again in the thread if y
 Home = Callable[[str, str], Awaitable[None]]
 
 
-async def _then_home(work: Coroutine[Any, Any, None], click: Click, home: Home) -> None:
+async def _then_home(
+    work: Callable[[Click], Coroutine[Any, Any, None]], click: Click, home: Home
+) -> None:
     """A Home click, then the clicker's Home drawn again, whatever the click did: the call it
     named may be gone from the inbox."""
     try:
-        await work
+        await work(click)
     finally:
         if click.from_home:
             await home(click.team_id, click.user_id)
@@ -146,7 +148,7 @@ def register_thread_approvals(
         except MalformedPayload as exc:
             return bad_request(exc)
         await ack()
-        work = _then_home(threads.approve(click), click, home)
+        work = _then_home(threads.approve, click, home)
         _start(after_ack, replies, valid, click.channel_id, click.user_id, work, "approve thread")
         return None
 
@@ -184,7 +186,7 @@ def register(
         except MalformedPayload as exc:
             return bad_request(exc)
         await ack()
-        work = _then_home(approvals.click(click), click, home)
+        work = _then_home(approvals.click, click, home)
         start(valid, click.channel_id, click.user_id, work, f"click {action}")
         return None
 
