@@ -137,7 +137,8 @@ async def test_the_home_inbox_lists_exactly_what_the_viewer_may_decide_and_decid
 
         assert executions == Counter({"delete_customer:c5": 1, "delete_customer:c1": 1})
         approval = await get_approval(bot.app.db, a1)
-        assert approval is not None and approval.status == ApprovalStatus.APPROVED
+        assert approval is not None
+        assert approval.status == ApprovalStatus.APPROVED
         assert approval.message_ts is not None
         [*_, decided] = updates_of(slack, CHANNEL, approval.message_ts)
         assert "Approved by" in json.dumps(decided.args["blocks"])
@@ -167,7 +168,8 @@ async def test_a_home_click_of_another_team_or_by_a_non_approver_decides_nothing
         assert "not one of the approvers" in direct_messages(slack, OUTSIDER)[-1]
         assert "self-approval is turned off" in direct_messages(slack, ASKER)[-1]
         approval = await get_approval(bot.app.db, a1)
-        assert approval is not None and approval.status == ApprovalStatus.PENDING
+        assert approval is not None
+        assert approval.status == ApprovalStatus.PENDING
         assert not executions
 
 
@@ -223,8 +225,10 @@ async def test_a_mirrored_card_decides_the_call_and_both_copies_show_it(
 
         assert executions == Counter({"delete_customer:c1": 1})
         approval = await get_approval(bot.app.db, a1)
-        assert approval is not None and approval.status == ApprovalStatus.APPROVED
-        assert approval.message_ts is not None and approval.mirror_ts is not None
+        assert approval is not None
+        assert approval.status == ApprovalStatus.APPROVED
+        assert approval.message_ts is not None
+        assert approval.mirror_ts is not None
         for channel, ts in ((CHANNEL, approval.message_ts), (MIRROR, approval.mirror_ts)):
             [*_, last] = updates_of(slack, channel, ts)
             assert "Approved by" in json.dumps(last.args["blocks"])
