@@ -16,6 +16,7 @@ from bot.agent.builtin_tools import SENSITIVE, slack_tools
 from bot.agent.ledger import ExecutionLedger
 from bot.approvals.approvals import Approvals
 from bot.approvals.deciding import CallPolicies
+from bot.approvals.inbox import HomeInbox
 from bot.approvals.policy import Policy
 from bot.approvals.thread_approvals import ThreadApprovals
 from bot.config import Config, load_config
@@ -38,6 +39,7 @@ from bot.slack.client import build_slack_client, posting_client
 from bot.slack.feedback import feedback_block
 from bot.slack.listeners import actions, agent_surface, commands, events, feedback, views
 from bot.slack.listeners.after_ack import AfterAck
+from bot.slack.permalinks import Permalinks
 from bot.slack.replies import ThreadReplies
 from bot.slack.suggested_prompts import SuggestedPrompts
 from bot.slack.thread_files import FileLimits, FileReader
@@ -91,7 +93,8 @@ def build_app(
     ack_first = AckFirst()
     owner = process_owner()
     lease = timedelta(seconds=settings.lease_seconds)
-    outbox = Outbox(db, posting_client(client), owner=owner, claim=lease)
+    permalinks = Permalinks(client)
+    outbox = Outbox(db, posting_client(client), owner=owner, claim=lease, permalinks=permalinks)
     queue = ThreadQueue(
         db,
         background,
@@ -111,7 +114,12 @@ def build_app(
         groups=groups,
         kick=queue.kick,
         schemas=lambda name: tools[name].params_json_schema if name in tools else None,
+        mirror_to=config.approvals.mirror_to,
     )
+    inbox = HomeInbox(
+        db, client=client, approvals=approvals, permalinks=permalinks, background=background
+    )
+    approvals.on_change = inbox.changed
     threads = ThreadApprovals(db, approvals=approvals, outbox=outbox)
     runs = build_runs(
         config,
@@ -180,9 +188,16 @@ def build_app(
     events.register(bolt, conversations=conversations)
     after_ack = AfterAck(background, replies)
     actions.register(
-        bolt, approvals=approvals, interruptions=interruptions, replies=replies, after_ack=after_ack
+        bolt,
+        approvals=approvals,
+        interruptions=interruptions,
+        replies=replies,
+        after_ack=after_ack,
+        home=inbox.publish,
     )
-    actions.register_thread_approvals(bolt, threads=threads, replies=replies, after_ack=after_ack)
+    actions.register_thread_approvals(
+        bolt, threads=threads, replies=replies, after_ack=after_ack, home=inbox.publish
+    )
     views.register(bolt, approvals=approvals, after_ack=after_ack)
     answer_feedback = AnswerFeedback(db, replies=replies, policy=policy, groups=groups)
     feedback.register(bolt, feedback=answer_feedback, after_ack=after_ack)
@@ -190,7 +205,7 @@ def build_app(
     prompts = SuggestedPrompts(
         client, config.agent.suggested_prompts, config.agent.suggested_prompts_title
     )
-    agent_surface.register(bolt, prompts=prompts, background=background)
+    agent_surface.register(bolt, prompts=prompts, background=background, home=inbox.publish)
     bolt.error(on_bolt_error)
     return Threadgate(
         settings=settings,

@@ -206,6 +206,8 @@ class Condition(_Strict):
 
 
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+# A channel people share: a direct message is nobody's approvals channel.
+_MIRROR_CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{2,}$")
 
 
 class RuleConfig(_Strict):
@@ -270,11 +272,20 @@ class ApprovalsConfig(_Strict):
     default: Literal["always", "never"] = "always"
     tools: dict[str, ToolApprovalConfig] = Field(default_factory=dict)
     rules: list[RuleConfig] = Field(default_factory=list)
+    # The approvals channel: every card is also posted there, and either copy decides.
+    mirror_to: str | None = None
 
     @field_validator("approvers")
     @classmethod
     def _approver_ids(cls, ids: list[str]) -> list[str]:
         return _check_ids(ids)
+
+    @field_validator("mirror_to")
+    @classmethod
+    def _mirror_channel(cls, channel: str | None) -> str | None:
+        if channel is not None and not _MIRROR_CHANNEL_ID.match(channel):
+            raise ValueError(f"{channel!r} is not a Slack channel id (C… or G…)")
+        return channel
 
     @field_validator("expire_after")
     @classmethod

@@ -355,3 +355,20 @@ async def due_approval_ids(db: Database, *, now: datetime, limit: int = 100) -> 
             .limit(limit)
         )
         return list(rows)
+
+
+async def pending_in_team(db: Database, *, team_id: str, limit: int) -> list[Approval]:
+    """The team's calls waiting for a decision, newest first: what an App Home inbox picks
+    from. Rows a thread approval let through never wait, so they are not here."""
+    async with db.read() as session:
+        rows = await session.scalars(
+            select(Approval)
+            .where(
+                col(Approval.team_id) == team_id,
+                col(Approval.status) == ApprovalStatus.PENDING,
+                col(Approval.expires_at) > utcnow(),
+            )
+            .order_by(col(Approval.created_at).desc(), col(Approval.id))
+            .limit(limit)
+        )
+        return list(rows)

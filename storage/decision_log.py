@@ -8,6 +8,10 @@ only with their approval (storage.retention). A click that changed nothing (a se
 by the same person, a click on a call already decided) leaves no row.
 """
 
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -79,3 +83,49 @@ async def entries(db: Database, approval_id: str) -> list[ApprovalDecision]:
             .order_by(col(ApprovalDecision.id))
         )
         return list(rows)
+
+
+async def voted_on(db: Database, *, user_id: str, approval_ids: Collection[str]) -> set[str]:
+    """Which of these calls this person has already approved (a quorum waits for others)."""
+    if not approval_ids:
+        return set()
+    async with db.read() as session:
+        rows = await session.scalars(
+            select(col(ApprovalDecision.approval_id)).where(
+                col(ApprovalDecision.user_id) == user_id,
+                col(ApprovalDecision.kind) == DecisionKind.APPROVE,
+                col(ApprovalDecision.approval_id).in_(set(approval_ids)),
+            )
+        )
+        return set(rows)
+
+
+@dataclass(frozen=True)
+class PastDecision:
+    kind: DecisionKind
+    at: datetime
+    tool_name: str
+    channel_id: str
+    thread_ts: str
+
+
+async def recent_by(db: Database, *, team_id: str, user_id: str, limit: int) -> list[PastDecision]:
+    """What this person decided lately, newest first, with the call it was about."""
+    async with db.read() as session:
+        rows = await session.execute(
+            select(
+                col(ApprovalDecision.kind),
+                col(ApprovalDecision.created_at),
+                col(Approval.tool_name),
+                col(Approval.channel_id),
+                col(Approval.thread_ts),
+            )
+            .join(Approval, col(Approval.id) == col(ApprovalDecision.approval_id))
+            .where(
+                col(ApprovalDecision.team_id) == team_id,
+                col(ApprovalDecision.user_id) == user_id,
+            )
+            .order_by(col(ApprovalDecision.id).desc())
+            .limit(limit)
+        )
+        return [PastDecision(*row) for row in rows.all()]

@@ -211,6 +211,7 @@ class Approval(SQLModel, table=True):
         Index("ix_approvals_run_generation", "run_id", "generation"),
         Index("ix_approvals_status_expires", "status", "expires_at"),
         Index("ix_approvals_status_decided", "status", "decided_at"),
+        Index("ix_approvals_team_status", "team_id", "status"),
     )
 
     id: str = Field(primary_key=True, max_length=40)
@@ -249,6 +250,10 @@ class Approval(SQLModel, table=True):
     # The arguments an approver put in place of the model's (a JSON object); the tool runs
     # with these when set. `arguments` keeps what the model asked for, for the record.
     edited_arguments: str | None = Field(default=None, sa_column=Column(SealedText, nullable=True))
+    # The approvals channel (`[approvals] mirror_to` when the call paused) and the card's copy
+    # there once posted: either copy decides. None without one (migration 0013).
+    mirror_channel_id: str | None = Field(default=None, max_length=32)
+    mirror_ts: str | None = Field(default=None, max_length=32)
     status: ApprovalStatus = Field(default=ApprovalStatus.PENDING, sa_type=String(16))
     decided_by: str | None = Field(default=None, max_length=32)
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -273,6 +278,7 @@ class ApprovalDecision(SQLModel, table=True):
     __tablename__ = "approval_decisions"
     __table_args__ = (
         Index("ix_approval_decisions_approval", "approval_id", "id"),
+        Index("ix_approval_decisions_user", "team_id", "user_id", "id"),
         Index(
             "uq_approval_decisions_vote",
             "approval_id",
@@ -328,6 +334,8 @@ class OutboxKind(StrEnum):
     POST = "post"  # a new message in the thread: payload holds its text and blocks
     UPDATE = "update"  # a new version of a message the bot posted: payload holds its ts too
     CARD = "card"  # an approval's card as the approval stands when delivered
+    # The card's copy in the approvals channel, as the approval stands when delivered.
+    MIRROR = "mirror"
     INTERRUPTED = "interrupted"  # the note of a run whose process stopped half-way
 
 
@@ -447,3 +455,15 @@ class Feedback(SQLModel, table=True):
     value: FeedbackValue = Field(sa_type=String(16))
     # When the opinion on record was given: a changed mind moves it.
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class HomeView(SQLModel, table=True):
+    """Someone who opened the App Home, and when their Home view was last published: a
+    decision refreshes the Home views of the call's approvers found here, and nobody else's.
+    Holds ids and a time only."""
+
+    __tablename__ = "home_views"
+
+    team_id: str = Field(primary_key=True, max_length=32)
+    user_id: str = Field(primary_key=True, max_length=32)
+    published_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

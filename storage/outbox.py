@@ -56,24 +56,34 @@ class Delivery:
     approval_id: str | None
     attempts: int
     created_at: datetime
-    card_ts: str | None  # for a card: the ts of its message once it was posted
+    card_ts: str | None  # for a card or its mirror: the ts of that message once posted
 
     @property
     def is_post(self) -> bool:
-        """A new message (ordered within its thread), not an update of one that exists."""
+        """A new message in the thread (ordered there), not an update of one that exists. A
+        mirror is in another channel: never held up by the thread's posts, nor holding them."""
         if self.kind == OutboxKind.CARD:
             return self.card_ts is None
-        return self.kind != OutboxKind.UPDATE
+        return self.kind not in (OutboxKind.UPDATE, OutboxKind.MIRROR)
+
+    @property
+    def is_first_post(self) -> bool:
+        """The first post of a card or of its mirror: later versions wait for its message."""
+        return self.kind in (OutboxKind.CARD, OutboxKind.MIRROR) and self.card_ts is None
 
 
 async def add(
     session: AsyncSession, *, thread_key: str, owed: Sequence[Owed], by: Claimant | None
 ) -> list[int]:
-    """Store messages owed by the change this session is making; the caller delivers them."""
+    """Store messages owed by the change this session is making; the caller delivers them.
+
+    A card of an approval that has a mirror owes the mirror its version too, in the same
+    transaction, so no path that changes a card can forget its copy."""
     if not owed:
         return []
     if by is None:
         raise ValueError("owed messages need somebody to deliver them")
+    owed = await _with_mirrors(session, owed)
     now = utcnow()
     rows = [
         OutboxMessage(
@@ -91,6 +101,25 @@ async def add(
     session.add_all(rows)
     await session.flush()
     return [row.id for row in rows if row.id is not None]
+
+
+async def _with_mirrors(session: AsyncSession, owed: Sequence[Owed]) -> list[Owed]:
+    card_ids = {o.approval_id for o in owed if o.kind == OutboxKind.CARD and o.approval_id}
+    if not card_ids:
+        return list(owed)
+    mirrored = set(
+        await session.scalars(
+            select(col(Approval.id)).where(
+                col(Approval.id).in_(card_ids), col(Approval.mirror_channel_id).is_not(None)
+            )
+        )
+    )
+    result: list[Owed] = []
+    for item in owed:
+        result.append(item)
+        if item.kind == OutboxKind.CARD and item.approval_id in mirrored:
+            result.append(Owed(OutboxKind.MIRROR, approval_id=item.approval_id))
+    return result
 
 
 async def claim(db: Database, *, thread_key: str, by: Claimant) -> list[Delivery]:
@@ -114,14 +143,14 @@ async def claim(db: Database, *, thread_key: str, by: Claimant) -> list[Delivery
         card_ts = await _card_messages(session, [r.approval_id for r in rows if r.approval_id])
         claimed: list[Delivery] = []
         posts_blocked = False
-        unposted_cards: set[str] = set()
+        unposted: set[tuple[OutboxKind, str]] = set()
         for row in rows:
-            delivery = _delivery(row, card_ts.get(row.approval_id or ""))
-            if delivery.kind == OutboxKind.CARD and delivery.is_post:
+            delivery = _delivery(row, card_ts.get((row.kind, row.approval_id or "")))
+            if delivery.is_first_post:
                 assert row.approval_id is not None
-                if row.approval_id in unposted_cards:
+                if (row.kind, row.approval_id) in unposted:
                     continue  # whoever posts the card sends its later versions (`delivered`)
-                unposted_cards.add(row.approval_id)
+                unposted.add((row.kind, row.approval_id))
             ours = row.claimed_by == owner or row.next_attempt_at <= now
             if delivery.is_post and (posts_blocked or not ours):
                 posts_blocked = True
@@ -153,15 +182,24 @@ async def claim(db: Database, *, thread_key: str, by: Claimant) -> list[Delivery
         return claimed
 
 
-async def _card_messages(session: AsyncSession, approval_ids: list[str]) -> dict[str, str]:
+async def _card_messages(
+    session: AsyncSession, approval_ids: list[str]
+) -> dict[tuple[OutboxKind, str], str]:
+    """The posted messages of these cards and of their mirrors, by kind and approval."""
     if not approval_ids:
         return {}
     found = await session.execute(
-        select(col(Approval.id), col(Approval.message_ts)).where(
-            col(Approval.id).in_(set(approval_ids)), col(Approval.message_ts).is_not(None)
+        select(col(Approval.id), col(Approval.message_ts), col(Approval.mirror_ts)).where(
+            col(Approval.id).in_(set(approval_ids))
         )
     )
-    return {approval_id: ts for approval_id, ts in found.all() if ts}
+    messages: dict[tuple[OutboxKind, str], str] = {}
+    for approval_id, card_ts, mirror_ts in found.all():
+        if card_ts:
+            messages[(OutboxKind.CARD, approval_id)] = card_ts
+        if mirror_ts:
+            messages[(OutboxKind.MIRROR, approval_id)] = mirror_ts
+    return messages
 
 
 def _delivery(row: OutboxMessage, card_ts: str | None, attempts: int | None = None) -> Delivery:
@@ -195,18 +233,20 @@ async def delivered(
                 status=OutboxStatus.DELIVERED, delivered_at=now, message_ts=message_ts, payload=None
             )
         )
-        if not (delivery.kind == OutboxKind.CARD and delivery.is_post and message_ts):
+        if not (delivery.is_first_post and message_ts):
             return []
+        column = "mirror_ts" if delivery.kind == OutboxKind.MIRROR else "message_ts"
         await session.execute(
             update(Approval)
             .where(col(Approval.id) == delivery.approval_id)
-            .values(message_ts=message_ts)
+            .values({column: message_ts})
         )
         waiting = (
             await session.scalars(
                 select(OutboxMessage)
                 .where(
                     col(OutboxMessage.approval_id) == delivery.approval_id,
+                    col(OutboxMessage.kind) == delivery.kind,
                     col(OutboxMessage.status) == OutboxStatus.PENDING,
                     col(OutboxMessage.id) > delivery.id,
                 )

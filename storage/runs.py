@@ -181,6 +181,7 @@ class NewApproval:
     allow_for_thread: bool = False
     thread_approval_ttl: timedelta | None = None
     allow_edit: bool = False  # the card offers "Edit…"
+    mirror_channel_id: str | None = None  # the card is also posted in this channel
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,7 @@ async def pause_run(
                     else None
                 ),
                 allow_edit=item.allow_edit,
+                mirror_channel_id=item.mirror_channel_id,
                 expires_at=now + expire_after,
                 created_at=now,
             )

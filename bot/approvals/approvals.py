@@ -12,11 +12,19 @@ Edit: an approver changes the call's arguments in a modal, checked against the t
 and the policy decides the edited call again. If it needs more than before (another rule, more
 approvals, other approvers) the call waits again under what it needs now, and the editor's
 approval counts only if they may give it there; otherwise the edit is their approval.
+
+Where a click comes from: the card in its thread, its copy in the approvals channel
+(`mirror_to`), or the clicker's App Home. A click from a channel must come from the call's
+own channel or its mirror, and of its team; a Home click has no channel, so only its team is
+checked. Either way the clicker is authorized here, and the call is decided by the same
+compare-and-set. A Home click has no channel to answer in privately either: what it is told
+goes by direct message (a Home view is redrawn from the database the next time it opens).
 """
 
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -63,6 +71,9 @@ EDIT_AFTER_APPROVAL = (
 
 Schemas = Callable[[str], Mapping[str, Any] | None]
 
+# Set for the task that handles a click from the App Home: it is answered by direct message.
+_from_home: ContextVar[bool] = ContextVar("threadgate_click_from_home", default=False)
+
 
 @dataclass(frozen=True)
 class Click:
@@ -70,8 +81,12 @@ class Click:
     action: Literal["approve", "reject", "edit"]
     user_id: str
     team_id: str
-    channel_id: str
+    channel_id: str | None  # None: clicked in the App Home, which has no channel
     trigger_id: str | None
+
+    @property
+    def from_home(self) -> bool:
+        return self.channel_id is None
 
 
 @dataclass(frozen=True)
@@ -110,6 +125,7 @@ class Approvals:
         groups: UserGroups,
         kick: Callable[[str], None],
         schemas: Schemas = lambda _name: None,
+        mirror_to: str | None = None,
     ) -> None:
         self.db = db
         self.client = client
@@ -120,6 +136,10 @@ class Approvals:
         self.groups = groups
         self.kick = kick
         self.schemas = schemas
+        self.mirror_to = mirror_to
+        # Told of every approval that was requested or changed (the App Home redraws the
+        # views that listed it); set by the wiring.
+        self.on_change: Callable[[Sequence[Approval]], None] = lambda _approvals: None
 
     # --- a run ends or pauses --------------------------------------------------------------
 
@@ -144,7 +164,7 @@ class Approvals:
             for call in outcome.pending
         ]
         try:
-            await pause_run(
+            stored = await pause_run(
                 self.db,
                 run_id=run.id,
                 saved=outcome.saved,
@@ -165,6 +185,7 @@ class Approvals:
                         and not policy.failed_closed,
                         thread_approval_ttl=policy.thread_approval_ttl,
                         allow_edit=policy.allow_edit,
+                        mirror_channel_id=self.mirror_to,
                     )
                     for call, policy in zip(outcome.pending, decided, strict=True)
                 ],
@@ -178,14 +199,20 @@ class Approvals:
             log.warning("run %s paused after it was marked interrupted", run.id)
             return []
         await self.outbox.deliver(thread.key)
+        self.on_change(stored)
         return decided
 
     # --- a person clicks -------------------------------------------------------------------
 
+    def answering(self, click: Click) -> None:
+        """What this task tells the clicker goes where the click came from."""
+        _from_home.set(click.from_home)
+
     async def click(self, click: Click) -> None:
+        self.answering(click)
         approval = await self._find(click.approval_id, click.team_id, click.channel_id)
         if approval is None:
-            await self._tell(click.channel_id, click.user_id, None, NOT_FOUND)
+            await self._tell(click.channel_id or "", click.user_id, None, NOT_FOUND)
             return
         if approval.status != ApprovalStatus.PENDING:
             await self._tell_already(approval, click.user_id)
@@ -301,6 +328,7 @@ class Approvals:
         await self.outbox.deliver(
             ThreadRef(edited.team_id, edited.channel_id, edited.thread_ts).key
         )
+        self.on_change([edited])
         text = (
             "Your edit is saved, and the call now waits for approval under what it needs with "
             f"these arguments ({decided.rule_label}). Your approval does not count there: "
@@ -408,9 +436,16 @@ class Approvals:
                 count += await self._decide(approval, ApprovalStatus.EXPIRED, None, None)
         return count
 
-    async def _find(self, approval_id: str, team_id: str, channel_id: str) -> Approval | None:
+    async def _find(
+        self, approval_id: str, team_id: str, channel_id: str | None
+    ) -> Approval | None:
+        """The approval a click names, if the click came from where the call is shown: its
+        team always, and its thread's channel or its mirror's (None: the App Home)."""
         approval = await get_approval(self.db, approval_id)
-        if approval is None or (approval.team_id, approval.channel_id) != (team_id, channel_id):
+        if approval is None or approval.team_id != team_id:
+            return None
+        shown_in = {approval.channel_id, approval.mirror_channel_id} - {None}
+        if channel_id is not None and channel_id not in shown_in:
             return None
         return approval
 
@@ -435,6 +470,7 @@ class Approvals:
         if decision.resume_queued:  # the resume need not wait for the card's update
             self.kick(thread.key)
         await self.outbox.deliver(thread.key)
+        self.on_change([decision.approval])
         return 1
 
     async def _approve(self, approval: Approval, user_id: str) -> None:
@@ -459,6 +495,7 @@ class Approvals:
         if vote.resume_queued:  # the resume need not wait for the card's update
             self.kick(thread.key)
         await self.outbox.deliver(thread.key)
+        self.on_change([vote.approval])
 
     async def _open_reject_modal(self, approval: Approval, click: Click) -> None:
         if not click.trigger_id:
@@ -484,6 +521,9 @@ class Approvals:
         await self._tell(approval.channel_id, user_id, approval.thread_ts, text)
 
     async def _tell(self, channel: str, user: str, thread_ts: str | None, text: str) -> None:
+        if _from_home.get() or not channel:
+            await self.replies.direct(user=user, text=text)
+            return
         await self.replies.private(channel=channel, user=user, thread_ts=thread_ts, text=text)
 
     def decision_for(self, approval: Approval) -> CallDecision:

@@ -53,9 +53,10 @@ class ThreadApprovals:
         """Authorized exactly as Approve is, at click time; the call's own approval and the
         thread approval are one compare-and-set."""
         approvals = self.approvals
+        approvals.answering(click)
         approval = await approvals._find(click.approval_id, click.team_id, click.channel_id)
         if approval is None:
-            await self._tell(click.channel_id, click.user_id, None, NOT_FOUND)
+            await self._tell(click.channel_id or "", click.user_id, None, NOT_FOUND)
             return
         if approval.status != ApprovalStatus.PENDING:
             await approvals._tell_already(approval, click.user_id)
@@ -83,6 +84,7 @@ class ThreadApprovals:
         if given.resume_queued:
             approvals.kick(thread.key)
         await self.outbox.deliver(thread.key)
+        approvals.on_change([given.approval])
 
     # --- a later call -----------------------------------------------------------------------
 
@@ -175,6 +177,4 @@ class ThreadApprovals:
         return any(user_id in members.get(group, ()) for group in groups)
 
     async def _tell(self, channel: str, user: str, thread_ts: str | None, text: str) -> None:
-        await self.approvals.replies.private(
-            channel=channel, user=user, thread_ts=thread_ts, text=text
-        )
+        await self.approvals._tell(channel, user, thread_ts, text)

@@ -20,7 +20,8 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime.thread_locks import ThreadLocks
-from bot.slack import blocks, cards, markdown
+from bot.slack import blocks, cards, markdown, mirror_blocks
+from bot.slack.permalinks import Permalinks
 from storage import decision_log, outbox
 from storage.approvals import get_approval
 from storage.database import Database
@@ -92,9 +93,16 @@ class Transient(Exception):
 
 class Outbox:
     def __init__(
-        self, db: Database, client: AsyncWebClient, *, owner: str, claim: timedelta
+        self,
+        db: Database,
+        client: AsyncWebClient,
+        *,
+        owner: str,
+        claim: timedelta,
+        permalinks: Permalinks | None = None,
     ) -> None:
         self.db = db
+        self.permalinks = permalinks or Permalinks(client)
         # No automatic retries here but for rate limits: a post retried blindly after a
         # dropped connection could post twice. Our own retries look first.
         self.client = client
@@ -157,6 +165,8 @@ class Outbox:
 
     async def _send(self, delivery: Delivery) -> str | None:
         thread = ThreadRef.from_key(delivery.thread_key)
+        if delivery.kind == OutboxKind.MIRROR:
+            return await self._send_mirror(delivery, thread)
         text, body = await self._render(delivery)
         if not delivery.is_post:
             ts = delivery.card_ts or str((delivery.payload or {}).get("ts") or "")
@@ -166,17 +176,45 @@ class Outbox:
                 )
             )
             return ts
+        return await self._post(delivery, thread.channel_id, thread.thread_ts, text, body)
+
+    async def _send_mirror(self, delivery: Delivery, thread: ThreadRef) -> str | None:
+        """The card's copy in the approvals channel: a message of its own there (not in a
+        thread), with a link to the thread it was asked in."""
+        approval = await get_approval(self.db, delivery.approval_id or "")
+        if approval is None or not approval.mirror_channel_id:
+            return None  # retention removed it: nothing left to show
+        channel = approval.mirror_channel_id
+        text, body = await self._render(delivery)
+        link = await self.permalinks.of(thread.channel_id, thread.thread_ts)
+        body = mirror_blocks.mirrored(body, thread.channel_id, link)
+        if delivery.card_ts is not None:
+            ts = delivery.card_ts
+            await self._call(
+                lambda: self.client.chat_update(channel=channel, ts=ts, text=text, blocks=body)
+            )
+            return ts
+        return await self._post(delivery, channel, None, text, body)
+
+    async def _post(
+        self,
+        delivery: Delivery,
+        channel: str,
+        thread_ts: str | None,
+        text: str,
+        body: list[blocks.Block],
+    ) -> str | None:
         maybe_sent = delivery.attempts > 1
         for pause in (*QUICK_RETRIES, None):
             if maybe_sent:
-                found = await self._find_post(thread, delivery)
+                found = await self._find_post(channel, thread_ts, delivery)
                 if found is not None:
                     return found
             try:
                 response = await self._call(
                     lambda: self.client.chat_postMessage(
-                        channel=thread.channel_id,
-                        thread_ts=thread.thread_ts,
+                        channel=channel,
+                        thread_ts=thread_ts,
                         text=text,
                         blocks=body,
                         metadata={
@@ -206,16 +244,23 @@ class Outbox:
         except (SlackClientError, aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise Transient(type(exc).__name__) from None
 
-    async def _find_post(self, thread: ThreadRef, delivery: Delivery) -> str | None:
-        """The ts of an earlier post of this row, if one of our tries reached Slack."""
+    async def _find_post(
+        self, channel: str, thread_ts: str | None, delivery: Delivery
+    ) -> str | None:
+        """The ts of an earlier post of this row, if one of our tries reached Slack: among the
+        thread's replies, or the channel's messages for a post outside a thread (a mirror)."""
         oldest = delivery.created_at - timedelta(minutes=2)
         cursor: str | None = None
         for _ in range(SEARCH_PAGES):
+            read = (
+                partial(self.client.conversations_replies, ts=thread_ts)
+                if thread_ts is not None
+                else self.client.conversations_history
+            )
             response = await self._call(
                 partial(
-                    self.client.conversations_replies,
-                    channel=thread.channel_id,
-                    ts=thread.thread_ts,
+                    read,
+                    channel=channel,
                     oldest=f"{oldest.timestamp():.6f}",
                     include_all_metadata=True,
                     limit=200,
@@ -236,7 +281,7 @@ class Outbox:
 
     async def _render(self, delivery: Delivery) -> tuple[str, list[blocks.Block]]:
         payload = delivery.payload or {}
-        if delivery.kind == OutboxKind.CARD:
+        if delivery.kind in (OutboxKind.CARD, OutboxKind.MIRROR):
             approval = await get_approval(self.db, delivery.approval_id or "")
             if approval is None:
                 return blocks.plain("This approval request is no longer stored.")

@@ -63,6 +63,10 @@ class ApprovalView:
 _SLACK_ID = re.compile(r"[A-Z0-9]{2,40}")
 
 
+def is_slack_id(value: str) -> bool:
+    return bool(_SLACK_ID.fullmatch(value))
+
+
 def pretty_arguments(arguments: str) -> str:
     try:
         return json.dumps(json.loads(arguments), indent=2, ensure_ascii=False, sort_keys=True)
@@ -98,6 +102,10 @@ def _section(text: str) -> Block:
 
 def _context(text: str) -> Block:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(text, 3000)}]}
+
+
+def mentions(ids: Sequence[str], limit: int = 20) -> str:
+    return _mentions(ids, limit)
 
 
 def _mentions(ids: Sequence[str], limit: int = 20) -> str:
@@ -169,6 +177,21 @@ def _call_blocks(view: ApprovalView) -> list[Block]:
 def approval_request(view: ApprovalView) -> tuple[str, list[Block]]:
     """The message for one pending call: its arguments next to its own buttons."""
     text = f"Approval needed to run {escape(view.tool_name, 200)}"
+    actions = approval_actions(view)
+    so_far = ":ballot_box_with_check: " + quorum_line(view.approved_by, view.approvals_needed)
+    votes = [_section(so_far)] if view.approved_by else []
+    offer = [_context(_thread_offer(view))] if view.allow_for_thread else []
+    return truncate(text, FALLBACK_TEXT_LIMIT), [*_call_blocks(view), *votes, actions, *offer]
+
+
+def code(text: str, limit: int) -> str:
+    """Untrusted text as a code block of at most about `limit` characters."""
+    return _code(text, limit)
+
+
+def approval_actions(view: ApprovalView) -> Block:
+    """A pending call's buttons, wherever it is shown (its card, the App Home): the same
+    action ids, so every copy is decided by the same handlers."""
     actions: Block = {
         "type": "actions",
         "block_id": f"approval:{view.approval_id}"[:255],
@@ -199,10 +222,7 @@ def approval_request(view: ApprovalView) -> tuple[str, list[Block]]:
                 "value": view.approval_id,
             }
         )
-    so_far = ":ballot_box_with_check: " + quorum_line(view.approved_by, view.approvals_needed)
-    votes = [_section(so_far)] if view.approved_by else []
-    offer = [_context(_thread_offer(view))] if view.allow_for_thread else []
-    return truncate(text, FALLBACK_TEXT_LIMIT), [*_call_blocks(view), *votes, actions, *offer]
+    return actions
 
 
 def _approve_thread_button(approval_id: str) -> Block:

@@ -28,6 +28,7 @@ JSON_FIELDS = frozenset(
 
 # Limits from DESIGN.md section 4; the fake refuses what Slack would refuse.
 MAX_BLOCKS = 50
+MAX_VIEW_BLOCKS = 100  # a modal or Home view holds up to 100 blocks, a message 50
 MAX_SECTION_TEXT = 3000
 MAX_ID_LENGTH = 255
 MAX_BUTTON_VALUE = 2000
@@ -134,6 +135,8 @@ class FakeSlackAPI:
         self.usergroups: dict[str, list[str]] = {}
         self.users: dict[str, dict[str, Any]] = {}
         self.views: dict[str, dict[str, Any]] = {}
+        # Each person's Home view, as last published; its id stays with the person.
+        self.home_views: dict[str, dict[str, Any]] = {}
         self.posted: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
         self.calls: list[RecordedCall] = []
         self.faults: list[RecordedFault] = []
@@ -152,6 +155,9 @@ class FakeSlackAPI:
             "chat.delete": self._chat_delete,
             "views.open": self._views_open,
             "views.update": self._views_update,
+            "views.publish": self._views_publish,
+            "chat.getPermalink": self._chat_get_permalink,
+            "conversations.history": self._conversations_history,
             "usergroups.users.list": self._usergroups_users_list,
             "users.info": self._users_info,
             "conversations.replies": self._conversations_replies,
@@ -757,6 +763,78 @@ class FakeSlackAPI:
         if view_id not in self.views:
             return {"ok": False, "error": "not_found"}
         return {"ok": True, "view": self._store_view(view, str(view_id))}
+
+    def _views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
+        """As Slack: a user and a view of type "home" of at most 100 valid blocks."""
+        user_id = args.get("user_id")
+        if not user_id:
+            return _invalid_arguments("missing required field: user_id")
+        view = args.get("view")
+        if isinstance(view, str):
+            view, ok = _json_arg(view)
+            if not ok:
+                return _invalid_arguments("view is not valid JSON")
+        if not isinstance(view, dict) or view.get("type") != "home":
+            return _invalid_arguments("view.type must be home")
+        view_blocks = view.get("blocks")
+        if not isinstance(view_blocks, list):
+            return _invalid_arguments("missing required field: blocks")
+        if len(view_blocks) > MAX_VIEW_BLOCKS:
+            return _invalid_arguments(
+                f"no more than {MAX_VIEW_BLOCKS} items allowed [json-pointer:/view/blocks]"
+            )
+        problems = [p for p in _block_problems(view_blocks) if "blocks, at most" not in p]
+        if problems:
+            return _invalid_blocks(problems)
+        known = self.home_views.get(str(user_id))
+        if known is None:
+            self._view_counter += 1
+            view_id = f"V0HOME{self._view_counter:04d}"
+        else:
+            view_id = known["id"]
+        stored = self._store_view(view, view_id)
+        self.home_views[str(user_id)] = stored
+        return {"ok": True, "view": stored}
+
+    def home_of(self, user_id: str) -> dict[str, Any] | None:
+        return self.home_views.get(user_id)
+
+    def _chat_get_permalink(self, args: dict[str, Any]) -> dict[str, Any]:
+        """As Slack: both arguments required; a link to the message in its channel."""
+        channel, ts = args.get("channel"), args.get("message_ts")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        if not ts:
+            return {"ok": False, "error": "message_not_found"}
+        digits = str(ts).replace(".", "")
+        return {
+            "ok": True,
+            "channel": channel,
+            "permalink": f"https://{self.team_domain}.slack.com/archives/{channel}/p{digits}",
+        }
+
+    def _conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The channel's top-level messages the bot posted, newest first as Slack gives them,
+        from `oldest` on; metadata only with `include_all_metadata`."""
+        if not args.get("channel"):
+            return {"ok": False, "error": "channel_not_found"}
+        oldest = float(args.get("oldest") or 0)
+        with_metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        limit = min(int(args.get("limit") or 100), 1000)
+        start = int(args.get("cursor") or 0)
+        messages = [
+            m if with_metadata else {k: v for k, v in m.items() if k != "metadata"}
+            for m in reversed(self.posted.get(str(args["channel"]), []))
+            if "thread_ts" not in m and float(m["ts"]) >= oldest
+        ]
+        page = messages[start : start + limit]
+        more = start + limit < len(messages)
+        return {
+            "ok": True,
+            "messages": page,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
 
     def _usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
         members = self.usergroups.get(str(args.get("usergroup")))

@@ -424,6 +424,66 @@ class SlackRequestBuilder:
         }
         return self._payload(payload, timestamp)
 
+    def app_home_opened(
+        self, *, user: str, tab: str = "home", channel: str = "D0HOME", event_id: str | None = None
+    ) -> SignedRequest:
+        """Somebody opened the app's Home (or Messages) tab, as Slack sends it."""
+        event = {"type": "app_home_opened", "user": user, "channel": channel, "tab": tab}
+        return self.event(event, event_id=event_id)
+
+    def home_action(
+        self,
+        *,
+        user: str,
+        action_id: str,
+        value: str,
+        view_id: str = "V0HOME",
+        team_id: str | None = None,
+        trigger_id: str | None = None,
+    ) -> SignedRequest:
+        """A button click in the app's Home tab: no channel and no message, only the view."""
+        team = team_id or self.team_id
+        view: dict[str, Any] = {
+            "id": view_id,
+            "team_id": team,
+            "type": "home",
+            "blocks": [],
+            "private_metadata": "",
+            "callback_id": "",
+            "state": {"values": {}},
+            "hash": f"{int(time.time())}.{uuid.uuid4().hex[:8]}",
+            "title": {"type": "plain_text", "text": "View Title", "emoji": True},
+            "root_view_id": view_id,
+            "previous_view_id": None,
+            "app_id": self.api_app_id,
+            "external_id": "",
+            "app_installed_team_id": self.team_id,
+            "bot_id": self.bot_id,
+        }
+        payload: dict[str, Any] = {
+            "type": "block_actions",
+            "user": self._user(user, team),
+            "api_app_id": self.api_app_id,
+            "token": self.verification_token,
+            "container": {"type": "view", "view_id": view_id},
+            "trigger_id": trigger_id or _trigger_id(),
+            "team": self._team(team),
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "view": view,
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "block_id": "b",
+                    "text": {"type": "plain_text", "text": action_id, "emoji": True},
+                    "value": value,
+                    "action_ts": _CLOCK.next(),
+                }
+            ],
+        }
+        return self._payload(payload, None)
+
     def _view(
         self,
         *,

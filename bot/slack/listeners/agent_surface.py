@@ -1,15 +1,25 @@
 """Where people open a conversation with the agent: the app's Messages tab (the agent view)
 and, in the older assistant view, a new assistant thread. Neither starts a run; each offers the
 suggested prompts. What the person then writes is an ordinary direct message (events.py).
+
+The Home tab is the approvals inbox: opening it publishes the person's Home view, drawn from
+the database (bot.approvals.inbox).
 """
 
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.response import BoltResponse
 
 from bot.runtime.background import Background
-from bot.slack.listeners.parsing import MalformedPayload, bad_request, field_str, require_id
+from bot.slack.listeners.parsing import (
+    MalformedPayload,
+    bad_request,
+    field_str,
+    require_id,
+    slack_id,
+)
 from bot.slack.suggested_prompts import SuggestedPrompts
 
 
@@ -20,7 +30,13 @@ def _event(body: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def register(app: AsyncApp, *, prompts: SuggestedPrompts, background: Background) -> None:
+def register(
+    app: AsyncApp,
+    *,
+    prompts: SuggestedPrompts,
+    background: Background,
+    home: Callable[[str, str], Coroutine[Any, Any, None]],
+) -> None:
     def offer(channel_id: str, thread_ts: str | None) -> None:
         background.spawn(
             prompts.offer(channel_id=channel_id, thread_ts=thread_ts), name="suggested prompts"
@@ -30,13 +46,19 @@ def register(app: AsyncApp, *, prompts: SuggestedPrompts, background: Background
     async def handle_app_home_opened(body: dict[str, Any], ack: AsyncAck) -> BoltResponse | None:
         try:
             event = _event(body)
-            messages_tab = field_str(event, "tab", required=False) == "messages"
-            channel = require_id(event, "channel") if messages_tab else None
+            tab = field_str(event, "tab", required=False)
+            channel = require_id(event, "channel") if tab == "messages" else None
+            viewer = None
+            if tab == "home":
+                user = require_id(event, "user")
+                viewer = (slack_id(body, "team_id", required=False) or "", user)
         except MalformedPayload as exc:
             return bad_request(exc)
         await ack()
         if channel is not None:
             offer(channel, None)
+        if viewer is not None and viewer[0]:
+            background.spawn(home(*viewer), name="home view")
         return None
 
     @app.event("assistant_thread_started")
