@@ -121,7 +121,8 @@ async def card_ids(bot: RunningBot) -> dict[str, str]:
 
 async def link_to(bot: RunningBot, approval_id: str) -> str:
     approval = await get_approval(bot.app.db, approval_id)
-    assert approval is not None and approval.message_ts is not None
+    assert approval is not None
+    assert approval.message_ts is not None
     return (
         f"https://{bot.slack.team_domain}.slack.com/archives/{CHANNEL}/"
         f"p{approval.message_ts.replace('.', '')}?thread_ts={approval.thread_ts}&cid={CHANNEL}"
