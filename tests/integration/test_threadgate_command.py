@@ -92,7 +92,7 @@ def pending_config() -> Config:
     )
 
 
-CALLS = [  # thread ts, who asks, the call
+CALLS: list[tuple[str, str, tuple[str, dict[str, Any]]]] = [  # thread ts, who asks, the call
     ("1700000101.000100", ASKER, ("delete_customer", {"customer_id": "c1"})),
     ("1700000102.000100", ASKER, ("refund", {"order_id": "o2", "amount": 20})),
     ("1700000103.000100", APPROVER, ("explode", {"reason": "mine <!channel>"})),
