@@ -1,5 +1,6 @@
 """`python -m bot` serves; `python -m bot migrate` upgrades the database and exits;
-`python -m bot reencrypt` reseals stored data with the first encryption key and exits.
+`python -m bot reencrypt` reseals stored data with the first encryption key and exits;
+`python -m bot check-config [FILE]` checks a config file and prints its effective policy.
 
 The only place that reads the environment. Bad settings or a bad config file end start-up
 with one line naming the problem and exit code 2, never a traceback.
@@ -12,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -19,10 +21,11 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.app import build_app
+from bot.check_config import check as config_report
 from bot.config import ConfigError
 from bot.container import Threadgate
 from bot.log_redaction import configure_logging
-from bot.settings import Settings
+from bot.settings import ConfigLocation, Settings
 from bot.slack.http_server import build_web_app
 from storage import schema, sealed_columns
 from storage.crypto import SETTING, DecryptionError
@@ -30,7 +33,7 @@ from storage.database import Database, driver_threads_finished
 
 log = logging.getLogger("threadgate")
 
-USAGE = "usage: python -m bot [serve | migrate | reencrypt]"
+USAGE = "usage: python -m bot [serve | migrate | reencrypt | check-config [FILE]]"
 FATAL_SLACK_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked"}
 
 
@@ -183,8 +186,22 @@ async def serve(threadgate: Threadgate) -> int:
     return 0
 
 
+def check_config(argv: list[str]) -> int:
+    """Needs no Slack settings and no database: only the file, named or as configured."""
+    path = Path(argv[0]) if argv else ConfigLocation().threadgate_config
+    try:
+        report = config_report(path)
+    except ConfigError as exc:
+        print(f"threadgate: config {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(report))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "serve"
+    if command == "check-config" and len(argv) <= 2:
+        return check_config(argv[1:])
     if command not in ("serve", "migrate", "reencrypt") or len(argv) > 1:
         print(USAGE, file=sys.stderr)
         return 2

@@ -11,14 +11,26 @@ from storage.crypto import Cipher
 SLACK_API_URL = "https://slack.com/api/"
 
 
+_FROM_ENVIRONMENT = SettingsConfigDict(
+    env_file=".env",
+    env_file_encoding="utf-8",
+    extra="ignore",
+    case_sensitive=False,
+    populate_by_name=True,
+)
+
+
+class ConfigLocation(BaseSettings):
+    """Only where the config file is, read as `Settings` reads it: checking a config must not
+    need Slack's settings."""
+
+    model_config = _FROM_ENVIRONMENT
+
+    threadgate_config: Path | None = None
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        case_sensitive=False,
-        populate_by_name=True,
-    )
+    model_config = _FROM_ENVIRONMENT
 
     slack_bot_token: SecretStr
     slack_signing_secret: SecretStr | None = None
