@@ -145,4 +145,5 @@ async def test_an_invalid_file_gets_start_ups_one_line_error_and_exit_2(tmp_path
     )
     code, _, err = await check_config(tmp_path, "a.toml", "b.toml")
     assert code == 2
-    assert err.startswith("usage: python -m bot [serve | migrate | reencrypt | check-config")
+    assert err.startswith("usage: python -m bot [")
+    assert "check-config [FILE]" in err
