@@ -3,15 +3,21 @@ person may decide now with links to the cards, `audit` is for admins only."""
 
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from agents.testing import ScriptedModel, assistant_message, function_call
+from sqlalchemy import update
+from sqlmodel import col
 
-from bot.config import Config
+from bot.config import AdminConfig, Config
+from bot.slack.audit_text import BAD_WINDOW
 from bot.slack.blocks import REJECT_ACTION
-from bot.slack.listeners.commands import HELP
+from bot.slack.listeners.commands import FOR_ADMINS, HELP
 from bot.slack.pending_text import NOTHING
+from storage import audit
 from storage.approvals import get_approval
+from storage.models import AuditEntry, AuditEvent, utcnow
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.integration.conftest import (
     APPROVER,
@@ -23,7 +29,7 @@ from tests.integration.conftest import (
     approval_ids,
     approval_messages,
 )
-from tests.integration.test_approvals import click, reject_with
+from tests.integration.test_approvals import ask, click, reject_with
 from tests.running_app import RunningBot, running_bot
 
 FINANCE = "UFINANCE01"
@@ -173,3 +179,74 @@ async def test_pending_lists_exactly_what_the_person_may_decide_now_with_links(
 
         assert await answer_text(bot, "pending", user=OUTSIDER) == NOTHING
         assert len(slack.calls_to("chat.getPermalink")) == 1 + 3 + 1
+
+
+ADMIN = "U0ADMIN001"
+ADMINS = "S0ADMINS"
+GROUP_ADMIN = "U0GRPADMIN"
+
+
+async def test_audit_is_shown_to_admins_only_newest_last_and_bounded(
+    database_url: str, slack: FakeSlackAPI
+) -> None:
+    slack.usergroups[ADMINS] = [GROUP_ADMIN]
+    config = approval_config().model_copy(update={"admin": AdminConfig(users=[ADMIN, ADMINS])})
+    model = ScriptedModel(
+        [
+            [function_call("delete_customer", {"customer_id": "c1"}, call_id="call_1")],
+            [assistant_message("Gone.")],
+        ]
+    )
+    async with running_bot(
+        database_url=database_url, slack=slack, config=config, model=model
+    ) as bot:
+        await ask(bot)
+        [approval_id] = approval_ids(approval_messages(slack)[0])
+        assert await click(bot, approval_id, user=APPROVER) == 200
+
+        for user in (APPROVER, ASKER, GROUP_MEMBER):  # approvers are not admins
+            assert await answer_text(bot, "audit", user=user) == FOR_ADMINS
+        assert await answer_text(bot, "audit 7 days", user=ADMIN) == BAD_WINDOW
+        assert await answer_text(bot, "audit 0h", user=ADMIN) == BAD_WINDOW
+
+        text = await answer_text(bot, "audit", user=ADMIN)
+        assert text.startswith("*Audit log, last 7d* (4 entries, newest last):\n")
+        events = [line.split(" · ")[1:4] for line in text.splitlines()[1:]]
+        assert events == [
+            ["*requested*", "`delete_customer`", "by threadgate"],
+            ["*approved*", "`delete_customer`", f"by <@{APPROVER}>"],
+            ["*started*", "`delete_customer`", "by threadgate"],
+            ["*executed*", "`delete_customer`", "by threadgate"],
+        ]
+        assert f"in <#{CHANNEL}>" in text
+        assert f"approval `{approval_id}`" in text
+        assert await answer_text(bot, "AUDIT 12h", user=GROUP_ADMIN) == text.replace(
+            "last 7d", "last 12h"
+        )
+
+        approval = await get_approval(bot.app.db, approval_id)
+        assert approval is not None
+        async with bot.app.db.write() as session:
+            for n in range(80):
+                detail = f"note {n} <!here>"
+                await audit.append(session, AuditEvent.REMINDED, approval, user=None, detail=detail)
+            await session.execute(
+                update(AuditEntry)
+                .where(col(AuditEntry.event) == AuditEvent.REQUESTED)
+                .values(at=utcnow() - timedelta(days=8))
+            )
+
+        text = await answer_text(bot, "audit", user=ADMIN)
+        lines = text.splitlines()
+        assert lines[0] == "*Audit log, last 7d* (83 entries, newest last):"
+        shown = len(lines) - 2
+        assert lines[1] == (
+            f"_{83 - shown} older entries of these 7d not shown here: "
+            "`python -m bot audit --since 7d` prints them all._"
+        )
+        assert lines[-1].endswith(" · note 79 &lt;!here&gt; · approval `" + approval_id + "`")
+        assert "<!here>" not in text
+        assert len(text) < 3900
+        assert "*requested*" not in text
+        nine_days = await answer_text(bot, "audit 9d", user=ADMIN)
+        assert nine_days.startswith("*Audit log, last 9d* (84 entries, newest last):\n")

@@ -21,6 +21,7 @@ from bot.approvals.policy import Policy
 from bot.runtime.answer_feedback import AnswerFeedback
 from bot.runtime.background import Background
 from bot.slack.admins import Admins
+from bot.slack.audit_text import BAD_WINDOW, audit_text, parse_window
 from bot.slack.blocks import escape, truncate
 from bot.slack.listeners.parsing import MalformedPayload, bad_request, require_id
 from bot.slack.pending_text import pending_text
@@ -122,8 +123,12 @@ def register(
         if subcommand == POLICY_SUBCOMMAND and not arguments:
             await ack(response_type="ephemeral", text=policy_text(policy, tool_names))
             return None
-        known = subcommand in (FEEDBACK_SUBCOMMAND, PENDING_SUBCOMMAND)
-        if not known or arguments:
+        window = parse_window(arguments) if subcommand == AUDIT_SUBCOMMAND else None
+        if subcommand == AUDIT_SUBCOMMAND and window is None:
+            await ack(response_type="ephemeral", text=BAD_WINDOW)
+            return None
+        known = subcommand in (FEEDBACK_SUBCOMMAND, PENDING_SUBCOMMAND, AUDIT_SUBCOMMAND)
+        if not known or (arguments and window is None):
             await ack(response_type="ephemeral", text=unknown_text(words))
             return None
         try:
@@ -138,6 +143,15 @@ def register(
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
             return bad_request(MalformedPayload("response_url is not a URL"))
         await ack()
+        if window is not None:
+
+            async def audit() -> str:
+                if not await admins.includes(user):
+                    return FOR_ADMINS
+                return await audit_text(approvals.db, team_id=team, window=window)
+
+            background.spawn(respond(url, audit, AUDIT_UNAVAILABLE), name="audit")
+            return None
 
         async def pending() -> str:
             return await pending_text(approvals, approvals.client, user_id=user, team_id=team)
