@@ -6,6 +6,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from agents.testing import ScriptedModel, assistant_message, function_call
 from sqlalchemy import update
 from sqlmodel import col
@@ -13,7 +14,12 @@ from sqlmodel import col
 from bot.config import AdminConfig, Config
 from bot.slack.audit_text import BAD_WINDOW
 from bot.slack.blocks import REJECT_ACTION
-from bot.slack.listeners.commands import FOR_ADMINS, HELP
+from bot.slack.listeners.commands import (
+    AUDIT_UNAVAILABLE,
+    FOR_ADMINS,
+    HELP,
+    PENDING_UNAVAILABLE,
+)
 from bot.slack.pending_text import NOTHING
 from storage import audit
 from storage.approvals import get_approval
@@ -30,6 +36,7 @@ from tests.integration.conftest import (
     approval_messages,
 )
 from tests.integration.test_approvals import ask, click, reject_with
+from tests.integration.test_outages import outage
 from tests.running_app import RunningBot, running_bot
 
 FINANCE = "UFINANCE01"
@@ -250,3 +257,19 @@ async def test_audit_is_shown_to_admins_only_newest_last_and_bounded(
         assert "*requested*" not in text
         nine_days = await answer_text(bot, "audit 9d", user=ADMIN)
         assert nine_days.startswith("*Audit log, last 9d* (84 entries, newest last):\n")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_pending_and_audit_while_the_database_is_down_say_so_privately(
+    database_url: str, slack: FakeSlackAPI
+) -> None:
+    config = approval_config().model_copy(update={"admin": AdminConfig(users=[ADMIN])})
+    async with running_bot(
+        database_url=database_url, slack=slack, config=config, model=ScriptedModel([])
+    ) as bot:
+        async with outage(database_url):
+            assert await answer_text(bot, "pending", user=APPROVER) == PENDING_UNAVAILABLE
+            assert await answer_text(bot, "audit", user=ADMIN) == AUDIT_UNAVAILABLE
+            assert await answer_text(bot, "audit", user=APPROVER) == FOR_ADMINS
+        assert await answer_text(bot, "pending", user=APPROVER) == NOTHING
