@@ -1,6 +1,7 @@
 """`python -m bot` serves; `python -m bot migrate` upgrades the database and exits;
 `python -m bot reencrypt` reseals stored data with the first encryption key and exits;
-`python -m bot audit` prints the audit log.
+`python -m bot audit` prints the audit log;
+`python -m bot check-config [FILE]` checks a config file and prints its effective policy.
 
 The only place that reads the environment. Bad settings or a bad config file end start-up
 with one line naming the problem and exit code 2, never a traceback.
@@ -13,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -21,10 +23,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot import audit_export
 from bot.app import build_app
+from bot.check_config import check as config_report
 from bot.config import ConfigError
 from bot.container import Threadgate
 from bot.log_redaction import configure_logging
-from bot.settings import DatabaseSettings, Settings
+from bot.settings import ConfigLocation, DatabaseSettings, Settings
 from bot.slack.http_server import build_web_app
 from storage import schema, sealed_columns
 from storage.crypto import SETTING, DecryptionError
@@ -32,7 +35,7 @@ from storage.database import Database, driver_threads_finished
 
 log = logging.getLogger("threadgate")
 
-USAGE = "usage: python -m bot [serve | migrate | reencrypt | audit]"
+USAGE = "usage: python -m bot [serve | migrate | reencrypt | audit | check-config [FILE]]"
 FATAL_SLACK_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked"}
 
 
@@ -210,12 +213,26 @@ async def serve(threadgate: Threadgate) -> int:
     return 0
 
 
+def check_config(argv: list[str]) -> int:
+    """Needs no Slack settings and no database: only the file, named or as configured."""
+    path = Path(argv[0]) if argv else ConfigLocation().threadgate_config
+    try:
+        report = config_report(path)
+    except ConfigError as exc:
+        print(f"threadgate: config {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(report))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "serve"
     if command == "audit":
         database_settings = load_database_settings()
         configure_logging(database_settings)
         return asyncio.run(print_audit(database_settings, argv[1:]))
+    if command == "check-config" and len(argv) <= 2:
+        return check_config(argv[1:])
     if command not in ("serve", "migrate", "reencrypt") or len(argv) > 1:
         print(USAGE, file=sys.stderr)
         return 2

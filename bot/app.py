@@ -34,6 +34,7 @@ from bot.runtime.thread_queue import ThreadQueue
 from bot.runtime.worker import PARKED_NOTE, ThreadWorker
 from bot.settings import Settings
 from bot.slack import thread_signs
+from bot.slack.admins import Admins
 from bot.slack.bolt_errors import on_bolt_error
 from bot.slack.client import build_slack_client, posting_client
 from bot.slack.feedback import feedback_block
@@ -201,7 +202,16 @@ def build_app(
     views.register(bolt, approvals=approvals, after_ack=after_ack)
     answer_feedback = AnswerFeedback(db, replies=replies, policy=policy, groups=groups)
     feedback.register(bolt, feedback=answer_feedback, after_ack=after_ack)
-    commands.register(bolt, policy=policy, tool_names=runs.tool_names, feedback=answer_feedback)
+    commands.register(
+        bolt,
+        policy=policy,
+        tool_names=runs.tool_names,
+        feedback=answer_feedback,
+        approvals=approvals,
+        admins=Admins(config.admin.users, groups),
+        background=background,
+        permalinks=permalinks,
+    )
     prompts = SuggestedPrompts(
         client, config.agent.suggested_prompts, config.agent.suggested_prompts_title
     )

@@ -305,11 +305,23 @@ class StorageConfig(_Strict):
     audit_retain_days: Annotated[int, Field(ge=1)] | None = None
 
 
+class AdminConfig(_Strict):
+    """`[admin]`: who may read the audit log in Slack (`/threadgate audit`)."""
+
+    users: list[str] = Field(default_factory=list)
+
+    @field_validator("users")
+    @classmethod
+    def _admin_ids(cls, ids: list[str]) -> list[str]:
+        return _check_ids(ids)
+
+
 class Config(_Strict):
     agent: AgentConfig = Field(default_factory=AgentConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    admin: AdminConfig = Field(default_factory=AdminConfig)
 
 
 def load_config(path: Path | None) -> Config:

@@ -11,17 +11,29 @@ from storage.crypto import Cipher
 SLACK_API_URL = "https://slack.com/api/"
 
 
+_FROM_ENVIRONMENT = SettingsConfigDict(
+    env_file=".env",
+    env_file_encoding="utf-8",
+    extra="ignore",
+    case_sensitive=False,
+    populate_by_name=True,
+)
+
+
+class ConfigLocation(BaseSettings):
+    """Only where the config file is, read as `Settings` reads it: checking a config must not
+    need Slack's settings, nor a database."""
+
+    model_config = _FROM_ENVIRONMENT
+
+    threadgate_config: Path | None = None
+
+
 class DatabaseSettings(BaseSettings):
     """What a command that only reads or writes the database needs (`audit`, `migrate`):
     no Slack secret, so an admin's shell needs none either."""
 
-    model_config = SettingsConfigDict(
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        case_sensitive=False,
-        populate_by_name=True,
-    )
+    model_config = _FROM_ENVIRONMENT
 
     database_url: str = "sqlite+aiosqlite:///./threadgate.db"
     threadgate_config: Path | None = None

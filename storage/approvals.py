@@ -14,6 +14,7 @@ from storage.database import Database
 from storage.ids import ThreadRef
 from storage.models import (
     Approval,
+    ApprovalDecision,
     ApprovalStatus,
     AuditEvent,
     DecisionKind,
@@ -357,18 +358,26 @@ async def due_approval_ids(db: Database, *, now: datetime, limit: int = 100) -> 
         return list(rows)
 
 
-async def pending_in_team(db: Database, *, team_id: str, limit: int) -> list[Approval]:
-    """The team's calls waiting for a decision, newest first: what an App Home inbox picks
-    from. Rows a thread approval let through never wait, so they are not here."""
+async def pending_not_approved_by(
+    db: Database, *, team_id: str, user_id: str, now: datetime, limit: int
+) -> list[Approval]:
+    """The team's calls still waiting (and not yet due to expire) that this person has not
+    approved, soonest to expire first, at most `limit`: what someone might still decide."""
+    voted = select(col(ApprovalDecision.id)).where(
+        col(ApprovalDecision.approval_id) == col(Approval.id),
+        col(ApprovalDecision.user_id) == user_id,
+        col(ApprovalDecision.kind) == DecisionKind.APPROVE,
+    )
     async with db.read() as session:
         rows = await session.scalars(
             select(Approval)
             .where(
-                col(Approval.team_id) == team_id,
                 col(Approval.status) == ApprovalStatus.PENDING,
-                col(Approval.expires_at) > utcnow(),
+                col(Approval.expires_at) > now,
+                col(Approval.team_id) == team_id,
+                ~voted.exists(),
             )
-            .order_by(col(Approval.created_at).desc(), col(Approval.id))
+            .order_by(col(Approval.expires_at), col(Approval.id))
             .limit(limit)
         )
         return list(rows)

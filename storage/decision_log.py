@@ -8,7 +8,6 @@ only with their approval (storage.retention). A click that changed nothing (a se
 by the same person, a click on a call already decided) leaves no row.
 """
 
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -83,21 +82,6 @@ async def entries(db: Database, approval_id: str) -> list[ApprovalDecision]:
             .order_by(col(ApprovalDecision.id))
         )
         return list(rows)
-
-
-async def voted_on(db: Database, *, user_id: str, approval_ids: Collection[str]) -> set[str]:
-    """Which of these calls this person has already approved (a quorum waits for others)."""
-    if not approval_ids:
-        return set()
-    async with db.read() as session:
-        rows = await session.scalars(
-            select(col(ApprovalDecision.approval_id)).where(
-                col(ApprovalDecision.user_id) == user_id,
-                col(ApprovalDecision.kind) == DecisionKind.APPROVE,
-                col(ApprovalDecision.approval_id).in_(set(approval_ids)),
-            )
-        )
-        return set(rows)
 
 
 @dataclass(frozen=True)

@@ -23,17 +23,17 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.approvals.approvals import Approvals
 from bot.approvals.authorization import is_user_group
+from bot.approvals.decidable import decidable_by
 from bot.runtime.background import Background
 from bot.slack import cards, home_blocks
 from bot.slack.permalinks import Permalinks
 from storage import decision_log, home_views
-from storage.approvals import pending_in_team
 from storage.database import Database
 from storage.models import Approval
 
 log = logging.getLogger(__name__)
 
-SCANNED = 500  # pending calls of a team looked at per view, newest first
+SCANNED = 500  # calls listed per view at most (twenty are shown, the rest counted)
 
 
 class HomeInbox:
@@ -55,18 +55,9 @@ class HomeInbox:
         self._locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def decidable(self, team_id: str, user_id: str) -> list[Approval]:
-        """The calls this person may decide now, newest first."""
-        pending = await pending_in_team(self.db, team_id=team_id, limit=SCANNED)
-        voted = await decision_log.voted_on(
-            self.db, user_id=user_id, approval_ids=[a.id for a in pending]
-        )
-        found = []
-        for approval in pending:
-            if approval.id in voted:
-                continue
-            if (await self.approvals.authorize(user_id, approval)).allowed:
-                found.append(approval)
-        return found
+        """The calls this person may decide now, soonest to expire first, as
+        `/threadgate pending` lists them."""
+        return await decidable_by(self.approvals, user_id, team_id, limit=SCANNED)
 
     async def publish(self, team_id: str, user_id: str) -> None:
         """Draw this person's Home from the database and publish it; never raises."""

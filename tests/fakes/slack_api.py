@@ -153,10 +153,10 @@ class FakeSlackAPI:
             "chat.update": self._chat_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.delete": self._chat_delete,
+            "chat.getPermalink": self._chat_get_permalink,
             "views.open": self._views_open,
             "views.update": self._views_update,
             "views.publish": self._views_publish,
-            "chat.getPermalink": self._chat_get_permalink,
             "conversations.history": self._conversations_history,
             "usergroups.users.list": self._usergroups_users_list,
             "users.info": self._users_info,
@@ -570,6 +570,8 @@ class FakeSlackAPI:
         await self._record(call)
         if body is None:
             return web.json_response({"ok": False, "error": "invalid_payload"}, status=400)
+        if not args.get("text") and not args.get("blocks"):
+            return web.json_response({"ok": False, "error": "no_text"}, status=400)
         return web.json_response({"ok": True})
 
     def _next_fault(self, method: str) -> _Fault | None:
@@ -722,6 +724,28 @@ class FakeSlackAPI:
             return {"ok": False, "error": "message_not_found"}
         return {"ok": True, "channel": args["channel"], "ts": str(args["ts"])}
 
+    def _chat_get_permalink(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A link to a message the bot posted or a test seeded, shaped as Slack's: a reply's
+        link names its thread. Both arguments are required; a message Slack never saw has no
+        link."""
+        channel = args.get("channel")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        ts = str(args.get("message_ts") or "")
+        # A thread the bot has replied in has a root message, whoever wrote it.
+        found = [
+            m
+            for m in (*self.posted.get(str(channel), ()), *self.seeded.get(str(channel), ()))
+            if m.get("ts") == ts or m.get("thread_ts") == ts
+        ]
+        if not ts or not found:
+            return {"ok": False, "error": "message_not_found"}
+        link = f"https://{self.team_domain}.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+        thread_ts = found[0].get("thread_ts") if found[0].get("ts") == ts else None
+        if thread_ts and thread_ts != ts:
+            link += f"?thread_ts={thread_ts}&cid={channel}"
+        return {"ok": True, "channel": channel, "permalink": link}
+
     def _store_view(self, view: dict[str, Any], view_id: str) -> dict[str, Any]:
         stored = {
             "id": view_id,
@@ -798,20 +822,6 @@ class FakeSlackAPI:
 
     def home_of(self, user_id: str) -> dict[str, Any] | None:
         return self.home_views.get(user_id)
-
-    def _chat_get_permalink(self, args: dict[str, Any]) -> dict[str, Any]:
-        """As Slack: both arguments required; a link to the message in its channel."""
-        channel, ts = args.get("channel"), args.get("message_ts")
-        if not channel:
-            return {"ok": False, "error": "channel_not_found"}
-        if not ts:
-            return {"ok": False, "error": "message_not_found"}
-        digits = str(ts).replace(".", "")
-        return {
-            "ok": True,
-            "channel": channel,
-            "permalink": f"https://{self.team_domain}.slack.com/archives/{channel}/p{digits}",
-        }
 
     def _conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
         """The channel's top-level messages the bot posted, newest first as Slack gives them,

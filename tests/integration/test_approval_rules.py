@@ -207,7 +207,7 @@ async def test_threadgate_shows_the_rules_in_force_in_order_privately(
         database_url=database_url, slack=slack, config=refund_rules(), model=ScriptedModel([])
     ) as bot:
         status, body = await bot.send(
-            bot.requests.slash_command(command="/threadgate", text="", user=OUTSIDER)
+            bot.requests.slash_command(command="/threadgate", text="policy", user=OUTSIDER)
         )
         assert status == 200
         answer = json.loads(body)

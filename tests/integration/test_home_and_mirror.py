@@ -129,7 +129,8 @@ async def test_the_home_inbox_lists_exactly_what_the_viewer_may_decide_and_decid
             home_text(bot.slack, APPROVER)
         )
         assert "Approved `refund`" in home_text(bot.slack, APPROVER)  # the recent decisions
-        assert await open_home(bot, GROUP_MEMBER) == [a4, a2, a1]  # newest first, not a5
+        # Soonest to expire first, as `/threadgate pending` lists them; not a5.
+        assert await open_home(bot, GROUP_MEMBER) == [a1, a2, a4]
         assert await open_home(bot, OUTSIDER) != []  # lookup_order is theirs
         assert a1 not in home_ids(slack, OUTSIDER)
 
@@ -143,7 +144,7 @@ async def test_the_home_inbox_lists_exactly_what_the_viewer_may_decide_and_decid
         [*_, decided] = updates_of(slack, CHANNEL, approval.message_ts)
         assert "Approved by" in json.dumps(decided.args["blocks"])
         # The other approver's Home was drawn again without it; the clicker's too.
-        assert home_ids(slack, GROUP_MEMBER) == [a4, a2]
+        assert home_ids(slack, GROUP_MEMBER) == [a2, a4]
         assert home_ids(slack, APPROVER) == []
         model.assert_complete()
 

@@ -144,6 +144,18 @@ def test_malformed_per_tool_approver_id_is_refused(tmp_path: Path) -> None:
     assert "'bob'" in error.reason
 
 
+def test_admins_are_users_or_user_groups(tmp_path: Path) -> None:
+    path = tmp_path / "admins.toml"
+    path.write_text('[admin]\nusers = ["U024BE7LH", "S0ADMINS", "W0ENTERPRISE"]\n')
+    assert load_config(path).admin.users == ["U024BE7LH", "S0ADMINS", "W0ENTERPRISE"]
+    assert load_config(None).admin.users == []
+
+    error = _error(tmp_path, '[admin]\nusers = ["U024BE7LH", "bob"]\n')
+    assert error.key == "admin.users"
+    assert "'bob' is not a Slack user id" in error.reason
+    assert _error(tmp_path, '[admin]\nuser = ["U024BE7LH"]\n').key == "admin.user"
+
+
 def test_unknown_require_value_is_refused(tmp_path: Path) -> None:
     error = _error(tmp_path, '[approvals.tools.refund]\nrequire = "sometimes"\n')
 

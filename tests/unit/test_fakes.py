@@ -263,6 +263,38 @@ async def test_response_urls_are_recorded(slack: FakeSlackAPI) -> None:
     assert call.path == "/response_url/click-1"
 
 
+async def test_a_response_url_refuses_an_answer_with_nothing_to_show(slack: FakeSlackAPI) -> None:
+    answer = await AsyncWebhookClient(slack.response_url("empty")).send_dict({"text": ""})
+
+    assert answer.status_code == 400
+    assert json.loads(answer.body)["error"] == "no_text"
+
+
+async def test_permalinks_name_the_thread_of_a_reply_and_need_a_known_message(
+    slack: FakeSlackAPI,
+) -> None:
+    client = web_client(slack)
+    root = await client.chat_postMessage(channel="C1", text="root")
+    reply = await client.chat_postMessage(channel="C1", text="reply", thread_ts=root["ts"])
+    base = f"https://{slack.team_domain}.slack.com/archives/C1/p"
+
+    linked = await client.chat_getPermalink(channel="C1", message_ts=root["ts"])
+    assert linked["permalink"] == base + root["ts"].replace(".", "")
+    linked = await client.chat_getPermalink(channel="C1", message_ts=reply["ts"])
+    assert linked["permalink"] == (
+        f"{base}{reply['ts'].replace('.', '')}?thread_ts={root['ts']}&cid=C1"
+    )
+    for args, error in [
+        ({"channel": "C2", "message_ts": root["ts"]}, "message_not_found"),
+        ({"channel": "C1", "message_ts": "1.000001"}, "message_not_found"),
+        ({"channel": "C1"}, "message_not_found"),
+        ({"message_ts": root["ts"]}, "channel_not_found"),
+    ]:
+        with pytest.raises(SlackApiError) as refused:
+            await client.api_call("chat.getPermalink", params=args)
+        assert refused.value.response["error"] == error
+
+
 async def test_seeded_messages_are_replies_in_ts_order_with_the_bots_own_and_paged(
     slack: FakeSlackAPI,
 ) -> None:

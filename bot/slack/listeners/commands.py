@@ -1,79 +1,75 @@
-"""`/threadgate`: a private summary of how this workspace's threadgate is set up (its tools,
-the approval rules in force, in order, and who approves what), and
-`/threadgate feedback`: the counts of 👍 / 👎 on answers, for approvers."""
+"""`/threadgate [help | pending | policy | feedback | audit [7d]]`: every answer is private.
+
+What needs no I/O (help, the policy in force) is the ack's own text. The counts of feedback
+are read within the ack's deadline. What reads more, or asks Slack for links (pending, the
+audit log), is acked at once and answered through the command's `response_url`, which Slack
+shows only to the person who typed the command.
+"""
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import aiohttp
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.response import BoltResponse
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot.approvals.approvals import Approvals
 from bot.approvals.policy import Policy
-from bot.approvals.rules import CallRule
 from bot.runtime.answer_feedback import AnswerFeedback
-from bot.slack.blocks import escape, mention
+from bot.runtime.background import Background
+from bot.slack.admins import Admins
+from bot.slack.audit_text import BAD_WINDOW, audit_text, parse_window
+from bot.slack.blocks import escape, truncate
+from bot.slack.listeners.parsing import MalformedPayload, bad_request, require_id
+from bot.slack.pending_text import pending_text
+from bot.slack.permalinks import Permalinks
+from bot.slack.policy_text import policy_text
 from storage.database import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
 COMMAND = "/threadgate"
+HELP_SUBCOMMAND = "help"
+PENDING_SUBCOMMAND = "pending"
+POLICY_SUBCOMMAND = "policy"
 FEEDBACK_SUBCOMMAND = "feedback"
+AUDIT_SUBCOMMAND = "audit"
 # The counts are the ack's own text, the one private answer that works in any channel; Slack
 # waits 3 seconds for it, so reading them gets at most this long.
 FEEDBACK_DEADLINE = 2.0
 COUNTS_UNAVAILABLE = "I couldn't read the feedback counts just now. Please try again in a minute."
+PENDING_UNAVAILABLE = "I couldn't read the waiting calls just now. Please try again in a minute."
+AUDIT_UNAVAILABLE = "I couldn't read the audit log just now. Please try again in a minute."
+FOR_ADMINS = (
+    "The audit log is for admins: the people (or user groups) listed in `[admin] users` in "
+    "threadgate's config. Nothing was changed."
+)
+# Slack shows a message's text up to 40,000 characters; a private answer stays far below.
+ANSWER_LIMIT = 3900
 
-
-def help_text(policy: Policy, tools: Sequence[str]) -> str:
-    lines = [
-        "*threadgate* runs an AI agent in every thread it is mentioned in.",
-        "Mention me in a channel or write to me directly; I answer in the thread.",
-        "Tools: " + (", ".join(f"`{t}`" for t in tools) or "none"),
+HELP = "\n".join(
+    [
+        "*threadgate* runs an AI agent in every thread it is mentioned in. Mention me in a "
+        "channel or write to me directly; I answer in the thread. A tool call that needs a "
+        "person waits for an approver's Approve or Reject on its card.",
+        "Commands (only you see the answers):",
+        f"• `{COMMAND} {PENDING_SUBCOMMAND}`: the calls waiting that you may decide now, "
+        "with links to their cards",
+        f"• `{COMMAND} {POLICY_SUBCOMMAND}`: the tools, the approval rules and the approvers "
+        "in force",
+        f"• `{COMMAND} {FEEDBACK_SUBCOMMAND}`: the counts of 👍 / 👎 on my answers (approvers)",
+        f"• `{COMMAND} {AUDIT_SUBCOMMAND} [7d]`: the recent decisions, over the last days "
+        "(`7d`) or hours (`12h`) (admins)",
+        f"• `{COMMAND} {HELP_SUBCOMMAND}`: this help",
     ]
-    if policy.call_rules:
-        lines.append(
-            "Rules, checked in order before each tool's own policy (the first match decides):"
-        )
-        lines.extend(rule_text(rule) for rule in policy.call_rules)
-    for name in tools:
-        if policy.needs_approval(name):
-            who = ", ".join(mention(a) for a in policy.approvers_for(name)) or "nobody"
-            lines.append(f"• `{name}` needs approval by {who}")
-    lines.append(f"Approvers: `{COMMAND} {FEEDBACK_SUBCOMMAND}` counts the 👍 / 👎 on my answers.")
-    return "\n".join(lines)
+)
 
 
-def rule_text(rule: CallRule) -> str:
-    """One rule on one line, as written in the config; what it leaves out is said to come
-    from the tool's own policy."""
-    tools = "every tool" if rule.tools is None else ", ".join(f"`{t}`" for t in sorted(rule.tools))
-    scope = [tools]
-    if rule.channels is not None:
-        scope.append("in " + ", ".join(f"<#{c}>" for c in sorted(rule.channels)))
-    if rule.requesters is not None:
-        scope.append("asked by " + ", ".join(mention(r) for r in rule.requesters))
-    if rule.tests:
-        scope.append("when " + escape(rule.conditions(), 1000))
-    said = rule.settings
-    effect = []
-    if said.require is not None:
-        effect.append("needs approval" if said.require else "runs without approval")
-    if said.approvals_needed is not None:
-        effect.append(
-            f"{said.approvals_needed} approval{'s' if said.approvals_needed != 1 else ''}"
-        )
-    if said.approvers is not None:
-        effect.append("from " + (", ".join(mention(a) for a in said.approvers) or "nobody"))
-    if said.allow_for_thread is not None:
-        effect.append(f"allow_for_thread = {str(said.allow_for_thread).lower()}")
-    if said.thread_approval_ttl is not None:
-        effect.append(f"thread approvals last {said.thread_approval_ttl}")
-    if said.allow_edit is not None:
-        effect.append(f"allow_edit = {str(said.allow_edit).lower()}")
-    if not effect:
-        effect.append("as the tool's own policy says")
-    return f"{rule.number}. " + " ".join(scope) + " → " + ", ".join(effect)
+def unknown_text(words: Sequence[str]) -> str:
+    return f"I don't know `{escape(' '.join(words), 100)}`. " + HELP
 
 
 async def feedback_text(feedback: AnswerFeedback, user_id: str) -> str:
@@ -85,15 +81,82 @@ async def feedback_text(feedback: AnswerFeedback, user_id: str) -> str:
         return COUNTS_UNAVAILABLE
 
 
+async def respond(
+    response_url: str, answer: Callable[[], Awaitable[str]], unavailable: str
+) -> None:
+    """Work out the answer after the ack and send it privately; the URL is a credential of
+    sorts (it answers as the app), so it is never logged."""
+    try:
+        text = await answer()
+    except UNAVAILABLE as exc:
+        log.warning("a command could not read the database (%s)", type(exc).__name__)
+        text = unavailable
+    try:
+        response = await AsyncWebhookClient(response_url).send(
+            text=truncate(text, ANSWER_LIMIT), response_type="ephemeral"
+        )
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        log.warning("could not answer a command (%s)", type(exc).__name__)
+        return
+    if response.status_code != 200:
+        log.warning("Slack refused a command's answer (HTTP %d)", response.status_code)
+
+
 def register(
-    app: AsyncApp, *, policy: Policy, tool_names: Sequence[str], feedback: AnswerFeedback
+    app: AsyncApp,
+    *,
+    policy: Policy,
+    tool_names: Sequence[str],
+    feedback: AnswerFeedback,
+    approvals: Approvals,
+    admins: Admins,
+    background: Background,
+    permalinks: Permalinks,
 ) -> None:
     @app.command(COMMAND)
-    async def handle_threadgate_command(ack: AsyncAck, body: dict[str, Any]) -> None:
+    async def handle_threadgate_command(ack: AsyncAck, body: dict[str, Any]) -> BoltResponse | None:
         text = body.get("text")
         words = text.split() if isinstance(text, str) else []
-        user = body.get("user_id")
-        if [w.lower() for w in words] == [FEEDBACK_SUBCOMMAND] and isinstance(user, str):
+        subcommand = words[0].lower() if words else HELP_SUBCOMMAND
+        arguments = words[1:]
+        if subcommand == HELP_SUBCOMMAND and not arguments:
+            await ack(response_type="ephemeral", text=HELP)
+            return None
+        if subcommand == POLICY_SUBCOMMAND and not arguments:
+            await ack(response_type="ephemeral", text=policy_text(policy, tool_names))
+            return None
+        window = parse_window(arguments) if subcommand == AUDIT_SUBCOMMAND else None
+        if subcommand == AUDIT_SUBCOMMAND and window is None:
+            await ack(response_type="ephemeral", text=BAD_WINDOW)
+            return None
+        known = subcommand in (FEEDBACK_SUBCOMMAND, PENDING_SUBCOMMAND, AUDIT_SUBCOMMAND)
+        if not known or (arguments and window is None):
+            await ack(response_type="ephemeral", text=unknown_text(words))
+            return None
+        try:
+            user = require_id(body, "user_id")
+            team = require_id(body, "team_id")
+        except MalformedPayload as exc:
+            return bad_request(exc)
+        if subcommand == FEEDBACK_SUBCOMMAND:
             await ack(response_type="ephemeral", text=await feedback_text(feedback, user))
-            return
-        await ack(response_type="ephemeral", text=help_text(policy, tool_names))
+            return None
+        url = body.get("response_url")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            return bad_request(MalformedPayload("response_url is not a URL"))
+        await ack()
+        if window is not None:
+
+            async def audit() -> str:
+                if not await admins.includes(user):
+                    return FOR_ADMINS
+                return await audit_text(approvals.db, team_id=team, window=window)
+
+            background.spawn(respond(url, audit, AUDIT_UNAVAILABLE), name="audit")
+            return None
+
+        async def pending() -> str:
+            return await pending_text(approvals, permalinks, user_id=user, team_id=team)
+
+        background.spawn(respond(url, pending, PENDING_UNAVAILABLE), name="pending")
+        return None
