@@ -1,5 +1,6 @@
 """`python -m bot` serves; `python -m bot migrate` upgrades the database and exits;
-`python -m bot reencrypt` reseals stored data with the first encryption key and exits.
+`python -m bot reencrypt` reseals stored data with the first encryption key and exits;
+`python -m bot console` talks to the agent in a terminal, with no Slack app.
 
 The only place that reads the environment. Bad settings or a bad config file end start-up
 with one line naming the problem and exit code 2, never a traceback.
@@ -12,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+from typing import TypeVar
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -20,17 +22,19 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.app import build_app
 from bot.config import ConfigError
+from bot.console import session as console
 from bot.container import Threadgate
 from bot.log_redaction import configure_logging
-from bot.settings import Settings
+from bot.settings import ConsoleSettings, CoreSettings, Settings
 from bot.slack.http_server import build_web_app
 from storage import schema, sealed_columns
 from storage.crypto import SETTING, DecryptionError
 from storage.database import Database, driver_threads_finished
 
 log = logging.getLogger("threadgate")
+S = TypeVar("S", bound=CoreSettings)
 
-USAGE = "usage: python -m bot [serve | migrate | reencrypt]"
+USAGE = "usage: python -m bot [serve | migrate | reencrypt | console]"
 FATAL_SLACK_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked"}
 
 
@@ -54,7 +58,7 @@ def _settings_errors(exc: ValidationError) -> list[str]:
 BOLT_READS = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
 
 
-def load_settings() -> Settings:
+def load_settings(kind: type[S]) -> S:
     """Settings from the environment, which then no longer holds the Slack secrets.
 
     From here on the settings are the only source: Bolt gets what it needs as arguments, and
@@ -62,7 +66,7 @@ def load_settings() -> Settings:
     `os.environ`.
     """
     try:
-        settings = Settings()  # the environment fills the required fields
+        settings = kind()  # the environment fills the required fields
     except ValidationError as exc:
         print("\n".join(_settings_errors(exc)), file=sys.stderr)
         raise SystemExit(2) from None
@@ -185,10 +189,12 @@ async def serve(threadgate: Threadgate) -> int:
 
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "serve"
-    if command not in ("serve", "migrate", "reencrypt") or len(argv) > 1:
+    if command not in ("serve", "migrate", "reencrypt", "console") or len(argv) > 1:
         print(USAGE, file=sys.stderr)
         return 2
-    settings = load_settings()
+    if command == "console":
+        return console.run(load_settings(ConsoleSettings))
+    settings = load_settings(Settings)
     configure_logging(settings)
     if command == "migrate":
         return asyncio.run(migrate(settings))

@@ -1,4 +1,8 @@
-"""Process settings from the environment (or a .env file); secrets stay SecretStr end to end."""
+"""Process settings from the environment (or a .env file); secrets stay SecretStr end to end.
+
+`CoreSettings` is what the agent, its tools and the database need; `Settings` adds Slack for
+the bot, and `ConsoleSettings` asks for a model instead, so the console runs without a Slack
+app."""
 
 from pathlib import Path
 from typing import Literal, Self
@@ -11,7 +15,7 @@ from storage.crypto import Cipher
 SLACK_API_URL = "https://slack.com/api/"
 
 
-class Settings(BaseSettings):
+class CoreSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env",
         env_file_encoding="utf-8",
@@ -20,21 +24,13 @@ class Settings(BaseSettings):
         populate_by_name=True,
     )
 
-    slack_bot_token: SecretStr
-    slack_signing_secret: SecretStr | None = None
-    slack_app_token: SecretStr | None = None
-    slack_api_url: str = SLACK_API_URL
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     database_url: str = "sqlite+aiosqlite:///./threadgate.db"
     threadgate_config: Path | None = None
-    port: int = Field(default=3000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     migrate_on_start: bool = Field(
         default=True, validation_alias=AliasChoices("THREADGATE_MIGRATE_ON_START")
-    )
-    drain_timeout: float = Field(
-        default=30.0, gt=0, validation_alias=AliasChoices("THREADGATE_DRAIN_TIMEOUT")
     )
     lease_seconds: float = Field(
         default=30.0, ge=1, validation_alias=AliasChoices("THREADGATE_LEASE_SECONDS")
@@ -42,45 +38,16 @@ class Settings(BaseSettings):
     encryption_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("THREADGATE_ENCRYPTION_KEY")
     )
-    max_workers: int = Field(
-        default=16, ge=1, le=1000, validation_alias=AliasChoices("THREADGATE_MAX_WORKERS")
-    )
-    sweep_interval: float = Field(
-        default=15.0, gt=0, validation_alias=AliasChoices("THREADGATE_SWEEP_INTERVAL")
-    )
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("slack_bot_token")
+    @field_validator("openai_base_url")
     @classmethod
-    def _bot_token_shape(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().startswith("xoxb-"):
-            raise ValueError("must be a bot token starting with xoxb-")
-        return value
-
-    @field_validator("slack_app_token")
-    @classmethod
-    def _app_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().startswith("xapp-"):
-            raise ValueError("must be an app-level token starting with xapp-")
-        return value
-
-    @field_validator("slack_api_url", "openai_base_url")
-    @classmethod
-    def _url_shape(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
-
-    @field_validator("slack_api_url")
-    @classmethod
-    def _trailing_slash(cls, value: str) -> str:
-        return value if value.endswith("/") else value + "/"
+    def _openai_url_shape(cls, value: str | None) -> str | None:
+        return None if value is None else _url_shape(value)
 
     @field_validator("database_url")
     @classmethod
@@ -101,6 +68,49 @@ class Settings(BaseSettings):
         key = self.encryption_key
         return Cipher.from_setting(key.get_secret_value()) if key is not None else None
 
+
+def _url_shape(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+class Settings(CoreSettings):
+    slack_bot_token: SecretStr
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = SLACK_API_URL
+    port: int = Field(default=3000, ge=1, le=65535)
+    drain_timeout: float = Field(
+        default=30.0, gt=0, validation_alias=AliasChoices("THREADGATE_DRAIN_TIMEOUT")
+    )
+    max_workers: int = Field(
+        default=16, ge=1, le=1000, validation_alias=AliasChoices("THREADGATE_MAX_WORKERS")
+    )
+    sweep_interval: float = Field(
+        default=15.0, gt=0, validation_alias=AliasChoices("THREADGATE_SWEEP_INTERVAL")
+    )
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _bot_token_shape(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith("xoxb-"):
+            raise ValueError("must be a bot token starting with xoxb-")
+        return value
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("xapp-"):
+            raise ValueError("must be an app-level token starting with xapp-")
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _slack_url(cls, value: str) -> str:
+        value = _url_shape(value)
+        return value if value.endswith("/") else value + "/"
+
     @model_validator(mode="after")
     def _signing_secret_for_http(self) -> Self:
         if self.slack_app_token is None and not self.slack_signing_secret:
@@ -113,3 +123,22 @@ class Settings(BaseSettings):
     @property
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None
+
+
+class ConsoleSettings(CoreSettings):
+    """`python -m bot console`: a model to talk to, and whose name the console decides in."""
+
+    console_user: str = Field(
+        default="console",
+        min_length=1,
+        max_length=64,
+        validation_alias=AliasChoices("THREADGATE_CONSOLE_USER", "USER", "LOGNAME"),
+    )
+
+    @model_validator(mode="after")
+    def _a_model(self) -> Self:
+        if self.openai_api_key is None and self.openai_base_url is None:
+            raise ValueError(
+                "setting OPENAI_API_KEY is missing (or set OPENAI_BASE_URL to a local model server)"
+            )
+        return self

@@ -45,6 +45,18 @@ def load_tool_modules(modules: list[str], *, config_path: Path | None) -> dict[s
     return tools
 
 
+def configured_tools(
+    config: Config, builtins: Mapping[str, FunctionTool], *, config_path: Path | None
+) -> dict[str, FunctionTool]:
+    """The admin's modules' tools and the built-ins they switched on, each one that the
+    policy names present."""
+    tools = load_tool_modules(config.tools.modules, config_path=config_path)
+    for name in config.tools.builtins:
+        tools[name] = builtins[name]
+    check_policy_tools(config, tools, config_path=config_path)
+    return tools
+
+
 def check_policy_tools(
     config: Config, tools: Mapping[str, Any], *, config_path: Path | None
 ) -> None:

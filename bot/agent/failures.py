@@ -20,6 +20,8 @@ class Failure:
 def describe(exc: BaseException) -> Failure:
     if isinstance(exc, openai.APITimeoutError | TimeoutError):
         return Failure("The model did not answer in time.", expected=True)
+    if isinstance(exc, openai.APIConnectionError):
+        return Failure("The model server could not be reached.", expected=True)
     if isinstance(
         exc,
         openai.BadRequestError
