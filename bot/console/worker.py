@@ -28,22 +28,6 @@ from storage.runs import BegunResume, BegunRun, finish_run
 log = logging.getLogger(__name__)
 
 
-class ToolLines:
-    """Says which tool runs, as the thread's status line would."""
-
-    def __init__(self, terminal: Terminal) -> None:
-        self.terminal = terminal
-
-    def text(self, delta: str) -> None:
-        pass
-
-    def tool_started(self, call_id: str, tool_name: str) -> None:
-        self.terminal.say(f"(running {tool_name})")
-
-    def tool_finished(self, call_id: str, tool_name: str) -> None:
-        pass
-
-
 class ConsoleWorker:
     def __init__(
         self,
@@ -61,7 +45,6 @@ class ConsoleWorker:
         self.approver = approver
         self.terminal = terminal
         self.by = by
-        self.observer = ToolLines(terminal)
 
     async def handle(self, step: Step) -> JobStatus:
         if step.job.kind == JobKind.RESUME:
@@ -86,7 +69,6 @@ class ConsoleWorker:
                     thread_ts=thread.thread_ts,
                     user_id=job.user_id or run.requested_by,
                 ),
-                observer=self.observer,
             )
         except Exception as exc:
             await self._failed(run, exc, history.new_rows())
@@ -109,7 +91,6 @@ class ConsoleWorker:
                 decisions={a.call_id: call_decision(a, policy) for a in begun.approvals},
                 new_messages=[],
                 history=history,
-                observer=self.observer,
             )
         except Exception as exc:
             await self._failed(run, exc, history.new_rows())
@@ -174,5 +155,7 @@ class ConsoleWorker:
     async def _shown(self, thread_key: str) -> None:
         """What the conversation is owed (its cards, their new looks, a note) was shown in
         the terminal, which is its only surface: nobody is to send it to Slack."""
-        for delivery in await outbox.claim(self.db, thread_key=thread_key, by=self.by):
-            await outbox.delivered(self.db, delivery=delivery, by=self.by, message_ts=None)
+        while owed := await outbox.claim(self.db, thread_key=thread_key, by=self.by):
+            # A card's later looks are claimed once its first is done with.
+            for delivery in owed:
+                await outbox.delivered(self.db, delivery=delivery, by=self.by, message_ts=None)
