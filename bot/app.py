@@ -13,7 +13,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.agent.build import build_runs, configured_tools
 from bot.agent.builtin_tools import SENSITIVE, slack_tools
-from bot.agent.ledger import ExecutionLedger
 from bot.approvals.approvals import Approvals
 from bot.approvals.deciding import CallPolicies
 from bot.approvals.policy import Policy
@@ -110,16 +109,7 @@ def build_app(
     )
     threads = ThreadApprovals(db, approvals=approvals, outbox=outbox)
     runs = build_runs(
-        config,
-        tools,
-        policies,
-        db=db,
-        ledger=ExecutionLedger(db),
-        cipher=db.cipher,
-        model=model,
-        api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
-        base_url=settings.openai_base_url,
-        thread_cover=threads,
+        config, tools, policies, db=db, settings=settings, model=model, thread_cover=threads
     )
     signs = ThreadSigns(posting_client(client))
 

@@ -136,20 +136,19 @@ class Approvals:
         """Store the pause with one approval per call, with the cards it owes the thread
         (after `before`), then deliver them. Returns the policy's decisions of the calls, or
         nothing when the run was interrupted meanwhile."""
-        try:
-            decided, _rows = await store_pause(
-                self.db,
-                self.policies,
-                run=run,
-                thread=thread,
-                outcome=outcome,
-                new_history=new_history,
-                owed=before,
-                by=self.outbox.claimant,
-            )
-        except LookupError:
-            log.warning("run %s paused after it was marked interrupted", run.id)
+        paused = await store_pause(
+            self.db,
+            self.policies,
+            run=run,
+            thread=thread,
+            outcome=outcome,
+            new_history=new_history,
+            owed=before,
+            by=self.outbox.claimant,
+        )
+        if paused is None:
             return []
+        decided, _rows = paused
         await self.outbox.deliver(thread.key)
         return decided
 

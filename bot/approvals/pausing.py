@@ -4,6 +4,7 @@ approval, with the run's state, in one transaction.
 Whichever surface then asks the people (Slack cards, the console's prompt) stores the pause
 here, so the approvals it decides are the same rows with the same rules."""
 
+import logging
 from collections.abc import Sequence
 
 from bot.agent.runs import RunOutcome
@@ -14,6 +15,8 @@ from storage.ids import ThreadRef
 from storage.models import Approval, Run
 from storage.outbox import Claimant, Owed
 from storage.runs import NewApproval, pause_run
+
+log = logging.getLogger(__name__)
 
 
 async def store_pause(
@@ -26,10 +29,10 @@ async def store_pause(
     new_history: Sequence[str],
     owed: Sequence[Owed],
     by: Claimant,
-) -> tuple[list[CallPolicy], list[Approval]]:
+) -> tuple[list[CallPolicy], list[Approval]] | None:
     """Each call is decided again here, as the SDK decided it, for the rule and approvers to
-    record with it. Returns those decisions and the stored approvals, in the calls' order;
-    raises LookupError when the run is no longer running (it was interrupted meanwhile)."""
+    record with it. Returns those decisions and the stored approvals, in the calls' order, or
+    None when the run is no longer running (it was interrupted meanwhile)."""
     assert outcome.saved is not None
     decided = [
         await policies.decide(
@@ -37,34 +40,38 @@ async def store_pause(
         )
         for call in outcome.pending
     ]
-    rows = await pause_run(
-        db,
-        run_id=run.id,
-        saved=outcome.saved,
-        new_history=new_history,
-        approvals=[
-            NewApproval(
-                call_id=call.call_id,
-                tool_name=call.tool_name,
-                arguments=call.arguments,
-                approvers=list(policy.approvers),
-                # The call's quorum, stored with it: a config change never moves the
-                # goalposts of a call already waiting.
-                approvals_needed=policy.approvals_needed,
-                rule_index=policy.rule_index,
-                rule_label=policy.rule_label,
-                allow_for_thread=policy.allow_for_thread
-                and policy.approvals_needed == 1
-                and not policy.failed_closed,
-                thread_approval_ttl=policy.thread_approval_ttl,
-                allow_edit=policy.allow_edit,
-            )
-            for call, policy in zip(outcome.pending, decided, strict=True)
-        ],
-        thread=thread,
-        requested_by=run.requested_by,
-        expire_after=policies.policy.expire_after,
-        owed=owed,
-        by=by,
-    )
+    try:
+        rows = await pause_run(
+            db,
+            run_id=run.id,
+            saved=outcome.saved,
+            new_history=new_history,
+            approvals=[
+                NewApproval(
+                    call_id=call.call_id,
+                    tool_name=call.tool_name,
+                    arguments=call.arguments,
+                    approvers=list(policy.approvers),
+                    # The call's quorum, stored with it: a config change never moves the
+                    # goalposts of a call already waiting.
+                    approvals_needed=policy.approvals_needed,
+                    rule_index=policy.rule_index,
+                    rule_label=policy.rule_label,
+                    allow_for_thread=policy.allow_for_thread
+                    and policy.approvals_needed == 1
+                    and not policy.failed_closed,
+                    thread_approval_ttl=policy.thread_approval_ttl,
+                    allow_edit=policy.allow_edit,
+                )
+                for call, policy in zip(outcome.pending, decided, strict=True)
+            ],
+            thread=thread,
+            requested_by=run.requested_by,
+            expire_after=policies.policy.expire_after,
+            owed=owed,
+            by=by,
+        )
+    except LookupError:
+        log.warning("run %s paused after it was marked interrupted", run.id)
+        return None
     return decided, rows

@@ -19,7 +19,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.agent.build import build_runs, configured_tools
 from bot.agent.builtin_tools import SENSITIVE, slack_tools_unavailable
-from bot.agent.ledger import ExecutionLedger
 from bot.agent.runs import AgentRuns
 from bot.app import process_owner
 from bot.approvals.deciding import CallPolicies
@@ -133,17 +132,7 @@ def build_console(settings: ConsoleSettings, config: Config, terminal: Terminal)
     policies = CallPolicies(
         policy, requesters=functools.partial(run_requesters, db), members=no_group_members
     )
-    runs = build_runs(
-        config,
-        tools,
-        policies,
-        db=db,
-        ledger=ExecutionLedger(db),
-        cipher=db.cipher,
-        model=None,
-        api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
-        base_url=settings.openai_base_url,
-    )
+    runs = build_runs(config, tools, policies, db=db, settings=settings, model=None)
     owner = process_owner()
     lease = timedelta(seconds=settings.lease_seconds)
     claimant = Claimant(owner, lease)

@@ -7,10 +7,9 @@ and their updates) is shown in the terminal instead, so what the thread is owed 
 delivered here.
 """
 
-import logging
 from collections.abc import Sequence
 
-from bot.agent.failures import describe, turn_limit_note
+from bot.agent.failures import describe, logged_stop, turn_limit_note
 from bot.agent.runs import AgentRuns, RunOutcome, StateLoadError, thread_context
 from bot.approvals.approvals import call_decision
 from bot.approvals.deciding import CallPolicies
@@ -20,12 +19,10 @@ from bot.console.terminal import Terminal
 from storage import outbox
 from storage.database import Database
 from storage.ids import ThreadRef
-from storage.models import Job, JobKind, JobStatus, Run, RunStatus, new_ref
+from storage.models import Job, JobKind, JobStatus, Run, RunStatus
 from storage.outbox import Claimant
 from storage.queue import Step, requeue_jobs
 from storage.runs import BegunResume, BegunRun, finish_run
-
-log = logging.getLogger(__name__)
 
 
 class ConsoleWorker:
@@ -62,13 +59,7 @@ class ConsoleWorker:
             outcome = await self.runs.start(
                 job.text or "",
                 history=history,
-                context=thread_context(
-                    run_id=run.id,
-                    team_id=thread.team_id,
-                    channel_id=thread.channel_id,
-                    thread_ts=thread.thread_ts,
-                    user_id=job.user_id or run.requested_by,
-                ),
+                context=thread_context(thread, run_id=run.id, user_id=run.requested_by),
             )
         except Exception as exc:
             await self._failed(run, exc, history.new_rows())
@@ -103,20 +94,19 @@ class ConsoleWorker:
     ) -> None:
         """Answer, or store the pause and ask about each call; a decision queues the resume."""
         if outcome.pending and outcome.saved is not None:
-            try:
-                _decided, approvals = await store_pause(
-                    self.db,
-                    self.policies,
-                    run=run,
-                    thread=thread,
-                    outcome=outcome,
-                    new_history=new_history,
-                    owed=(),
-                    by=self.by,
-                )
-            except LookupError:
-                log.warning("run %s paused after it was marked interrupted", run.id)
+            paused = await store_pause(
+                self.db,
+                self.policies,
+                run=run,
+                thread=thread,
+                outcome=outcome,
+                new_history=new_history,
+                owed=(),
+                by=self.by,
+            )
+            if paused is None:
                 return
+            _decided, approvals = paused
             for approval in approvals:
                 if not await self.approver.ask(approval):
                     break
@@ -133,16 +123,12 @@ class ConsoleWorker:
 
     async def _failed(self, run: Run, exc: Exception, new_history: Sequence[str]) -> None:
         """The run ends as failed, with a reference id; the conversation goes on."""
-        ref = new_ref()
         if isinstance(exc, StateLoadError):
             what, expected = f"I couldn't resume the run: {exc}", True
         else:
             failure = describe(exc)
             what, expected = failure.what, failure.expected
-        if expected:
-            log.warning("run %s stopped: %s (ref %s)", run.id, type(exc).__name__, ref)
-        else:
-            log.error("run %s failed (ref %s)", run.id, ref, exc_info=exc)
+        ref = logged_stop(run.id, type(exc).__name__, expected=expected)
         await finish_run(
             self.db,
             run_id=run.id,
