@@ -177,7 +177,7 @@ def run(settings: ConsoleSettings) -> int:
     """Exit 0 at the end of input, 2 for a bad config, 1 when the database is not usable,
     130 on Ctrl-C."""
     configure_logging(settings)
-    terminal = Terminal(sys.stdin.buffer, sys.stdout, sys.stderr, interactive=sys.stdin.isatty())
+    terminal = Terminal(sys.stdin.fileno(), sys.stdout, sys.stderr, interactive=sys.stdin.isatty())
     try:
         console = build_console(settings, load_config(settings.threadgate_config), terminal)
     except ConfigError as exc:

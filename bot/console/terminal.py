@@ -1,15 +1,16 @@
 """The console's standard input and output.
 
-Lines are read on a daemon thread, so a line typed while the agent works waits its turn and
-an exit never waits for a read that may not come. What the model, a tool or a person wrote
-reaches the terminal with its control characters shown, never obeyed: an escape sequence in an
-argument must not recolour, hide or rewrite what the approver reads.
+Lines are read from the file descriptor on a daemon thread, so a line typed while the agent
+works waits its turn and an exit never waits for a read that may not come. What the model, a
+tool or a person wrote reaches the terminal with its control characters shown, never obeyed: an
+escape sequence in an argument must not recolour, hide or rewrite what the approver reads.
 """
 
 import asyncio
 import contextlib
+import os
 import threading
-from typing import BinaryIO, TextIO
+from typing import TextIO
 
 # Bidirectional overrides and isolates reorder what is shown around them.
 _BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -26,9 +27,7 @@ def printable(text: str) -> str:
 
 
 class Terminal:
-    def __init__(
-        self, stdin: BinaryIO, stdout: TextIO, stderr: TextIO, *, interactive: bool
-    ) -> None:
+    def __init__(self, stdin: int, stdout: TextIO, stderr: TextIO, *, interactive: bool) -> None:
         self.stdin = stdin
         self.stdout = stdout
         self.stderr = stderr
@@ -38,15 +37,25 @@ class Terminal:
         self._reader: threading.Thread | None = None
 
     def _read_lines(self, loop: asyncio.AbstractEventLoop) -> None:
-        try:
-            for raw in iter(self.stdin.readline, b""):
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        """Reads the file descriptor itself: a thread blocked in a buffered reader would hold
+        its lock and abort the interpreter's shutdown."""
+
+        def put(line: str | None) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed first: nobody waits
                 loop.call_soon_threadsafe(self._lines.put_nowait, line)
-        except (OSError, ValueError):
+
+        pending = b""
+        try:
+            while chunk := os.read(self.stdin, 65536):
+                *lines, pending = (pending + chunk).split(b"\n")
+                for raw in lines:
+                    put(raw.decode("utf-8", "replace").removesuffix("\r"))
+            if pending:
+                put(pending.decode("utf-8", "replace").removesuffix("\r"))
+        except OSError:
             pass  # standard input went away: that is its end
         finally:
-            with contextlib.suppress(RuntimeError):  # the loop closed first: nobody waits
-                loop.call_soon_threadsafe(self._lines.put_nowait, None)
+            put(None)
 
     async def read(self, prompt: str = "") -> str | None:
         """The next line, or None at the end of input (and every time after it)."""
