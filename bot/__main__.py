@@ -1,7 +1,8 @@
 """`python -m bot` serves; `python -m bot migrate` upgrades the database and exits;
 `python -m bot reencrypt` reseals stored data with the first encryption key and exits;
 `python -m bot audit` prints the audit log;
-`python -m bot check-config [FILE]` checks a config file and prints its effective policy.
+`python -m bot check-config [FILE]` checks a config file and prints its effective policy;
+`python -m bot console` talks to the agent in a terminal, with no Slack app.
 
 The only place that reads the environment. Bad settings or a bad config file end start-up
 with one line naming the problem and exit code 2, never a traceback.
@@ -15,6 +16,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TypeVar
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -25,17 +27,19 @@ from bot import audit_export
 from bot.app import build_app
 from bot.check_config import check as config_report
 from bot.config import ConfigError
+from bot.console import session as console
 from bot.container import Threadgate
 from bot.log_redaction import configure_logging
-from bot.settings import ConfigLocation, DatabaseSettings, Settings
+from bot.settings import ConfigLocation, ConsoleSettings, DatabaseSettings, Settings
 from bot.slack.http_server import build_web_app
 from storage import schema, sealed_columns
 from storage.crypto import SETTING, DecryptionError
 from storage.database import Database, driver_threads_finished
 
 log = logging.getLogger("threadgate")
+S = TypeVar("S", bound=DatabaseSettings)
 
-USAGE = "usage: python -m bot [serve | migrate | reencrypt | audit | check-config [FILE]]"
+USAGE = "usage: python -m bot [serve | migrate | reencrypt | audit | check-config [FILE] | console]"
 FATAL_SLACK_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked"}
 
 
@@ -59,15 +63,7 @@ def _settings_errors(exc: ValidationError) -> list[str]:
 BOLT_READS = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
 
 
-def load_database_settings() -> DatabaseSettings:
-    try:
-        return DatabaseSettings()
-    except ValidationError as exc:
-        print("\n".join(_settings_errors(exc)), file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-def load_settings() -> Settings:
+def load_settings(kind: type[S]) -> S:
     """Settings from the environment, which then no longer holds the Slack secrets.
 
     From here on the settings are the only source: Bolt gets what it needs as arguments, and
@@ -75,7 +71,7 @@ def load_settings() -> Settings:
     `os.environ`.
     """
     try:
-        settings = Settings()  # the environment fills the required fields
+        settings = kind()  # the environment fills the required fields
     except ValidationError as exc:
         print("\n".join(_settings_errors(exc)), file=sys.stderr)
         raise SystemExit(2) from None
@@ -228,15 +224,17 @@ def check_config(argv: list[str]) -> int:
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "serve"
     if command == "audit":
-        database_settings = load_database_settings()
+        database_settings = load_settings(DatabaseSettings)
         configure_logging(database_settings)
         return asyncio.run(print_audit(database_settings, argv[1:]))
     if command == "check-config" and len(argv) <= 2:
         return check_config(argv[1:])
-    if command not in ("serve", "migrate", "reencrypt") or len(argv) > 1:
+    if command not in ("serve", "migrate", "reencrypt", "console") or len(argv) > 1:
         print(USAGE, file=sys.stderr)
         return 2
-    settings = load_settings()
+    if command == "console":
+        return console.run(load_settings(ConsoleSettings))
+    settings = load_settings(Settings)
     configure_logging(settings)
     if command == "migrate":
         return asyncio.run(migrate(settings))

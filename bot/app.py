@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.agent.build import build_runs, check_policy_tools, load_tool_modules
+from bot.agent.build import build_runs, configured_tools
 from bot.agent.builtin_tools import SENSITIVE, slack_tools
-from bot.agent.ledger import ExecutionLedger
 from bot.approvals.approvals import Approvals
 from bot.approvals.deciding import CallPolicies
 from bot.approvals.inbox import HomeInbox
@@ -75,11 +74,7 @@ def build_app(
     client = slack_client or build_slack_client(
         settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
     )
-    tools = load_tool_modules(config.tools.modules, config_path=settings.threadgate_config)
-    builtins = slack_tools(client)
-    for name in config.tools.builtins:
-        tools[name] = builtins[name]
-    check_policy_tools(config, tools, config_path=settings.threadgate_config)
+    tools = configured_tools(config, slack_tools(client), config_path=settings.threadgate_config)
     policy = Policy.from_config(
         config.approvals,
         tool_defaults={name: SENSITIVE[name] for name in config.tools.builtins},
@@ -123,16 +118,7 @@ def build_app(
     approvals.on_change = inbox.changed
     threads = ThreadApprovals(db, approvals=approvals, outbox=outbox)
     runs = build_runs(
-        config,
-        tools,
-        policies,
-        db=db,
-        ledger=ExecutionLedger(db),
-        cipher=db.cipher,
-        model=model,
-        api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
-        base_url=settings.openai_base_url,
-        thread_cover=threads,
+        config, tools, policies, db=db, settings=settings, model=model, thread_cover=threads
     )
     signs = ThreadSigns(posting_client(client))
 

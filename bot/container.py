@@ -33,6 +33,15 @@ from storage.sealed_columns import check_stored_data_opens
 log = logging.getLogger(__name__)
 
 
+async def open_database(db: Database, *, migrate: bool) -> None:
+    """Up to date (migrated here, or refused), and readable with the configured keys."""
+    if migrate:
+        await schema.upgrade_if_behind(db)
+    elif not await schema.is_up_to_date(db):
+        raise RuntimeError("the database schema is behind: run `python -m bot migrate`")
+    await check_stored_data_opens(db)
+
+
 @dataclass
 class Health:
     migrated: bool = False
@@ -73,11 +82,7 @@ class Threadgate:
             # One pooled HTTP session for every Web API call instead of one per call.
             self.client.session = aiohttp.ClientSession()
         self.outbox.client.session = self.client.session
-        if self.settings.migrate_on_start:
-            await schema.upgrade_if_behind(self.db)
-        elif not await schema.is_up_to_date(self.db):
-            raise RuntimeError("the database schema is behind: run `python -m bot migrate`")
-        await check_stored_data_opens(self.db)
+        await open_database(self.db, migrate=self.settings.migrate_on_start)
         self.health.migrated = True
         if self.db.is_sqlite:
             # SQLite serves one process, so a lease left behind is a crashed predecessor's.

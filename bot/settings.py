@@ -1,4 +1,8 @@
-"""Process settings from the environment (or a .env file); secrets stay SecretStr end to end."""
+"""Process settings from the environment (or a .env file); secrets stay SecretStr end to end.
+
+`DatabaseSettings` is what a command that only reads the database needs (`audit`);
+`CoreSettings` adds what the agent and its tools need; `Settings` adds Slack for the bot, and
+`ConsoleSettings` asks for a model instead, so the console runs without a Slack app."""
 
 from pathlib import Path
 from typing import Literal, Self
@@ -30,8 +34,8 @@ class ConfigLocation(BaseSettings):
 
 
 class DatabaseSettings(BaseSettings):
-    """What a command that only reads or writes the database needs (`audit`, `migrate`):
-    no Slack secret, so an admin's shell needs none either."""
+    """What a command that only reads or writes the database needs (`audit`): no Slack
+    secret, so an admin's shell needs none either."""
 
     model_config = _FROM_ENVIRONMENT
 
@@ -67,22 +71,38 @@ class DatabaseSettings(BaseSettings):
         return Cipher.from_setting(key.get_secret_value()) if key is not None else None
 
 
-class Settings(DatabaseSettings):
+class CoreSettings(DatabaseSettings):
+    """What the agent, its tools and the database need, in the bot and in the console."""
+
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    migrate_on_start: bool = Field(
+        default=True, validation_alias=AliasChoices("THREADGATE_MIGRATE_ON_START")
+    )
+    lease_seconds: float = Field(
+        default=30.0, ge=1, validation_alias=AliasChoices("THREADGATE_LEASE_SECONDS")
+    )
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _openai_url_shape(cls, value: str | None) -> str | None:
+        return None if value is None else _url_shape(value)
+
+
+def _url_shape(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+class Settings(CoreSettings):
     slack_bot_token: SecretStr
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     slack_api_url: str = SLACK_API_URL
-    openai_api_key: SecretStr | None = None
-    openai_base_url: str | None = None
     port: int = Field(default=3000, ge=1, le=65535)
-    migrate_on_start: bool = Field(
-        default=True, validation_alias=AliasChoices("THREADGATE_MIGRATE_ON_START")
-    )
     drain_timeout: float = Field(
         default=30.0, gt=0, validation_alias=AliasChoices("THREADGATE_DRAIN_TIMEOUT")
-    )
-    lease_seconds: float = Field(
-        default=30.0, ge=1, validation_alias=AliasChoices("THREADGATE_LEASE_SECONDS")
     )
     max_workers: int = Field(
         default=16, ge=1, le=1000, validation_alias=AliasChoices("THREADGATE_MAX_WORKERS")
@@ -105,18 +125,10 @@ class Settings(DatabaseSettings):
             raise ValueError("must be an app-level token starting with xapp-")
         return value
 
-    @field_validator("slack_api_url", "openai_base_url")
-    @classmethod
-    def _url_shape(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
-
     @field_validator("slack_api_url")
     @classmethod
-    def _trailing_slash(cls, value: str) -> str:
+    def _slack_url(cls, value: str) -> str:
+        value = _url_shape(value)
         return value if value.endswith("/") else value + "/"
 
     @model_validator(mode="after")
@@ -131,3 +143,22 @@ class Settings(DatabaseSettings):
     @property
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None
+
+
+class ConsoleSettings(CoreSettings):
+    """`python -m bot console`: a model to talk to, and whose name the console decides in."""
+
+    console_user: str = Field(
+        default="console",
+        min_length=1,
+        max_length=64,
+        validation_alias=AliasChoices("THREADGATE_CONSOLE_USER", "USER", "LOGNAME"),
+    )
+
+    @model_validator(mode="after")
+    def _a_model(self) -> Self:
+        if self.openai_api_key is None and self.openai_base_url is None:
+            raise ValueError(
+                "setting OPENAI_API_KEY is missing (or set OPENAI_BASE_URL to a local model server)"
+            )
+        return self

@@ -13,12 +13,13 @@ from agents.models.openai_responses import OpenAIResponsesModel
 from agents.tool_context import ToolContext
 from openai import AsyncOpenAI
 
+from bot.agent import ledger as ledgers
 from bot.agent import openai_request_transform
 from bot.agent.runs import AgentRuns
 from bot.approvals.deciding import CallPolicies
 from bot.approvals.policy import CallPolicy
 from bot.config import THREAD_WITH_QUORUM, Config, ConfigError, rule_key
-from storage.crypto import Cipher
+from bot.settings import CoreSettings
 from storage.database import Database
 
 
@@ -42,6 +43,18 @@ def load_tool_modules(modules: list[str], *, config_path: Path | None) -> dict[s
             if tool.name in tools:
                 raise ConfigError(config_path, key, f"tool {tool.name!r} is defined twice")
             tools[tool.name] = tool
+    return tools
+
+
+def configured_tools(
+    config: Config, builtins: Mapping[str, FunctionTool], *, config_path: Path | None
+) -> dict[str, FunctionTool]:
+    """The admin's modules' tools and the built-ins they switched on, each one that the
+    policy names present."""
+    tools = load_tool_modules(config.tools.modules, config_path=config_path)
+    for name in config.tools.builtins:
+        tools[name] = builtins[name]
+    check_policy_tools(config, tools, config_path=config_path)
     return tools
 
 
@@ -225,25 +238,28 @@ def build_runs(
     policies: CallPolicies,
     *,
     db: Database,
-    ledger: ExecutionLedger,
-    cipher: Cipher | None,
+    settings: CoreSettings,
     model: Model | None,
-    api_key: str | None,
-    base_url: str | None,
     thread_cover: ThreadCover | None = None,
 ) -> AgentRuns:
-    """Tracing stays off: it would send conversation content to a third party by default."""
+    """Approved calls are claimed in `db`'s ledger. Tracing stays off: it would send
+    conversation content to a third party by default."""
     set_tracing_disabled(True)
     client = None
     if model is None:
         openai_request_transform.install()
-        client = AsyncOpenAI(api_key=api_key or "unset", base_url=base_url)
+        key = settings.openai_api_key
+        client = AsyncOpenAI(
+            api_key=key.get_secret_value() if key is not None else "unset",
+            base_url=settings.openai_base_url,
+        )
         model = build_model(config, client)
+    ledger = ledgers.ExecutionLedger(db)
     return AgentRuns(
         build_agent(config, tools, policies, model, ledger, thread_cover),
         max_turns=config.agent.max_turns,
         db=db,
         history_limit=config.agent.history_limit,
         client=client,
-        cipher=cipher,
+        cipher=db.cipher,
     )

@@ -1,5 +1,8 @@
 """Tools that ship with threadgate; admins switch them on in `[tools] builtins`."""
 
+import dataclasses
+from typing import Any
+
 from agents import FunctionTool, function_tool
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -49,3 +52,16 @@ def slack_tools(client: AsyncWebClient) -> dict[str, FunctionTool]:
         return ", ".join(parts)
 
     return {"slack_post_message": slack_post_message, "slack_lookup_user": slack_lookup_user}
+
+
+def slack_tools_unavailable(reason: str) -> dict[str, FunctionTool]:
+    """The built-ins by name and arguments (for the policy and the model) where there is no
+    Slack: running one answers `reason`."""
+
+    async def unavailable(_context: Any, _arguments: str) -> str:
+        return reason
+
+    return {
+        name: dataclasses.replace(tool, on_invoke_tool=unavailable)
+        for name, tool in slack_tools(AsyncWebClient()).items()
+    }

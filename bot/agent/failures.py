@@ -5,10 +5,15 @@ agent: the thread is told which one it was, with a reference id, and the log say
 Only what nobody expected is an ERROR with its traceback.
 """
 
+import logging
 from dataclasses import dataclass
 
 import openai
 from agents.exceptions import ModelBehaviorError
+
+from storage.models import new_ref
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,8 @@ class Failure:
 def describe(exc: BaseException) -> Failure:
     if isinstance(exc, openai.APITimeoutError | TimeoutError):
         return Failure("The model did not answer in time.", expected=True)
+    if isinstance(exc, openai.APIConnectionError):
+        return Failure("The model server could not be reached.", expected=True)
     if isinstance(
         exc,
         openai.BadRequestError
@@ -43,3 +50,14 @@ def turn_limit_note(max_turns: int) -> str:
         f":octagonal_sign: I stopped after {max_turns} {steps}, the limit set for this agent. "
         "What I did so far is kept: reply “go on” to continue."
     )
+
+
+def logged_stop(run_id: str, cause: str, *, expected: bool) -> str:
+    """Log a run that stopped and return the reference id the people are given. Only the
+    unexpected is an ERROR, with its traceback (call it from the handler)."""
+    ref = new_ref()
+    if expected:
+        log.warning("run %s stopped: %s (ref %s)", run_id, cause, ref)
+    else:
+        log.error("run %s failed: %s (ref %s)", run_id, cause, ref, exc_info=True)
+    return ref

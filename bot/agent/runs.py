@@ -29,6 +29,7 @@ from bot.agent.run_history import RunHistory
 from bot.agent.thread_input import run_input
 from storage.crypto import Cipher
 from storage.database import Database
+from storage.ids import ThreadRef
 from storage.runs import SavedState
 
 SDK_VERSION = version("openai-agents")
@@ -82,15 +83,13 @@ class StateLoadError(Exception):
     """A stored state this SDK or this agent cannot resume; the message is for the thread."""
 
 
-def thread_context(
-    *, run_id: str, team_id: str, channel_id: str, thread_ts: str, user_id: str
-) -> dict[str, str]:
+def thread_context(thread: ThreadRef, *, run_id: str, user_id: str) -> dict[str, str]:
     """Plain JSON only: RunState serializes the context with the state."""
     return {
         "run_id": run_id,
-        "team_id": team_id,
-        "channel_id": channel_id,
-        "thread_ts": thread_ts,
+        "team_id": thread.team_id,
+        "channel_id": thread.channel_id,
+        "thread_ts": thread.thread_ts,
         "user_id": user_id,
     }
 

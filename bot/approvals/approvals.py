@@ -35,6 +35,7 @@ from bot.agent.runs import CallDecision, RunOutcome
 from bot.approvals import editing
 from bot.approvals.authorization import Verdict, may_decide
 from bot.approvals.deciding import CallPolicies
+from bot.approvals.pausing import store_pause
 from bot.approvals.policy import CallPolicy, Policy
 from bot.runtime.outbox import Outbox
 from bot.slack import blocks, cards
@@ -56,7 +57,7 @@ from storage.database import Database
 from storage.ids import ThreadRef
 from storage.models import Approval, ApprovalStatus, Run, utcnow
 from storage.outbox import Owed
-from storage.runs import NewApproval, pause_run, requesters_of
+from storage.runs import requesters_of
 
 log = logging.getLogger(__name__)
 
@@ -153,51 +154,22 @@ class Approvals:
         before: Sequence[Owed] = (),
     ) -> list[CallPolicy]:
         """Store the pause with one approval per call, with the cards it owes the thread
-        (after `before`), then deliver them. Each call is decided again here, as the SDK
-        decided it, for the rule and approvers to record with it. Returns those decisions,
-        or nothing when the run was interrupted meanwhile."""
-        assert outcome.saved is not None
-        decided = [
-            await self.policies.decide(
-                call.tool_name, call.arguments, channel_id=thread.channel_id, run_id=run.id
-            )
-            for call in outcome.pending
-        ]
-        try:
-            stored = await pause_run(
-                self.db,
-                run_id=run.id,
-                saved=outcome.saved,
-                new_history=new_history,
-                approvals=[
-                    NewApproval(
-                        call_id=call.call_id,
-                        tool_name=call.tool_name,
-                        arguments=call.arguments,
-                        approvers=list(policy.approvers),
-                        # The call's quorum, stored with it: a config change never moves
-                        # the goalposts of a call already waiting.
-                        approvals_needed=policy.approvals_needed,
-                        rule_index=policy.rule_index,
-                        rule_label=policy.rule_label,
-                        allow_for_thread=policy.allow_for_thread
-                        and policy.approvals_needed == 1
-                        and not policy.failed_closed,
-                        thread_approval_ttl=policy.thread_approval_ttl,
-                        allow_edit=policy.allow_edit,
-                        mirror_channel_id=self.mirror_to,
-                    )
-                    for call, policy in zip(outcome.pending, decided, strict=True)
-                ],
-                thread=thread,
-                requested_by=run.requested_by,
-                expire_after=self.policy.expire_after,
-                owed=before,
-                by=self.outbox.claimant,
-            )
-        except LookupError:
-            log.warning("run %s paused after it was marked interrupted", run.id)
+        (after `before`), then deliver them. Returns the policy's decisions of the calls, or
+        nothing when the run was interrupted meanwhile."""
+        paused = await store_pause(
+            self.db,
+            self.policies,
+            run=run,
+            thread=thread,
+            outcome=outcome,
+            new_history=new_history,
+            owed=before,
+            by=self.outbox.claimant,
+            mirror_to=self.mirror_to,
+        )
+        if paused is None:
             return []
+        decided, stored = paused
         await self.outbox.deliver(thread.key)
         self.on_change(stored)
         return decided
@@ -527,9 +499,13 @@ class Approvals:
         await self.replies.private(channel=channel, user=user, thread_ts=thread_ts, text=text)
 
     def decision_for(self, approval: Approval) -> CallDecision:
-        """What the resumed run is told about this call."""
-        if approval.status == ApprovalStatus.APPROVED:
-            return CallDecision(approved=True)
-        if approval.status == ApprovalStatus.EXPIRED:
-            return CallDecision(approved=False, message=expired_message(self.policy))
-        return CallDecision(approved=False, message=approval.reason or REJECTED_WITHOUT_REASON)
+        return call_decision(approval, self.policy)
+
+
+def call_decision(approval: Approval, policy: Policy) -> CallDecision:
+    """What the resumed run is told about this call."""
+    if approval.status == ApprovalStatus.APPROVED:
+        return CallDecision(approved=True)
+    if approval.status == ApprovalStatus.EXPIRED:
+        return CallDecision(approved=False, message=expired_message(policy))
+    return CallDecision(approved=False, message=approval.reason or REJECTED_WITHOUT_REASON)

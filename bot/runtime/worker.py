@@ -11,11 +11,10 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
-from bot.agent.failures import describe, turn_limit_note
+from bot.agent.failures import describe, logged_stop, turn_limit_note
 from bot.agent.runs import AgentRuns, RunOutcome, StateLoadError, thread_context
 from bot.approvals.approvals import Approvals
 from bot.runtime import outbox as owed
-from bot.runtime.background import new_ref
 from bot.runtime.outbox import Outbox
 from bot.runtime.thread_context import ThreadContextReader
 from bot.slack import thread_signs
@@ -108,13 +107,7 @@ class ThreadWorker:
                 job.text or "",
                 history=history,
                 context_items=context_items,
-                context=thread_context(
-                    run_id=run.id,
-                    team_id=thread.team_id,
-                    channel_id=thread.channel_id,
-                    thread_ts=thread.thread_ts,
-                    user_id=job.user_id or "unknown",
-                ),
+                context=thread_context(thread, run_id=run.id, user_id=job.user_id or "unknown"),
                 observer=live,
             )
         except Exception as exc:
@@ -292,13 +285,9 @@ class ThreadWorker:
         expected: bool,
         cause: str,
     ) -> None:
-        """End the run as failed, with what it showed so far and a note with a reference id.
-        Only the unexpected is an ERROR, with its traceback (call it from the handler)."""
-        ref = new_ref()
-        if expected:
-            log.warning("run %s stopped: %s (ref %s)", run.id, cause, ref)
-        else:
-            log.error("run %s failed: %s (ref %s)", run.id, cause, ref, exc_info=True)
+        """End the run as failed, with what it showed so far and a note with a reference id
+        (call it from the handler, for the log to have the traceback)."""
+        ref = logged_stop(run.id, cause, expected=expected)
         await finish_run(
             self.db,
             run_id=run.id,

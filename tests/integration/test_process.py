@@ -131,7 +131,8 @@ def slow_stop(self):
     return stop(self)
 aiosqlite.core.Connection.stop = slow_stop
 from bot.__main__ import load_settings, migrate
-code = asyncio.run(migrate(load_settings()))
+from bot.settings import Settings
+code = asyncio.run(migrate(load_settings(Settings)))
 time.sleep(0.6)  # a traceback from the worker thread would be printed by now
 sys.exit(code)
 """

@@ -24,7 +24,7 @@ def _status(cls: type[openai.APIStatusError], code: int) -> openai.APIStatusErro
         (_status(openai.AuthenticationError, 401), "check the API key"),
         (_status(openai.InternalServerError, 500), "failed to answer"),
         (_status(openai.RateLimitError, 429), "failed to answer"),
-        (openai.APIConnectionError(request=REQUEST), "failed to answer"),
+        (openai.APIConnectionError(request=REQUEST), "could not be reached"),
         (ModelBehaviorError("bad tool call"), "failed to answer"),
     ],
 )
