@@ -181,6 +181,10 @@ class NewApproval:
     allow_for_thread: bool = False
     thread_approval_ttl: timedelta | None = None
     allow_edit: bool = False  # the card offers "Edit…"
+    # Reminders and escalation: after how long, and whom an escalation adds.
+    remind_after: timedelta | None = None
+    escalate_after: timedelta | None = None
+    escalate_to: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -241,6 +245,13 @@ async def pause_run(
                 ),
                 allow_edit=item.allow_edit,
                 expires_at=now + expire_after,
+                remind_at=now + item.remind_after if item.remind_after else None,
+                escalate_at=(
+                    now + item.escalate_after if item.escalate_after and item.escalate_to else None
+                ),
+                escalate_to=list(item.escalate_to)
+                if item.escalate_after and item.escalate_to
+                else None,
                 created_at=now,
             )
             for item in approvals

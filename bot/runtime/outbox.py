@@ -19,14 +19,16 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.approvals.authorization import is_user_group
 from bot.runtime.thread_locks import ThreadLocks
-from bot.slack import blocks, cards, markdown
+from bot.slack import blocks, cards, markdown, reminders
 from storage import decision_log, outbox
 from storage.approvals import get_approval
 from storage.database import Database
 from storage.ids import ThreadRef
-from storage.models import OutboxKind
+from storage.models import ApprovalStatus, OutboxKind
 from storage.outbox import Claimant, Delivery, Owed
+from storage.runs import requesters_of
 from storage.thread_approvals import of_approval
 
 log = logging.getLogger(__name__)
@@ -157,6 +159,8 @@ class Outbox:
 
     async def _send(self, delivery: Delivery) -> str | None:
         thread = ThreadRef.from_key(delivery.thread_key)
+        if delivery.kind == OutboxKind.REMINDER:
+            return await self._remind(thread, delivery)
         text, body = await self._render(delivery)
         if not delivery.is_post:
             ts = delivery.card_ts or str((delivery.payload or {}).get("ts") or "")
@@ -166,17 +170,32 @@ class Outbox:
                 )
             )
             return ts
+        return await self._post(thread, delivery, text, body)
+
+    async def _post(
+        self,
+        thread: ThreadRef,
+        delivery: Delivery,
+        text: str,
+        body: list[blocks.Block],
+        *,
+        to_user: str | None = None,
+    ) -> str | None:
+        """Post in the thread, or `to_user` directly (Slack posts to a user id in the app's
+        direct messages with them). A retry looks for an earlier post in the thread first; a
+        direct message cannot be looked for without reading the person's DMs, so one whose
+        first try may have reached Slack can arrive twice."""
         maybe_sent = delivery.attempts > 1
         for pause in (*QUICK_RETRIES, None):
-            if maybe_sent:
+            if maybe_sent and to_user is None:
                 found = await self._find_post(thread, delivery)
                 if found is not None:
                     return found
             try:
                 response = await self._call(
                     lambda: self.client.chat_postMessage(
-                        channel=thread.channel_id,
-                        thread_ts=thread.thread_ts,
+                        channel=to_user or thread.channel_id,
+                        thread_ts=None if to_user else thread.thread_ts,
                         text=text,
                         blocks=body,
                         metadata={
@@ -194,6 +213,41 @@ class Outbox:
             ts = response.get("ts")
             return str(ts) if ts else None
         raise AssertionError("unreachable")
+
+    async def _remind(self, thread: ThreadRef, delivery: Delivery) -> str | None:
+        """A reminder or an escalation, with the card's permalink as Slack gives it now; moot
+        once the call was decided."""
+        payload = delivery.payload or {}
+        to = str(payload.get("to") or "")
+        approval = await get_approval(self.db, delivery.approval_id or "")
+        if approval is None or approval.status != ApprovalStatus.PENDING or not to:
+            return None
+        in_thread = is_user_group(to)
+        text, body = reminders.reminder(
+            step=str(payload.get("step") or "remind"),
+            to=to,
+            in_thread=in_thread,
+            tool_name=approval.tool_name,
+            requesters=requesters_of(approval),
+            channel_id=approval.channel_id,
+            permalink=await self._permalink(approval.channel_id, approval.message_ts),
+        )
+        return await self._post(thread, delivery, text, body, to_user=None if in_thread else to)
+
+    async def _permalink(self, channel_id: str, message_ts: str | None) -> str | None:
+        """The card's link, or None when Slack has none for it (the reminder names the
+        channel instead); a transient failure tries the whole reminder again later."""
+        if not message_ts:
+            return None
+        try:
+            response = await self._call(
+                lambda: self.client.chat_getPermalink(channel=channel_id, message_ts=message_ts)
+            )
+        except SlackApiError as exc:
+            log.info("no permalink for a reminder: %s", exc.response.get("error"))
+            return None
+        link = response.get("permalink")
+        return str(link) if link else None
 
     async def _call(self, call: Any) -> Any:
         try:

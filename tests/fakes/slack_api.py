@@ -135,6 +135,8 @@ class FakeSlackAPI:
         self.users: dict[str, dict[str, Any]] = {}
         self.views: dict[str, dict[str, Any]] = {}
         self.posted: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+        # Direct messages the bot sent, by the user id it posted to.
+        self.dms: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
         self.calls: list[RecordedCall] = []
         self.faults: list[RecordedFault] = []
         self._pending: defaultdict[str, deque[_Fault]] = defaultdict(deque)
@@ -150,6 +152,7 @@ class FakeSlackAPI:
             "chat.update": self._chat_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.delete": self._chat_delete,
+            "chat.getPermalink": self._chat_get_permalink,
             "views.open": self._views_open,
             "views.update": self._views_update,
             "usergroups.users.list": self._usergroups_users_list,
@@ -681,10 +684,36 @@ class FakeSlackAPI:
         refusal = self._check_message(args)
         if refusal is not None:
             return refusal
+        channel = str(args["channel"])
+        if channel.startswith("S"):  # a user group is no conversation
+            return {"ok": False, "error": "channel_not_found"}
         ts = self._next_ts()
         message = self._message(args, ts)
-        self.posted[str(args["channel"])].append(message)
-        return {"ok": True, "channel": args["channel"], "ts": ts, "message": message}
+        if channel[0] in "UW":
+            # As Slack: a user id posts in the app's direct messages with that person.
+            channel = self.dm_channel(channel)
+            self.dms[str(args["channel"])].append(message)
+        self.posted[channel].append(message)
+        return {"ok": True, "channel": channel, "ts": ts, "message": message}
+
+    def dm_channel(self, user_id: str) -> str:
+        return f"D{user_id[1:]}"
+
+    def _chat_get_permalink(self, args: dict[str, Any]) -> dict[str, Any]:
+        """As Slack: both arguments, a channel it knows, a message there; a reply's link
+        carries its thread."""
+        channel, ts = str(args.get("channel") or ""), str(args.get("message_ts") or "")
+        messages = [*self.posted.get(channel, []), *self.seeded.get(channel, [])]
+        if not channel or not messages:
+            return {"ok": False, "error": "channel_not_found"}
+        message = next((m for m in messages if m["ts"] == ts), None)
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        link = f"https://{self.team_domain}.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+        thread_ts = message.get("thread_ts")
+        if thread_ts and thread_ts != ts:
+            link += f"?thread_ts={thread_ts}&cid={channel}"
+        return {"ok": True, "channel": channel, "permalink": link}
 
     def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
         if not args.get("ts"):
