@@ -94,7 +94,8 @@ async def test_a_reminder_goes_once_to_each_approver_who_has_not_decided(
         assert f"<@{ASKER}>" in dm["text"]
         assert len(_mentions_in_thread(slack, GROUP)) == 1
         approval = await get_approval(bot.app.db, approval_id)
-        assert approval is not None and approval.reminded_at is not None
+        assert approval is not None
+        assert approval.reminded_at is not None
         assert approval.status == ApprovalStatus.PENDING
         assert not executions
 
@@ -124,7 +125,8 @@ async def test_escalation_lets_the_added_approvers_decide_only_once_it_fired(
         await _sweep(bot)
         await _sweep(bot)
         [dm] = slack.dms[ONCALL]
-        assert "escalated" in dm["text"] and "`delete_customer`" in dm["text"]
+        assert "escalated" in dm["text"]
+        assert "`delete_customer`" in dm["text"]
         assert len(_mentions_in_thread(slack, ONCALL_GROUP)) == 1
         assert set(slack.dms) == {APPROVER, ONCALL}
         updated = slack.calls_to("chat.update")[-1]
@@ -134,7 +136,8 @@ async def test_escalation_lets_the_added_approvers_decide_only_once_it_fired(
         await click(bot, approval_id, user=ONCALL_MEMBER)
         assert executions == Counter({"delete_customer:c42": 1})
         approval = await get_approval(bot.app.db, approval_id)
-        assert approval is not None and approval.decided_by == ONCALL_MEMBER
+        assert approval is not None
+        assert approval.decided_by == ONCALL_MEMBER
 
 
 async def test_a_requester_on_call_is_not_told_and_still_may_not_decide(
@@ -149,7 +152,8 @@ async def test_a_requester_on_call_is_not_told_and_still_may_not_decide(
         await _due(bot.app.db, "escalate_at")
         await _sweep(bot)
         approval = await get_approval(bot.app.db, approval_id)
-        assert approval is not None and approval.escalated_at is not None
+        assert approval is not None
+        assert approval.escalated_at is not None
         assert not slack.dms
         await click(bot, approval_id, user=ASKER)
         assert "asked for this call" in private_notes(slack, ASKER)[0]
@@ -178,7 +182,8 @@ async def test_steps_fire_once_however_many_sweep_at_once(
         assert len(slack.dms[ONCALL]) == 1
         assert len(_mentions_in_thread(slack, GROUP)) == 1
         approval = await get_approval(one.app.db, approval_id)
-        assert approval is not None and approval.status == ApprovalStatus.PENDING
+        assert approval is not None
+        assert approval.status == ApprovalStatus.PENDING
 
 
 async def test_expiry_comes_last_and_a_call_past_it_is_not_reminded(
@@ -195,8 +200,10 @@ async def test_expiry_comes_last_and_a_call_past_it_is_not_reminded(
             await _due(bot.app.db, column)
         await _sweep(bot)
         approval = await get_approval(bot.app.db, approval_id)
-        assert approval is not None and approval.status == ApprovalStatus.EXPIRED
-        assert approval.reminded_at is None and approval.escalated_at is None
+        assert approval is not None
+        assert approval.status == ApprovalStatus.EXPIRED
+        assert approval.reminded_at is None
+        assert approval.escalated_at is None
         assert not slack.dms
         assert not _mentions_in_thread(slack, GROUP)
 
@@ -225,4 +232,3 @@ async def test_a_reminder_for_a_call_decided_meanwhile_is_not_sent(
 async def _retry_outbox_now(db: Database) -> None:
     async with db.write() as session:
         await session.execute(update(OutboxMessage).values(next_attempt_at=utcnow()))
-
