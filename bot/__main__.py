@@ -1,5 +1,6 @@
 """`python -m bot` serves; `python -m bot migrate` upgrades the database and exits;
-`python -m bot reencrypt` reseals stored data with the first encryption key and exits.
+`python -m bot reencrypt` reseals stored data with the first encryption key and exits;
+`python -m bot audit` prints the audit log.
 
 The only place that reads the environment. Bad settings or a bad config file end start-up
 with one line naming the problem and exit code 2, never a traceback.
@@ -18,11 +19,12 @@ from pydantic import ValidationError
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot import audit_export
 from bot.app import build_app
 from bot.config import ConfigError
 from bot.container import Threadgate
 from bot.log_redaction import configure_logging
-from bot.settings import Settings
+from bot.settings import DatabaseSettings, Settings
 from bot.slack.http_server import build_web_app
 from storage import schema, sealed_columns
 from storage.crypto import SETTING, DecryptionError
@@ -30,7 +32,7 @@ from storage.database import Database, driver_threads_finished
 
 log = logging.getLogger("threadgate")
 
-USAGE = "usage: python -m bot [serve | migrate | reencrypt]"
+USAGE = "usage: python -m bot [serve | migrate | reencrypt | audit]"
 FATAL_SLACK_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked"}
 
 
@@ -52,6 +54,14 @@ def _settings_errors(exc: ValidationError) -> list[str]:
 # Bolt reads these from the environment by itself when it is built: SLACK_BOT_TOKEN next to the
 # client we hand it makes it warn "`token` will be unused" on every start.
 BOLT_READS = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
+
+
+def load_database_settings() -> DatabaseSettings:
+    try:
+        return DatabaseSettings()
+    except ValidationError as exc:
+        print("\n".join(_settings_errors(exc)), file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def load_settings() -> Settings:
@@ -99,6 +109,23 @@ async def reencrypt(settings: Settings) -> int:
         return 1
     except (OSError, SQLAlchemyError) as exc:
         print(f"threadgate: reencrypt failed: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    finally:
+        await db.dispose()
+        await driver_threads_finished()
+    return 0
+
+
+async def print_audit(settings: DatabaseSettings, argv: list[str]) -> int:
+    options = audit_export.parser().parse_args(argv)
+    db = Database(settings.database_url)
+    try:
+        written = await audit_export.write(
+            db, sys.stdout, since=audit_export.cutoff(options.since), fmt=options.format
+        )
+        log.debug("printed %d audit entries", written)
+    except (OSError, SQLAlchemyError) as exc:
+        print(f"threadgate: audit failed: {_one_line(exc)}", file=sys.stderr)
         return 1
     finally:
         await db.dispose()
@@ -185,6 +212,10 @@ async def serve(threadgate: Threadgate) -> int:
 
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "serve"
+    if command == "audit":
+        database_settings = load_database_settings()
+        configure_logging(database_settings)
+        return asyncio.run(print_audit(database_settings, argv[1:]))
     if command not in ("serve", "migrate", "reencrypt") or len(argv) > 1:
         print(USAGE, file=sys.stderr)
         return 2

@@ -396,6 +396,8 @@ def _step_problem(
 class StorageConfig(_Strict):
     retain_days: Annotated[int, Field(ge=1)] | None = None
     purge_history: bool = False
+    # The audit log's own retention, apart from `retain_days`: by default it is kept.
+    audit_retain_days: Annotated[int, Field(ge=1)] | None = None
 
 
 class Config(_Strict):

@@ -11,9 +11,10 @@ import logging
 import sys
 from collections.abc import Iterable
 
+from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
-from bot.settings import Settings
+from bot.settings import DatabaseSettings
 
 REDACTED = "[redacted]"
 LEVEL_FLOORS = {
@@ -76,23 +77,20 @@ def quiet_model_errors() -> None:
         sdk.addFilter(ModelErrorsAreWarnings())
 
 
-def secret_values(settings: Settings) -> list[str]:
-    values = [settings.slack_bot_token.get_secret_value()]
-    for optional in (
-        settings.slack_signing_secret,
-        settings.slack_app_token,
-        settings.openai_api_key,
-        settings.encryption_key,
-    ):
-        if optional is not None:
-            values.append(optional.get_secret_value())
+def secret_values(settings: DatabaseSettings) -> list[str]:
+    """Every secret the settings hold, whichever command's settings they are."""
+    values = [
+        value.get_secret_value()
+        for value in vars(settings).values()
+        if isinstance(value, SecretStr) and value.get_secret_value()
+    ]
     password = make_url(settings.database_url).password
     if password:
         values.append(str(password))
     return values
 
 
-def configure_logging(settings: Settings) -> None:
+def configure_logging(settings: DatabaseSettings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets(secret_values(settings)))

@@ -11,7 +11,10 @@ from storage.crypto import Cipher
 SLACK_API_URL = "https://slack.com/api/"
 
 
-class Settings(BaseSettings):
+class DatabaseSettings(BaseSettings):
+    """What a command that only reads or writes the database needs (`audit`, `migrate`):
+    no Slack secret, so an admin's shell needs none either."""
+
     model_config = SettingsConfigDict(
         env_file=".env",
         env_file_encoding="utf-8",
@@ -20,16 +23,46 @@ class Settings(BaseSettings):
         populate_by_name=True,
     )
 
+    database_url: str = "sqlite+aiosqlite:///./threadgate.db"
+    threadgate_config: Path | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    encryption_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("THREADGATE_ENCRYPTION_KEY")
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            Cipher.from_setting(value.get_secret_value())  # its errors never hold the key
+        return value
+
+    @property
+    def cipher(self) -> Cipher | None:
+        key = self.encryption_key
+        return Cipher.from_setting(key.get_secret_value()) if key is not None else None
+
+
+class Settings(DatabaseSettings):
     slack_bot_token: SecretStr
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     slack_api_url: str = SLACK_API_URL
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
-    database_url: str = "sqlite+aiosqlite:///./threadgate.db"
-    threadgate_config: Path | None = None
     port: int = Field(default=3000, ge=1, le=65535)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     migrate_on_start: bool = Field(
         default=True, validation_alias=AliasChoices("THREADGATE_MIGRATE_ON_START")
     )
@@ -39,20 +72,12 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(
         default=30.0, ge=1, validation_alias=AliasChoices("THREADGATE_LEASE_SECONDS")
     )
-    encryption_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("THREADGATE_ENCRYPTION_KEY")
-    )
     max_workers: int = Field(
         default=16, ge=1, le=1000, validation_alias=AliasChoices("THREADGATE_MAX_WORKERS")
     )
     sweep_interval: float = Field(
         default=15.0, gt=0, validation_alias=AliasChoices("THREADGATE_SWEEP_INTERVAL")
     )
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _upper(cls, value: object) -> object:
-        return value.upper() if isinstance(value, str) else value
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -81,25 +106,6 @@ class Settings(BaseSettings):
     @classmethod
     def _trailing_slash(cls, value: str) -> str:
         return value if value.endswith("/") else value + "/"
-
-    @field_validator("database_url")
-    @classmethod
-    def _async_driver(cls, value: str) -> str:
-        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
-        return value
-
-    @field_validator("encryption_key")
-    @classmethod
-    def _fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            Cipher.from_setting(value.get_secret_value())  # its errors never hold the key
-        return value
-
-    @property
-    def cipher(self) -> Cipher | None:
-        key = self.encryption_key
-        return Cipher.from_setting(key.get_secret_value()) if key is not None else None
 
     @model_validator(mode="after")
     def _signing_secret_for_http(self) -> Self:

@@ -4,7 +4,7 @@ A step is due when its time (`remind_at`, `escalate_at`) has passed and the call
 before it expires. Taking it is a compare-and-set on its `…ed_at` column under the call's
 locks (the same as votes take), in the transaction that stores the messages it owes: two
 processes sweeping at once cannot both remind, and a vote committed first is seen, so its
-voter is not reminded.
+voter is not reminded. The audit log records the step, and whom it told, in that transaction.
 """
 
 from collections.abc import Callable, Sequence
@@ -15,11 +15,11 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlmodel import col
 
-from storage import decision_log, outbox
+from storage import audit, decision_log, outbox
 from storage.approvals import lock_call
 from storage.database import Database
 from storage.ids import ThreadRef
-from storage.models import Approval, ApprovalStatus, OutboxKind
+from storage.models import Approval, ApprovalStatus, AuditEvent, OutboxKind
 from storage.outbox import Claimant, Owed
 from storage.statements import rowcount
 
@@ -31,6 +31,7 @@ class Step(StrEnum):
 
 _DUE = {Step.REMIND: "remind_at", Step.ESCALATE: "escalate_at"}
 _TAKEN = {Step.REMIND: "reminded_at", Step.ESCALATE: "escalated_at"}
+_AUDITED = {Step.REMIND: AuditEvent.REMINDED, Step.ESCALATE: AuditEvent.ESCALATED}
 
 
 def _column(name: str) -> Any:
@@ -98,6 +99,5 @@ async def take(
             owed.append(Owed(OutboxKind.CARD, approval_id=approval.id))
         thread_key = ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts).key
         await outbox.add(session, thread_key=thread_key, owed=owed, by=by)
-        # AUDIT (storage/audit.py, when it lands): append REMINDED / ESCALATED here, in this
-        # transaction, with user=None and detail=", ".join(told).
+        await audit.append(session, _AUDITED[step], approval, user=None, detail=", ".join(told))
         return approval, told

@@ -9,12 +9,13 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from storage import decision_log, outbox
+from storage import audit, decision_log, outbox
 from storage.database import Database
 from storage.ids import ThreadRef
 from storage.models import (
     Approval,
     ApprovalStatus,
+    AuditEvent,
     DecisionKind,
     Job,
     JobKind,
@@ -40,7 +41,7 @@ async def claim_execution(db: Database, *, run_id: str, call_id: str) -> tuple[b
     never recorded one). A call with no approval row is not ours to guard: it runs.
     """
     async with db.write() as session:
-        result = await session.execute(
+        started = await session.scalars(
             update(Approval)
             .where(
                 col(Approval.run_id) == run_id,
@@ -49,8 +50,11 @@ async def claim_execution(db: Database, *, run_id: str, call_id: str) -> tuple[b
                 col(Approval.executed_at).is_(None),
             )
             .values(executed_at=utcnow())
+            .returning(Approval)
         )
-        if rowcount(result) >= 1:
+        claimed = list(started)
+        if claimed:
+            await audit.append(session, AuditEvent.STARTED, claimed[0], user=None)
             return True, None
         row = await session.scalar(
             select(Approval)
@@ -81,11 +85,17 @@ async def edited_arguments(db: Database, *, run_id: str, call_id: str) -> str | 
 
 async def record_outcome(db: Database, *, run_id: str, call_id: str, outcome: str) -> None:
     async with db.write() as session:
-        await session.execute(
+        recorded = await session.scalars(
             update(Approval)
             .where(col(Approval.run_id) == run_id, col(Approval.call_id) == call_id)
             .values(outcome=outcome)
+            .returning(Approval)
         )
+        for approval in recorded:
+            if approval.executed_at is not None:
+                await audit.append(
+                    session, AuditEvent.EXECUTED, approval, user=None, output=outcome
+                )
 
 
 @dataclass(frozen=True)

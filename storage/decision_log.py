@@ -2,7 +2,8 @@
 
 A row is written in the transaction whose change it records (a vote that counted, a rejection,
 an approval, an expiry, an edit of the arguments), so the log never says something happened
-that did not, nor misses something that did. The bot never updates a row, and deletes rows
+that did not, nor misses something that did. Each entry is also appended to the audit log
+(storage.audit), which outlives it. The bot never updates a row, and deletes rows
 only with their approval (storage.retention). A click that changed nothing (a second approval
 by the same person, a click on a call already decided) leaves no row.
 """
@@ -11,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from storage import audit
 from storage.database import Database
 from storage.models import Approval, ApprovalDecision, DecisionKind, utcnow
 from storage.statements import insert_unless_taken
@@ -45,6 +47,8 @@ async def record(
         ],
         key="id",
     )
+    if inserted:
+        await audit.append(session, audit.FOR_DECISION[kind], approval, user=user_id)
     return bool(inserted)
 
 

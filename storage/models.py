@@ -379,6 +379,59 @@ class OutboxMessage(SQLModel, table=True):
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
+class AuditEvent(StrEnum):
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    EDITED = "edited"
+    # The ledger let the approved call start; `executed` follows when it returned.
+    STARTED = "started"
+    EXECUTED = "executed"
+    AUTO_APPROVED = "auto_approved"
+    THREAD_APPROVAL_GRANTED = "thread_approval_granted"
+    THREAD_APPROVAL_REVOKED = "thread_approval_revoked"
+    REMINDED = "reminded"
+    ESCALATED = "escalated"
+
+
+class AuditEntry(SQLModel, table=True):
+    """One thing that happened to an approval, appended in the transaction of the change it
+    records and never changed after.
+
+    It outlives the approval (no foreign key; its own retention, `[storage]
+    audit_retain_days`) and holds no conversation content: the call's arguments and output are
+    there as SHA-256 digests, people as Slack ids, and nothing is sealed, so an export reads
+    without the encryption key.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_at", "at"),
+        Index("ix_audit_log_approval", "approval_id", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    event: AuditEvent = Field(sa_type=String(32))
+    approval_id: str = Field(max_length=40)
+    run_id: str = Field(max_length=40)
+    tool: str = Field(max_length=200)
+    # Who acted: a Slack user id, or "threadgate" when nobody did (an expiry, a reminder).
+    user_id: str = Field(max_length=32)
+    team_id: str = Field(max_length=32)
+    enterprise_id: str | None = Field(default=None, max_length=32)
+    channel_id: str = Field(max_length=32)
+    thread_ts: str = Field(max_length=32)
+    # The rule that governs the call, as its label or "rule N"; None for the tool's own table.
+    rule: str | None = Field(default=None, max_length=200)
+    arguments_sha256: str = Field(max_length=64)
+    output_sha256: str | None = Field(default=None, max_length=64)
+    # Ids and counts that complete the entry ("2 of 2 approvals", who was reminded), never text
+    # a person or the model wrote.
+    detail: str | None = Field(default=None, max_length=500)
+
+
 class FeedbackValue(StrEnum):
     POSITIVE = "positive"
     NEGATIVE = "negative"

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from storage import history, outbox
+from storage import audit, history, outbox
 from storage.database import Database
 from storage.ids import ThreadRef, new_approval_id, new_run_id
 from storage.models import (
@@ -257,6 +257,7 @@ async def pause_run(
             for item in approvals
         ]
         session.add_all(rows)
+        await audit.append_requests(session, rows)
         await history.append(session, thread_key=run.thread_key, items=new_history)
         cards = [Owed(OutboxKind.CARD, approval_id=row.id) for row in rows]
         await outbox.add(session, thread_key=run.thread_key, owed=[*owed, *cards], by=by)

@@ -17,7 +17,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from storage import decision_log, outbox
+from storage import audit, decision_log, outbox
 from storage.approvals import _decide, lock_call
 from storage.database import Database
 from storage.ids import ThreadRef, new_approval_id, new_thread_approval_id
@@ -201,6 +201,7 @@ async def cover(db: Database, call: CoveredCall, *, by: Claimant | None) -> Cove
         )
         session.add(approval)
         await session.flush()
+        await audit.append_requests(session, [approval])
         await decision_log.record(
             session, approval, kind=DecisionKind.AUTO_APPROVAL, user_id=thread_approval.approved_by
         )

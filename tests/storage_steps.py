@@ -60,7 +60,7 @@ async def paused_on(
     """A mention in `thread` whose run paused on `call`, stored as the bot stores it."""
     await accept(
         db,
-        event_id="Ev0",
+        event_id=f"Ev-{thread.key}",
         thread=thread,
         user_id="U1",
         message_ts=thread.thread_ts,

@@ -12,6 +12,7 @@ from bot.config import StorageConfig
 from bot.runtime.background import new_ref
 from bot.runtime.interruptions import Interruptions
 from bot.runtime.outbox import Outbox
+from storage import audit
 from storage.database import Database
 from storage.models import utcnow
 from storage.queue import threads_needing_work
@@ -75,6 +76,11 @@ class Sweeper:
             counts += await purge(self.db, older_than=cutoff, purge_history=history)
         if counts.total:
             log.info("retention purged %s", counts)
+        if self.retention is not None and self.retention.audit_retain_days is not None:
+            cutoff = utcnow() - timedelta(days=self.retention.audit_retain_days)
+            removed = await audit.purge_before(self.db, cutoff)
+            if removed:
+                log.info("audit retention purged %d entries", removed)
 
     async def sweep_safely(self) -> None:
         try:

@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, FromClause, func, select, update
 from sqlalchemy.orm import Mapped
 from sqlmodel import SQLModel, col
 
+from storage import audit
 from storage.approvals import decide_approval
 from storage.database import Database
 from storage.history import agent_messages, agent_sessions
@@ -348,6 +349,10 @@ async def test_old_finished_things_go_and_live_pending_or_recent_ones_stay(
     for name in ("1.000", "1.000/resume", "old_int", "no_run", "6.000", "6.000/resume"):
         assert seen.jobs[name] not in jobs, name
     await _assert_live_things_stay(db, seen)
+    # The audit log outlives what it records: its own retention decides (storage.audit).
+    for name in ("1.000/0", "1.000/1"):
+        events = [e.event for e in await audit.entries(db, approval_id=seen.approvals[name])]
+        assert events == ["requested", "approved"], name
     assert await _ids(db, col(SlackEvent.event_id)) == {f"Ev{b.events}"}
     threads = await _ids(db, col(Thread.key))
     # OLD_DONE and NO_RUN keep their rows while their conversations are kept.

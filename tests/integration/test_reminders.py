@@ -6,10 +6,10 @@ Time is moved by making a step due in the database (as the expiry tests do), nev
 import asyncio
 import json
 from collections import Counter
-from typing import Any
 
 from sqlalchemy import update
 
+from storage import audit
 from storage.approvals import get_approval
 from storage.database import Database
 from storage.models import Approval, ApprovalStatus, OutboxMessage, utcnow
@@ -56,8 +56,12 @@ def _mentions_in_thread(slack: FakeSlackAPI, slack_id: str) -> list[str]:
     ]
 
 
-def _texts(messages: list[dict[str, Any]]) -> list[str]:
-    return [str(m.get("text")) for m in messages]
+async def _steps_on_record(db: Database, approval_id: str) -> list[tuple[str, str | None, str]]:
+    return [
+        (e.event, e.user, e.detail or "")
+        for e in await audit.entries(db, approval_id=approval_id)
+        if e.event in ("reminded", "escalated")
+    ]
 
 
 async def test_a_reminder_goes_once_to_each_approver_who_has_not_decided(
@@ -97,6 +101,9 @@ async def test_a_reminder_goes_once_to_each_approver_who_has_not_decided(
         assert approval is not None
         assert approval.reminded_at is not None
         assert approval.status == ApprovalStatus.PENDING
+        assert await _steps_on_record(bot.app.db, approval_id) == [
+            ("reminded", "threadgate", f"{SECOND}, {GROUP}")
+        ]
         assert not executions
 
 
@@ -181,6 +188,10 @@ async def test_steps_fire_once_however_many_sweep_at_once(
         assert len(slack.dms[APPROVER]) == 1
         assert len(slack.dms[ONCALL]) == 1
         assert len(_mentions_in_thread(slack, GROUP)) == 1
+        assert await _steps_on_record(one.app.db, approval_id) == [
+            ("reminded", "threadgate", f"{APPROVER}, {GROUP}"),
+            ("escalated", "threadgate", ONCALL),
+        ]
         approval = await get_approval(one.app.db, approval_id)
         assert approval is not None
         assert approval.status == ApprovalStatus.PENDING
