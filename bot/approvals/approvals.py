@@ -3,7 +3,8 @@
 Pause: the state and one approval per call are stored in one transaction, then each call is
 posted with its own buttons. Click: the approval is looked up by its opaque id, checked against
 the team and channel it came from, and the clicker is authorized (against the approvers the
-deciding rule named, or the tool's approvers in force now). An approval is a vote: one per
+deciding rule named, or the tool's approvers in force now, and once the call was escalated
+those it was escalated to). An approval is a vote: one per
 person, and the vote that reaches the call's quorum decides it by a compare-and-set; a
 rejection decides it at once. The last decision of a pause queues one resume job; the thread's
 worker runs it, loading the state from the database.
@@ -12,6 +13,9 @@ Edit: an approver changes the call's arguments in a modal, checked against the t
 and the policy decides the edited call again. If it needs more than before (another rule, more
 approvals, other approvers) the call waits again under what it needs now, and the editor's
 approval counts only if they may give it there; otherwise the edit is their approval.
+
+Reminders and escalation: the sweep takes each step of a waiting call once (storage.
+approval_steps), owing a DM to each person it tells and a mention in the thread to each group.
 """
 
 import json

@@ -92,7 +92,9 @@ class Policy:
             approvers=tuple(config.approvers),
             allow_self_approval=config.allow_self_approval,
             expire_after=config.expiry,
-            steps=Steps.read(config.remind_after, config.escalate_after, config.escalate_to),
+            steps=Steps.read(
+                config.remind_after, config.escalate_after, config.escalate_to or None
+            ),
             rules=rules,
             call_rules=tuple(
                 CallRule.from_config(number, rule)

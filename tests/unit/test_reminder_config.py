@@ -52,7 +52,7 @@ def test_steps_come_from_the_rule_then_the_tool_then_approvals(tmp_path: Path) -
 
 def test_no_keys_no_steps(tmp_path: Path) -> None:
     steps = _load(tmp_path, TOP).for_call("refund", {}, channel_id="C1").steps
-    assert (steps.remind_after, steps.escalate_after, steps.escalate_to) == (None, None, ())
+    assert (steps.remind_after, steps.escalate_after, steps.escalate_to) == (None, None, None)
 
 
 @pytest.mark.parametrize(
