@@ -3,8 +3,10 @@
 Every table refuses unknown keys, so a typo stops start-up instead of silently changing policy.
 """
 
+import itertools
 import re
 import tomllib
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -137,13 +139,18 @@ class ToolApprovalConfig(_Strict):
     allow_for_thread: StrictBool = False
     thread_approval_ttl: str = "8h"
     allow_edit: StrictBool = False
+    # Reminders and escalation; None: as `[approvals]` says.
+    remind_after: str | None = None
+    escalate_after: str | None = None
+    escalate_to: list[str] | None = None
 
-    @field_validator("approvers")
+    @field_validator("approvers", "escalate_to")
     @classmethod
     def _approver_ids(cls, ids: list[str] | None) -> list[str] | None:
         return None if ids is None else _check_ids(ids)
 
     _ttl = field_validator("thread_approval_ttl")(_check_duration)
+    _steps = field_validator("remind_after", "escalate_after")(_check_duration)
 
     @field_validator("allow_for_thread")
     @classmethod
@@ -224,6 +231,9 @@ class RuleConfig(_Strict):
     allow_for_thread: StrictBool | None = None
     thread_approval_ttl: str | None = None
     allow_edit: StrictBool | None = None
+    remind_after: str | None = None
+    escalate_after: str | None = None
+    escalate_to: list[str] | None = None
 
     @field_validator("tools")
     @classmethod
@@ -242,10 +252,12 @@ class RuleConfig(_Strict):
                 raise ValueError(f"{channel!r} is not a Slack channel id (C…, G… or D…)")
         return ids
 
-    @field_validator("requesters", "approvers")
+    @field_validator("requesters", "approvers", "escalate_to")
     @classmethod
     def _slack_ids(cls, ids: list[str] | None) -> list[str] | None:
         return None if ids is None else _check_ids(ids)
+
+    _steps = field_validator("remind_after", "escalate_after")(_check_duration)
 
     @field_validator("when")
     @classmethod
@@ -270,12 +282,17 @@ class ApprovalsConfig(_Strict):
     allow_self_approval: bool = False
     expire_after: str = "24h"
     default: Literal["always", "never"] = "always"
+    # Remind the approvers who have not decided, then add `escalate_to` as approvers; both
+    # before `expire_after`. A tool's table or a rule may set its own.
+    remind_after: str | None = None
+    escalate_after: str | None = None
+    escalate_to: list[str] = Field(default_factory=list)
     tools: dict[str, ToolApprovalConfig] = Field(default_factory=dict)
     rules: list[RuleConfig] = Field(default_factory=list)
     # The approvals channel: every card is also posted there, and either copy decides.
     mirror_to: str | None = None
 
-    @field_validator("approvers")
+    @field_validator("approvers", "escalate_to")
     @classmethod
     def _approver_ids(cls, ids: list[str]) -> list[str]:
         return _check_ids(ids)
@@ -293,9 +310,98 @@ class ApprovalsConfig(_Strict):
         parse_duration(value)
         return value
 
+    _steps = field_validator("remind_after", "escalate_after")(_check_duration)
+
+    @model_validator(mode="after")
+    def _steps_in_order(self) -> "ApprovalsConfig":
+        for key, reason in step_problems(self):
+            raise KeyedError(key, reason)
+        return self
+
     @property
     def expiry(self) -> timedelta:
         return parse_duration(self.expire_after)
+
+
+class KeyedError(ValueError):
+    """A problem found across tables, with the key (below the table checking) to blame."""
+
+    def __init__(self, key: tuple[str | int, ...], reason: str) -> None:
+        super().__init__(reason)
+        self.key = key
+
+
+@dataclass(frozen=True)
+class _Steps:
+    """The reminder keys one table sets, as written (None: not set there)."""
+
+    remind_after: str | None
+    escalate_after: str | None
+    escalate_to: list[str] | None
+
+
+def _steps_of(table: "ApprovalsConfig | ToolApprovalConfig | RuleConfig") -> _Steps:
+    return _Steps(table.remind_after, table.escalate_after, table.escalate_to)
+
+
+def _over(own: _Steps, parent: _Steps) -> _Steps:
+    return _Steps(
+        own.remind_after if own.remind_after is not None else parent.remind_after,
+        own.escalate_after if own.escalate_after is not None else parent.escalate_after,
+        own.escalate_to if own.escalate_to is not None else parent.escalate_to,
+    )
+
+
+def step_problems(config: "ApprovalsConfig") -> list[tuple[tuple[str | int, ...], str]]:
+    """Reminders and escalation in force for each table and rule, checked as a call would
+    meet them: remind, then escalate (to somebody), then expire. A problem is blamed on a key
+    the table sets itself, so an inherited one is named once, where it was written."""
+    expire = config.expire_after
+    top = _steps_of(config)
+    scopes: list[tuple[tuple[str | int, ...], _Steps, _Steps, bool]] = [((), top, top, True)]
+    tables = {name: _over(_steps_of(tool), top) for name, tool in config.tools.items()}
+    for name, tool in config.tools.items():
+        scopes.append((("tools", name), _steps_of(tool), tables[name], False))
+    for index, rule in enumerate(config.rules):
+        own = _steps_of(rule)
+        names = list(config.tools) if rule.tools == ["*"] else rule.tools
+        parents = [tables.get(name, top) for name in names] + ([top] if rule.tools == ["*"] else [])
+        for parent in parents:
+            scopes.append((("rules", index), own, _over(own, parent), False))
+    problems = []
+    for prefix, own, steps, sets_expiry in scopes:
+        problem = _step_problem(own, steps, expire, sets_expiry)
+        if problem is not None:
+            problems.append(((*prefix, problem[0]), problem[1]))
+    return problems
+
+
+def _step_problem(
+    own: _Steps, steps: _Steps, expire: str, sets_expiry: bool
+) -> tuple[str, str] | None:
+    if steps.escalate_after is not None and not steps.escalate_to:
+        key = "escalate_after" if own.escalate_after is not None else "escalate_to"
+        if own.escalate_after is not None or own.escalate_to is not None:
+            return key, "escalate_after needs escalate_to: the approvers to add to the call"
+    order = [
+        ("remind_after", steps.remind_after, own.remind_after is not None),
+        ("escalate_after", steps.escalate_after, own.escalate_after is not None),
+        ("expire_after", expire, sets_expiry),
+    ]
+    given = [(key, parse_duration(value), value, mine) for key, value, mine in order if value]
+    for first, then in itertools.pairwise(given):
+        (early, early_at, early_text, early_mine), (late, late_at, late_text, late_mine) = (
+            first,
+            then,
+        )
+        if early_at < late_at or not (early_mine or late_mine):
+            continue
+        blamed = early if early_mine else late
+        return blamed, (
+            f"{early} ({early_text}) must be shorter than {late} ({late_text}): "
+            "a call is reminded, then escalated, then expires"
+        )
+    return None
 
 
 class StorageConfig(_Strict):
@@ -343,6 +449,9 @@ def load_config(path: Path | None) -> Config:
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = list(first["loc"])
+        keyed = (first.get("ctx") or {}).get("error")
+        if isinstance(keyed, KeyedError):
+            loc.extend(keyed.key)
         reason = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             reason = "unknown key"

@@ -131,7 +131,7 @@ async def decide_approval(
         approval = await session.get(Approval, approval_id)
         if approval is None:
             return None
-        run = await _lock(session, approval)
+        run = await lock_call(session, approval)
         decision = await _decide(
             session, approval, run, status=status, decided_by=decided_by, reason=reason, by=by
         )
@@ -173,7 +173,7 @@ async def vote_to_approve(
         approval = await session.get(Approval, approval_id)
         if approval is None:
             return None
-        run = await _lock(session, approval)
+        run = await lock_call(session, approval)
         if approval.status != ApprovalStatus.PENDING:
             approvers = await decision_log.approvers_of(session, approval.id)
             return Vote(approval, VoteOutcome.TOO_LATE, approvers)
@@ -252,7 +252,7 @@ async def edit_arguments(
         approval = await session.get(Approval, approval_id)
         if approval is None:
             return None
-        run = await _lock(session, approval)
+        run = await lock_call(session, approval)
         approvers = await decision_log.approvers_of(session, approval.id)
         if approval.status != ApprovalStatus.PENDING:
             return Edit(approval, EditOutcome.TOO_LATE, approvers)
@@ -274,8 +274,9 @@ async def edit_arguments(
         return Edit(approval, EditOutcome.EDITED, [])
 
 
-async def _lock(session: AsyncSession, approval: Approval) -> Run | None:
-    """Lock the run, then the approval (always in that order), and read the approval anew."""
+async def lock_call(session: AsyncSession, approval: Approval) -> Run | None:
+    """Lock the run, then the approval (always in that order), and read the approval anew:
+    every change to a waiting call takes these locks, so they take turns."""
     run = await session.get(Run, approval.run_id, with_for_update=True)
     await session.get(Approval, approval.id, with_for_update=True, populate_existing=True)
     return run

@@ -212,6 +212,8 @@ class Approval(SQLModel, table=True):
         Index("ix_approvals_status_expires", "status", "expires_at"),
         Index("ix_approvals_status_decided", "status", "decided_at"),
         Index("ix_approvals_team_status", "team_id", "status"),
+        Index("ix_approvals_status_remind", "status", "remind_at"),
+        Index("ix_approvals_status_escalate", "status", "escalate_at"),
     )
 
     id: str = Field(primary_key=True, max_length=40)
@@ -262,6 +264,14 @@ class Approval(SQLModel, table=True):
     executed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     outcome: str | None = Field(default=None, sa_column=Column(SealedText, nullable=True))
     expires_at: datetime = Field(sa_type=UTCDateTime)
+    # Reminders and escalation, fixed when the call paused: when each step is due (None: the
+    # policy has none) and when it was taken, once, by whichever process swept first.
+    # `escalate_to` become approvers of the call once `escalated_at` is set, not before.
+    remind_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    reminded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    escalate_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    escalated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    escalate_to: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -337,6 +347,9 @@ class OutboxKind(StrEnum):
     # The card's copy in the approvals channel, as the approval stands when delivered.
     MIRROR = "mirror"
     INTERRUPTED = "interrupted"  # the note of a run whose process stopped half-way
+    # A reminder or an escalation of a waiting call, to one approver: a DM to a person, a
+    # mention in the thread for a user group. Payload: {"to": id, "step": "remind"|"escalate"}.
+    REMINDER = "reminder"
 
 
 class OutboxStatus(StrEnum):

@@ -182,6 +182,10 @@ class NewApproval:
     thread_approval_ttl: timedelta | None = None
     allow_edit: bool = False  # the card offers "Edit…"
     mirror_channel_id: str | None = None  # the card is also posted in this channel
+    # Reminders and escalation: after how long, and whom an escalation adds.
+    remind_after: timedelta | None = None
+    escalate_after: timedelta | None = None
+    escalate_to: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -243,6 +247,13 @@ async def pause_run(
                 allow_edit=item.allow_edit,
                 mirror_channel_id=item.mirror_channel_id,
                 expires_at=now + expire_after,
+                remind_at=now + item.remind_after if item.remind_after else None,
+                escalate_at=(
+                    now + item.escalate_after if item.escalate_after and item.escalate_to else None
+                ),
+                escalate_to=list(item.escalate_to)
+                if item.escalate_after and item.escalate_to
+                else None,
                 created_at=now,
             )
             for item in approvals

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from storage import audit, decision_log, outbox
-from storage.approvals import _decide, _lock
+from storage.approvals import _decide, lock_call
 from storage.database import Database
 from storage.ids import ThreadRef, new_approval_id, new_thread_approval_id
 from storage.models import (
@@ -74,7 +74,7 @@ async def give(
         approval = await session.get(Approval, approval_id)
         if approval is None:
             return None
-        run = await _lock(session, approval)
+        run = await lock_call(session, approval)
         if approval.status != ApprovalStatus.PENDING:
             return Given(approval, GiveOutcome.TOO_LATE)
         if not approval.allow_for_thread or approval.approvals_needed != 1:

@@ -3,7 +3,8 @@
 Pause: the state and one approval per call are stored in one transaction, then each call is
 posted with its own buttons. Click: the approval is looked up by its opaque id, checked against
 the team and channel it came from, and the clicker is authorized (against the approvers the
-deciding rule named, or the tool's approvers in force now). An approval is a vote: one per
+deciding rule named, or the tool's approvers in force now, and once the call was escalated
+those it was escalated to). An approval is a vote: one per
 person, and the vote that reaches the call's quorum decides it by a compare-and-set; a
 rejection decides it at once. The last decision of a pause queues one resume job; the thread's
 worker runs it, loading the state from the database.
@@ -19,6 +20,9 @@ own channel or its mirror, and of its team; a Home click has no channel, so only
 checked. Either way the clicker is authorized here, and the call is decided by the same
 compare-and-set. A Home click has no channel to answer in privately either: what it is told
 goes by direct message (a Home view is redrawn from the database the next time it opens).
+
+Reminders and escalation: the sweep takes each step of a waiting call once (storage.
+approval_steps), owing a DM to each person it tells and a mention in the thread to each group.
 """
 
 import json
@@ -33,7 +37,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.agent.runs import CallDecision, RunOutcome
 from bot.approvals import editing
-from bot.approvals.authorization import Verdict, may_decide
+from bot.approvals.authorization import Verdict, is_user_group, may_decide
 from bot.approvals.deciding import CallPolicies
 from bot.approvals.pausing import store_pause
 from bot.approvals.policy import CallPolicy, Policy
@@ -41,7 +45,8 @@ from bot.runtime.outbox import Outbox
 from bot.slack import blocks, cards
 from bot.slack.replies import ThreadReplies
 from bot.slack.user_groups import UserGroups
-from storage import decision_log
+from storage import approval_steps, decision_log
+from storage.approval_steps import Step
 from storage.approvals import (
     EditOutcome,
     Requirement,
@@ -260,7 +265,7 @@ class Approvals:
             decided.rule_index,
             decided.approvals_needed,
             tuple(decided.approvers),
-        ) != (approval.rule_index, approval.approvals_needed, tuple(self.approvers_of(approval)))
+        ) != (approval.rule_index, approval.approvals_needed, self._named_approvers(approval))
         # An edit never lowers what the call needs: a call that now needs no approval, or
         # less, still waits for what it needed as it was asked.
         requirement = (
@@ -372,7 +377,11 @@ class Approvals:
     ) -> Verdict:
         """May this person decide the call, as it stands or `under` what an edit would make
         it need?"""
-        approvers = tuple(under.approvers) if under else self.approvers_of(approval)
+        approvers = (
+            self._escalated(approval, tuple(under.approvers))
+            if under
+            else self.approvers_of(approval)
+        )
         members = await self.groups.members(approvers)
         return may_decide(
             user_id=user_id,
@@ -384,6 +393,11 @@ class Approvals:
         )
 
     def approvers_of(self, approval: Approval) -> tuple[str, ...]:
+        """Who may decide the call now: its named approvers, and once it was escalated (not
+        before), those it was escalated to."""
+        return self._escalated(approval, self._named_approvers(approval))
+
+    def _named_approvers(self, approval: Approval) -> tuple[str, ...]:
         """A rule named its approvers from what the call asked for, the channel and who asked:
         those stored with the approval decide it. Otherwise the tool's approvers in force now
         do, so removing someone from a tool's table takes effect on cards already posted."""
@@ -391,12 +405,58 @@ class Approvals:
             return tuple(approval.approvers)
         return self.policy.approvers_for(approval.tool_name)
 
+    @staticmethod
+    def _escalated(approval: Approval, approvers: tuple[str, ...]) -> tuple[str, ...]:
+        if approval.escalated_at is None or not approval.escalate_to:
+            return approvers
+        return tuple(dict.fromkeys([*approvers, *approval.escalate_to]))
+
     async def is_approver(self, user_id: str) -> bool:
         """An approver of any tool or rule, for actions that concern a run rather than one
         call."""
         approvers = set(self.policy.every_approver())
         members = await self.groups.members(approvers)
         return user_id in approvers or any(user_id in m for m in members.values())
+
+    async def take_due_steps(self) -> tuple[int, int]:
+        """Remind, then escalate, every waiting call whose time for it came; each once, by
+        whichever process gets there first. Returns how many were reminded and escalated."""
+        counts = []
+        for step in (Step.REMIND, Step.ESCALATE):
+            count = 0
+            now = utcnow()
+            for approval_id in await approval_steps.due_ids(self.db, step, now=now):
+                taken = await approval_steps.take(
+                    self.db,
+                    step,
+                    approval_id=approval_id,
+                    now=now,
+                    recipients=self._recipients(step),
+                    by=self.outbox.claimant,
+                )
+                if taken is not None:
+                    count += 1
+                    approval = taken[0]
+                    await self.outbox.deliver(
+                        ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts).key
+                    )
+            counts.append(count)
+        return counts[0], counts[1]
+
+    def _recipients(self, step: Step) -> approval_steps.Recipients:
+        """A reminder goes to each approver who has not approved yet and did not ask for the
+        call; an escalation to each it adds. A user group is told as one, in the thread."""
+
+        def recipients(approval: Approval, voted: Sequence[str]) -> list[str]:
+            ids = (
+                self.approvers_of(approval)
+                if step == Step.REMIND
+                else tuple(approval.escalate_to or ())
+            )
+            skip = {*voted, *requesters_of(approval)}
+            return [i for i in ids if is_user_group(i) or i not in skip]
+
+        return recipients
 
     async def expire_due(self) -> int:
         """Reject, as expired, every approval nobody decided in time; resume their runs."""

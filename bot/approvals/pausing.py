@@ -65,6 +65,11 @@ async def store_pause(
                     thread_approval_ttl=policy.thread_approval_ttl,
                     allow_edit=policy.allow_edit,
                     mirror_channel_id=mirror_to,
+                    # Fixed with the call, as its approvers are: the card and the sweep read
+                    # the row long after the config was read.
+                    remind_after=policy.steps.remind_after,
+                    escalate_after=policy.steps.escalate_after,
+                    escalate_to=list(policy.steps.escalate_to or ()),
                 )
                 for call, policy in zip(outcome.pending, decided, strict=True)
             ],

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from bot.approvals.authorization import is_user_group
-from bot.approvals.rules import CallRule, Unevaluable, parse_arguments
+from bot.approvals.rules import CallRule, Steps, Unevaluable, parse_arguments
 from bot.config import ApprovalsConfig, parse_duration
 
 DEFAULT_THREAD_APPROVAL_TTL = timedelta(hours=8)
@@ -28,6 +28,7 @@ class ToolRule:
     allow_for_thread: bool = False
     thread_approval_ttl: timedelta = DEFAULT_THREAD_APPROVAL_TTL
     allow_edit: bool = False
+    steps: Steps = field(default_factory=Steps)
     label: str = ""  # where it comes from, for the card: "[approvals.tools.refund]"
 
 
@@ -45,6 +46,9 @@ class CallPolicy:
     rule_index: int | None  # the deciding rule's number (from 1); None: a table decided
     rule_label: str
     failed_closed: bool = False
+    # When to remind the approvers, and to escalate to whom; every key set (the config
+    # refuses an escalation without anyone to escalate to).
+    steps: Steps = field(default_factory=Steps)
 
 
 def outcome_text(required: bool, approvals_needed: int) -> str:
@@ -61,6 +65,7 @@ class Policy:
     expire_after: timedelta = timedelta(hours=24)
     rules: Mapping[str, ToolRule] = field(default_factory=dict)
     call_rules: tuple[CallRule, ...] = ()
+    steps: Steps = field(default_factory=Steps)
 
     @classmethod
     def from_config(
@@ -79,6 +84,7 @@ class Policy:
                 allow_for_thread=tool.allow_for_thread,
                 thread_approval_ttl=parse_duration(tool.thread_approval_ttl),
                 allow_edit=tool.allow_edit,
+                steps=Steps.read(tool.remind_after, tool.escalate_after, tool.escalate_to),
                 label=f"[approvals.tools.{name}]",
             )
         return cls(
@@ -86,6 +92,9 @@ class Policy:
             approvers=tuple(config.approvers),
             allow_self_approval=config.allow_self_approval,
             expire_after=config.expiry,
+            steps=Steps.read(
+                config.remind_after, config.escalate_after, config.escalate_to or None
+            ),
             rules=rules,
             call_rules=tuple(
                 CallRule.from_config(number, rule)
@@ -189,6 +198,7 @@ class Policy:
             allow_edit=_either(said.allow_edit, table.allow_edit),
             rule_index=rule.number,
             rule_label=f"{head} {outcome_text(required, needed)}",
+            steps=said.steps.over(table.steps).over(self.steps),
         )
 
     def _by_table(self, tool_name: str, table: ToolRule) -> CallPolicy:
@@ -201,6 +211,7 @@ class Policy:
             allow_edit=table.allow_edit,
             rule_index=None,
             rule_label=f"{table.label} {outcome_text(table.required, table.approvals_needed)}",
+            steps=table.steps.over(self.steps),
         )
 
     def _closed(self, tool_name: str, table: ToolRule, reason: str) -> CallPolicy:
@@ -216,6 +227,7 @@ class Policy:
             rule_index=None,
             rule_label=f"failed closed ({reason}) {outcome_text(True, table.approvals_needed)}",
             failed_closed=True,
+            steps=table.steps.over(self.steps),
         )
 
 

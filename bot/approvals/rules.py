@@ -10,7 +10,7 @@ say whether it matches must not let a call through.
 import json
 import re
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -59,6 +59,37 @@ class Test:
 
 
 @dataclass(frozen=True)
+class Steps:
+    """Reminders and escalation as one table says them; None is left out."""
+
+    remind_after: timedelta | None = None
+    escalate_after: timedelta | None = None
+    escalate_to: tuple[str, ...] | None = None
+
+    @classmethod
+    def read(
+        cls, remind_after: str | None, escalate_after: str | None, escalate_to: list[str] | None
+    ) -> "Steps":
+        return cls(
+            remind_after=None if remind_after is None else parse_duration(remind_after),
+            escalate_after=None if escalate_after is None else parse_duration(escalate_after),
+            escalate_to=None if escalate_to is None else tuple(escalate_to),
+        )
+
+    def over(self, parent: "Steps") -> "Steps":
+        """What is in force: these, and `parent` where these say nothing."""
+        return Steps(
+            remind_after=(
+                self.remind_after if self.remind_after is not None else parent.remind_after
+            ),
+            escalate_after=(
+                self.escalate_after if self.escalate_after is not None else parent.escalate_after
+            ),
+            escalate_to=self.escalate_to if self.escalate_to is not None else parent.escalate_to,
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """What a rule (or a tool's table) sets; None is left out, to be taken from further up."""
 
@@ -68,6 +99,7 @@ class Settings:
     allow_for_thread: bool | None = None
     thread_approval_ttl: timedelta | None = None
     allow_edit: bool | None = None
+    steps: Steps = field(default_factory=Steps)
 
 
 @dataclass(frozen=True)
@@ -95,6 +127,7 @@ class CallRule:
                 allow_for_thread=rule.allow_for_thread,
                 thread_approval_ttl=None if ttl is None else parse_duration(ttl),
                 allow_edit=rule.allow_edit,
+                steps=Steps.read(rule.remind_after, rule.escalate_after, rule.escalate_to),
             ),
         )
 

@@ -19,15 +19,17 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.approvals.authorization import is_user_group
 from bot.runtime.thread_locks import ThreadLocks
-from bot.slack import blocks, cards, markdown, mirror_blocks
+from bot.slack import blocks, cards, markdown, mirror_blocks, reminders
 from bot.slack.permalinks import Permalinks
 from storage import decision_log, outbox
 from storage.approvals import get_approval
 from storage.database import Database
 from storage.ids import ThreadRef
-from storage.models import OutboxKind
+from storage.models import ApprovalStatus, OutboxKind
 from storage.outbox import Claimant, Delivery, Owed
+from storage.runs import requesters_of
 from storage.thread_approvals import of_approval
 
 log = logging.getLogger(__name__)
@@ -167,6 +169,8 @@ class Outbox:
         thread = ThreadRef.from_key(delivery.thread_key)
         if delivery.kind == OutboxKind.MIRROR:
             return await self._send_mirror(delivery, thread)
+        if delivery.kind == OutboxKind.REMINDER:
+            return await self._remind(thread, delivery)
         text, body = await self._render(delivery)
         if not delivery.is_post:
             ts = delivery.card_ts or str((delivery.payload or {}).get("ts") or "")
@@ -203,10 +207,16 @@ class Outbox:
         thread_ts: str | None,
         text: str,
         body: list[blocks.Block],
+        *,
+        findable: bool = True,
     ) -> str | None:
+        """Post in `channel` (in the thread `thread_ts`, if any). A retry looks for an earlier
+        post first; a direct message (`channel` a user id: Slack posts it in the app's DM with
+        them) is not `findable` without reading the person's DMs, so one whose first try may
+        have reached Slack can arrive twice."""
         maybe_sent = delivery.attempts > 1
         for pause in (*QUICK_RETRIES, None):
-            if maybe_sent:
+            if maybe_sent and findable:
                 found = await self._find_post(channel, thread_ts, delivery)
                 if found is not None:
                     return found
@@ -233,6 +243,28 @@ class Outbox:
             return str(ts) if ts else None
         raise AssertionError("unreachable")
 
+    async def _remind(self, thread: ThreadRef, delivery: Delivery) -> str | None:
+        """A reminder or an escalation, with the card's permalink as Slack gives it now; moot
+        once the call was decided."""
+        payload = delivery.payload or {}
+        to = str(payload.get("to") or "")
+        approval = await get_approval(self.db, delivery.approval_id or "")
+        if approval is None or approval.status != ApprovalStatus.PENDING or not to:
+            return None
+        in_thread = is_user_group(to)
+        text, body = reminders.reminder(
+            step=str(payload.get("step") or "remind"),
+            to=to,
+            in_thread=in_thread,
+            tool_name=approval.tool_name,
+            requesters=requesters_of(approval),
+            channel_id=approval.channel_id,
+            permalink=await self._permalink(approval.channel_id, approval.message_ts),
+        )
+        if in_thread:
+            return await self._post(delivery, thread.channel_id, thread.thread_ts, text, body)
+        return await self._post(delivery, to, None, text, body, findable=False)
+
     async def _call(self, call: Any) -> Any:
         try:
             return await call()
@@ -243,6 +275,21 @@ class Outbox:
             raise
         except (SlackClientError, aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise Transient(type(exc).__name__) from None
+
+    async def _permalink(self, channel_id: str, message_ts: str | None) -> str | None:
+        """The card's link, or None when Slack has none for it (the reminder names the
+        channel instead); a transient failure tries the whole reminder again later."""
+        if not message_ts:
+            return None
+        try:
+            response = await self._call(
+                lambda: self.client.chat_getPermalink(channel=channel_id, message_ts=message_ts)
+            )
+        except SlackApiError as exc:
+            log.info("no permalink for a reminder: %s", exc.response.get("error"))
+            return None
+        link = response.get("permalink")
+        return str(link) if link else None
 
     async def _find_post(
         self, channel: str, thread_ts: str | None, delivery: Delivery

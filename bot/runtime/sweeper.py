@@ -1,4 +1,5 @@
-"""Periodic housekeeping: expire undecided approvals and pick up threads nobody is working on."""
+"""Periodic housekeeping: remind, escalate and expire undecided approvals, and pick up threads
+nobody is working on."""
 
 import asyncio
 import logging
@@ -47,6 +48,9 @@ class Sweeper:
         recovered = await self.interruptions.recover()
         if recovered:
             log.warning("took over %d job(s) of a process that stopped", recovered)
+        reminded, escalated = await self.approvals.take_due_steps()
+        if reminded or escalated:
+            log.info("reminded %d and escalated %d approval request(s)", reminded, escalated)
         expired = await self.approvals.expire_due()
         if expired:
             log.info("expired %d approval request(s)", expired)

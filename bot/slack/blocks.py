@@ -58,6 +58,8 @@ class ApprovalView:
     allow_edit: bool = False  # offer "Edit…"
     # What an approver changed the arguments to: what runs, shown next to what the model asked.
     edited_arguments: str | None = None
+    # Whom the call was escalated to, once it was: they may decide it too.
+    escalated_to: Sequence[str] = ()
 
 
 _SLACK_ID = re.compile(r"[A-Z0-9]{2,40}")
@@ -171,6 +173,13 @@ def _call_blocks(view: ApprovalView) -> list[Block]:
     ]
     if view.rule_label:
         blocks.append(_context(rule_line(view.rule_label, view.approvers)))
+    if view.escalated_to:
+        blocks.append(
+            _context(
+                f":rotating_light: Escalated to {_mentions(view.escalated_to)}, "
+                "who may decide it too"
+            )
+        )
     return blocks
 
 

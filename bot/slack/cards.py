@@ -30,6 +30,7 @@ def view_of(approval: Approval, approved_by: Sequence[str]) -> blocks.ApprovalVi
         ),
         allow_edit=bool(approval.allow_edit),
         edited_arguments=approval.edited_arguments,
+        escalated_to=tuple(approval.escalate_to or ()) if approval.escalated_at else (),
     )
 
 

@@ -138,6 +138,8 @@ class FakeSlackAPI:
         # Each person's Home view, as last published; its id stays with the person.
         self.home_views: dict[str, dict[str, Any]] = {}
         self.posted: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+        # Direct messages the bot sent, by the user id it posted to.
+        self.dms: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
         self.calls: list[RecordedCall] = []
         self.faults: list[RecordedFault] = []
         self._pending: defaultdict[str, deque[_Fault]] = defaultdict(deque)
@@ -689,10 +691,38 @@ class FakeSlackAPI:
         refusal = self._check_message(args)
         if refusal is not None:
             return refusal
+        channel = str(args["channel"])
+        if channel.startswith("S"):  # a user group is no conversation
+            return {"ok": False, "error": "channel_not_found"}
         ts = self._next_ts()
         message = self._message(args, ts)
-        self.posted[str(args["channel"])].append(message)
-        return {"ok": True, "channel": args["channel"], "ts": ts, "message": message}
+        if channel[0] in "UW":
+            # As Slack: a user id posts in the app's direct messages with that person.
+            channel = self.dm_channel(channel)
+            self.dms[str(args["channel"])].append(message)
+        self.posted[channel].append(message)
+        return {"ok": True, "channel": channel, "ts": ts, "message": message}
+
+    def dm_channel(self, user_id: str) -> str:
+        return f"D{user_id[1:]}"
+
+    def _chat_get_permalink(self, args: dict[str, Any]) -> dict[str, Any]:
+        """As Slack: both arguments, a channel it knows, a message there; a reply's link
+        carries its thread."""
+        channel, ts = str(args.get("channel") or ""), str(args.get("message_ts") or "")
+        messages = [*self.posted.get(channel, []), *self.seeded.get(channel, [])]
+        if not channel or not messages:
+            return {"ok": False, "error": "channel_not_found"}
+        message = next((m for m in messages if m["ts"] == ts), None)
+        # A thread the bot has replied in has a root message, whoever wrote it.
+        is_root = any(m.get("thread_ts") == ts for m in messages)
+        if message is None and not is_root:
+            return {"ok": False, "error": "message_not_found"}
+        link = f"https://{self.team_domain}.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+        thread_ts = message.get("thread_ts") if message is not None else None
+        if thread_ts and thread_ts != ts:
+            link += f"?thread_ts={thread_ts}&cid={channel}"
+        return {"ok": True, "channel": channel, "permalink": link}
 
     def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
         if not args.get("ts"):
@@ -723,28 +753,6 @@ class FakeSlackAPI:
         if not args.get("ts"):
             return {"ok": False, "error": "message_not_found"}
         return {"ok": True, "channel": args["channel"], "ts": str(args["ts"])}
-
-    def _chat_get_permalink(self, args: dict[str, Any]) -> dict[str, Any]:
-        """A link to a message the bot posted or a test seeded, shaped as Slack's: a reply's
-        link names its thread. Both arguments are required; a message Slack never saw has no
-        link."""
-        channel = args.get("channel")
-        if not channel:
-            return {"ok": False, "error": "channel_not_found"}
-        ts = str(args.get("message_ts") or "")
-        # A thread the bot has replied in has a root message, whoever wrote it.
-        found = [
-            m
-            for m in (*self.posted.get(str(channel), ()), *self.seeded.get(str(channel), ()))
-            if m.get("ts") == ts or m.get("thread_ts") == ts
-        ]
-        if not ts or not found:
-            return {"ok": False, "error": "message_not_found"}
-        link = f"https://{self.team_domain}.slack.com/archives/{channel}/p{ts.replace('.', '')}"
-        thread_ts = found[0].get("thread_ts") if found[0].get("ts") == ts else None
-        if thread_ts and thread_ts != ts:
-            link += f"?thread_ts={thread_ts}&cid={channel}"
-        return {"ok": True, "channel": channel, "permalink": link}
 
     def _store_view(self, view: dict[str, Any], view_id: str) -> dict[str, Any]:
         stored = {

@@ -126,6 +126,28 @@ async def test_form_bodies_and_get_queries_are_decoded(slack: FakeSlackAPI) -> N
     assert missing_user.value.response["error"] == "user_not_found"
 
 
+async def test_permalinks_and_direct_messages_answer_like_slack(slack: FakeSlackAPI) -> None:
+    client = web_client(slack)
+    reply = await client.chat_postMessage(channel="C1", text="card", thread_ts="5.0")
+    dm = await client.chat_postMessage(channel="U0ADA", text="psst")
+    link = await client.chat_getPermalink(channel="C1", message_ts=reply["ts"])
+
+    assert dm["channel"].startswith("D")
+    assert [m["text"] for m in slack.dms["U0ADA"]] == ["psst"]
+    assert link["permalink"].endswith(f"p{reply['ts'].replace('.', '')}?thread_ts=5.0&cid=C1")
+    for channel, ts, error in [
+        ("C1", "1.000001", "message_not_found"),
+        ("C0NOPE", reply["ts"], "channel_not_found"),
+        ("", reply["ts"], "channel_not_found"),
+    ]:
+        with pytest.raises(SlackApiError) as refused:
+            await client.chat_getPermalink(channel=channel, message_ts=ts)
+        assert refused.value.response["error"] == error
+    with pytest.raises(SlackApiError) as to_group:
+        await client.chat_postMessage(channel="S0GROUP", text="hi")
+    assert to_group.value.response["error"] == "channel_not_found"
+
+
 async def test_the_other_methods_answer_like_slack(slack: FakeSlackAPI) -> None:
     client = web_client(slack)
     posted = await client.chat_postMessage(channel="C1", text="in thread", thread_ts="5.0")
@@ -285,7 +307,7 @@ async def test_permalinks_name_the_thread_of_a_reply_and_need_a_known_message(
         f"{base}{reply['ts'].replace('.', '')}?thread_ts={root['ts']}&cid=C1"
     )
     for args, error in [
-        ({"channel": "C2", "message_ts": root["ts"]}, "message_not_found"),
+        ({"channel": "C2", "message_ts": root["ts"]}, "channel_not_found"),
         ({"channel": "C1", "message_ts": "1.000001"}, "message_not_found"),
         ({"channel": "C1"}, "message_not_found"),
         ({"message_ts": root["ts"]}, "channel_not_found"),
