@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.agent.build import build_runs, check_policy_tools, load_tool_modules
+from bot.agent.build import build_mcp_servers, build_runs, check_policy_tools, load_tool_modules
 from bot.agent.builtin_tools import SENSITIVE, slack_tools
 from bot.agent.ledger import ExecutionLedger
 from bot.approvals.approvals import Approvals
@@ -76,7 +76,10 @@ def build_app(
     builtins = slack_tools(client)
     for name in config.tools.builtins:
         tools[name] = builtins[name]
-    check_policy_tools(config, tools, config_path=settings.threadgate_config)
+    # A name no function tool has may be an MCP tool: `Threadgate.start` checks again then.
+    check_policy_tools(
+        config, tools, config_path=settings.threadgate_config, elsewhere=bool(config.tools.mcp)
+    )
     policy = Policy.from_config(
         config.approvals,
         tool_defaults={name: SENSITIVE[name] for name in config.tools.builtins},
@@ -86,6 +89,14 @@ def build_app(
         policy,
         requesters=functools.partial(run_requesters, db),
         members=groups.readable,
+    )
+    mcp = build_mcp_servers(
+        config,
+        tools,
+        policies,
+        config_path=settings.threadgate_config,
+        retry_seconds=settings.mcp_retry_seconds,
+        ping_seconds=settings.mcp_ping_seconds,
     )
     background = Background()
     ack_first = AckFirst()
@@ -110,7 +121,7 @@ def build_app(
         policies=policies,
         groups=groups,
         kick=queue.kick,
-        schemas=lambda name: tools[name].params_json_schema if name in tools else None,
+        schemas=lambda name: tools[name].params_json_schema if name in tools else mcp.schema(name),
     )
     threads = ThreadApprovals(db, approvals=approvals, outbox=outbox)
     runs = build_runs(
@@ -124,6 +135,7 @@ def build_app(
         api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
         base_url=settings.openai_base_url,
         thread_cover=threads,
+        mcp=mcp,
     )
     signs = ThreadSigns(posting_client(client))
 
@@ -216,4 +228,6 @@ def build_app(
         ),
         policy=policy,
         ack_first=ack_first,
+        mcp=mcp,
+        function_tools=tools,
     )

@@ -48,6 +48,14 @@ class Settings(BaseSettings):
     sweep_interval: float = Field(
         default=15.0, gt=0, validation_alias=AliasChoices("THREADGATE_SWEEP_INTERVAL")
     )
+    # How soon an MCP server that is down is tried again (doubling up to a minute), and how
+    # often one that is up is pinged.
+    mcp_retry_seconds: float = Field(
+        default=1.0, gt=0, le=60, validation_alias=AliasChoices("THREADGATE_MCP_RETRY_SECONDS")
+    )
+    mcp_ping_seconds: float = Field(
+        default=15.0, gt=0, validation_alias=AliasChoices("THREADGATE_MCP_PING_SECONDS")
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
