@@ -1,9 +1,10 @@
 """MCP servers from `[[tools.mcp]]`, kept connected by the bot and offered to the agent.
 
 Each server has one supervising task: it connects (starting a stdio server's process, or
-opening the one HTTP session kept for an HTTP server), lists its tools again now and then, and when it stops answering
-closes what is left of it and connects again, with backoff. A server that is down offers no
-tools, so runs go on without them; nothing waits for it.
+opening the one HTTP session kept for an HTTP server), lists its tools again now and then,
+and when the server stops answering closes what is left of it and connects again, with
+backoff. A server that is down offers no tools, so runs go on without them; nothing waits
+for it.
 """
 
 import asyncio
@@ -194,8 +195,12 @@ class McpConnection(MCPServer):
     async def list_tools(
         self, run_context: RunContextWrapper[Any] | None = None, agent: Any = None
     ) -> list[MCPTool]:
+        return self._publish(await self.listed())
+
+    def _publish(self, listed: list[MCPTool]) -> list[MCPTool]:
+        """What the agent is offered of what the server lists: the names nobody else has."""
         offered, withheld = [], []
-        for tool in await self.listed():
+        for tool in listed:
             owner = self._names.claim(tool.name, self.source)
             if owner is None:
                 offered.append(tool)
@@ -285,10 +290,10 @@ class McpConnection(MCPServer):
             client = self._open()
             try:
                 await client.connect()  # type: ignore[no-untyped-call]
+                self._publish(await client.list_tools())
                 self._client = client
                 self._state = "up"
                 self._problem = None
-                await self.list_tools()
                 log.info("%s is up, offering %d tools", self.source, len(self._offered))
                 delay = self._retry_seconds
                 self._attempted.set()
@@ -320,7 +325,7 @@ class McpConnection(MCPServer):
                 raise McpUnavailable("the session closed")
             # Listing again is the check (not every server answers a ping), and it keeps
             # the tools offered in step with a server whose list changed.
-            client.invalidate_tools_cache()
+            client.invalidate_tools_cache()  # type: ignore[no-untyped-call]
             await asyncio.wait_for(client.list_tools(), timeout=self.spec.timeout)
             self._problem = None
             await self.list_tools()

@@ -13,10 +13,13 @@ requests without `Authorization: Bearer <token>`.
 """
 
 import argparse
+import asyncio
 import json
 import os
+import socket
 import sys
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +109,89 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+
+
+# -- driving it from a test -------------------------------------------------------------------
+
+
+class ServerLog:
+    """What the server (every life of it) recorded, read back by a test."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.touch()
+
+    def entries(self) -> list[dict[str, Any]]:
+        text = self.path.read_text(encoding="utf-8")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def calls(self, tool: str) -> list[dict[str, Any]]:
+        return [e["args"] for e in self.entries() if e["event"] == "call" and e["tool"] == tool]
+
+    def starts(self) -> list[int]:
+        return [e["pid"] for e in self.entries() if e["event"] == "started"]
+
+    def requests(self, method: str) -> list[dict[str, Any]]:
+        return [e for e in self.entries() if e["event"] == "request" and e["method"] == method]
+
+    async def wait_until(
+        self,
+        condition: Callable[["ServerLog"], bool],
+        timeout: float = 30.0,  # noqa: ASYNC109 - a default deadline keeps every test short
+    ) -> None:
+        """Another process writes the file: it is read again until the condition holds."""
+        async with asyncio.timeout(timeout):
+            while True:
+                if condition(self):
+                    return
+                await asyncio.sleep(0.02)
+
+
+def stdio_command(log: ServerLog, tools: Sequence[str] = TOOL_NAMES[:3]) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "tests.fakes.mcp_servers",
+        "--log",
+        str(log.path),
+        "--tools",
+        ",".join(tools),
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@asynccontextmanager
+async def http_server(
+    log: ServerLog,
+    *,
+    port: int | None = None,
+    token: str | None = None,
+    tools: Sequence[str] = TOOL_NAMES[:3],
+) -> AsyncIterator[str]:
+    """The server over Streamable HTTP on 127.0.0.1, answering once it is up; yields its URL."""
+    port = port or free_port()
+    extra = ["--token", token] if token is not None else []
+    process = await asyncio.create_subprocess_exec(
+        *stdio_command(log, tools), "--http", str(port), *extra, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                except OSError:
+                    await asyncio.sleep(0.05)
+                    continue
+                writer.close()
+                break
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        await process.wait()
