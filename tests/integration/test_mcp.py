@@ -2,6 +2,7 @@
 package's own `MCPServer`), over stdio and over Streamable HTTP on 127.0.0.1, driven by signed
 clicks over HTTP and a scripted model."""
 
+import asyncio
 import json
 import os
 import signal
@@ -16,8 +17,11 @@ from agents.testing import ScriptedModel, assistant_message, function_call
 
 from bot.config import Config, ConfigError, McpServerConfig, ToolsConfig
 from bot.slack.blocks import APPROVE_ACTION, REJECT_ACTION
+from tests.bot_process import ROOT, bot_process
 from tests.fakes.mcp_servers import ServerLog, free_port, http_server, stdio_command
+from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack_api import FakeSlackAPI
+from tests.fakes.slack_requests import SlackRequestBuilder
 from tests.integration.conftest import (
     APPROVER,
     CHANNEL,
@@ -28,7 +32,7 @@ from tests.integration.conftest import (
 )
 from tests.integration.test_approvals import THREAD_TS, ask, click, reject_with, tool_outputs
 from tests.integration.test_edit import submit_edit
-from tests.running_app import RunningBot, bot_settings, running_bot
+from tests.running_app import SIGNING_SECRET, RunningBot, bot_settings, running_bot
 
 TOKEN = "mcp-test-token"
 ServerFactory = Callable[..., AbstractAsyncContextManager[dict[str, Any]]]
@@ -291,3 +295,44 @@ async def test_a_tool_gone_between_the_pause_and_the_click_tells_the_thread_and_
         assert "close_ticket is not offered any more" in last
         assert "Reference" in last
         assert server_log.calls("close_ticket") == []
+
+
+async def test_a_restart_between_the_pause_and_the_click_runs_the_call_once_in_the_new_process(
+    database_url: str, slack: FakeSlackAPI, server_log: ServerLog, tmp_path: Path
+) -> None:
+    """The second process starts its own server after the pause; SIGTERM then closes it."""
+    command = json.dumps(stdio_command(server_log))
+    extra = (
+        f'\n[[tools.mcp]]\nname = "tickets"\ncommand = {command}\n'
+        f"env = {{ PYTHONPATH = {json.dumps(str(ROOT))} }}\n"
+    )
+    requests = SlackRequestBuilder(SIGNING_SECRET, team_id=slack.team_id)
+    async with FakeModelServer() as model:
+        model.reply_tool_calls(("close_ticket", {"ticket_id": "T7"}))
+        async with bot_process(database_url, slack, model, tmp_path, extra_config=extra) as bot:
+            await bot.send(requests.mention(text="close T7", channel=CHANNEL, ts="2.5"))
+            await slack.wait_for("chat.postMessage")
+            bot.process.kill()
+            await bot.process.wait()
+        [approval_id] = approval_ids(approval_messages(slack)[0])
+        assert server_log.calls("close_ticket") == []
+        model.reply_text("T7 closed after the restart.")
+        async with bot_process(database_url, slack, model, tmp_path, extra_config=extra) as bot:
+            click = requests.block_actions(
+                user=APPROVER,
+                action_id=APPROVE_ACTION,
+                value=approval_id,
+                channel=CHANNEL,
+                message_ts="2.6",
+                thread_ts="2.5",
+            )
+            assert await bot.send(click) == 200
+            await slack.wait_for(
+                "chat.postMessage",
+                where=lambda c: c.args.get("text") == "T7 closed after the restart.",
+            )
+            bot.process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(bot.process.wait(), timeout=30) == 0
+        assert len(server_log.starts()) == 2
+        assert server_log.calls("close_ticket") == [{"ticket_id": "T7", "note": ""}]
+        assert "Traceback" not in "".join(bot.log)
