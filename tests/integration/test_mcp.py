@@ -14,9 +14,13 @@ from typing import Any
 import pytest
 from agents import RunContextWrapper
 from agents.testing import ScriptedModel, assistant_message, function_call
+from sqlmodel import select
 
+from bot.agent.runs import CallDecision
 from bot.config import Config, ConfigError, McpServerConfig, ToolsConfig
 from bot.slack.blocks import APPROVE_ACTION, REJECT_ACTION
+from storage.ids import ThreadRef
+from storage.models import Run
 from tests.bot_process import ROOT, bot_process
 from tests.fakes.mcp_servers import ServerLog, free_port, http_server, stdio_command
 from tests.fakes.model_server import FakeModelServer
@@ -85,8 +89,27 @@ def closing(ticket: str = "T1", answer: str = "Ticket closed.") -> ScriptedModel
         [
             [function_call("close_ticket", {"ticket_id": ticket}, call_id="call_1")],
             [assistant_message(answer)],
+            [assistant_message("again")],
         ]
     )
+
+
+async def resume_again(bot: RunningBot, saved: str) -> None:
+    """Resume the very same stored pause again, as a buggy or racing caller might."""
+    runs = bot.app.runs
+    await runs.resume(
+        saved,
+        decisions={"call_1": CallDecision(approved=True)},
+        new_messages=[],
+        history=runs.history(ThreadRef(bot.slack.team_id, CHANNEL, THREAD_TS).key),
+    )
+
+
+async def paused_state(bot: RunningBot) -> str:
+    async with bot.app.db.read() as session:
+        [run] = (await session.scalars(select(Run))).all()
+    assert run.state is not None
+    return run.state
 
 
 async def offered(bot: RunningBot) -> set[str]:
@@ -106,8 +129,10 @@ async def test_an_mcp_call_needing_approval_pauses_and_runs_once_when_approved(
         assert "[approvals] default" in json.dumps(card.args["blocks"])
         assert server_log.calls("close_ticket") == []
         [approval_id] = approval_ids(card)
+        saved = await paused_state(bot)
         await click(bot, approval_id)
         await click(bot, approval_id)
+        await resume_again(bot, saved)
         assert server_log.calls("close_ticket") == [{"ticket_id": "T1", "note": ""}]
         assert texts(slack.messages_in_thread(CHANNEL, THREAD_TS))[-1] == "Ticket closed."
         if "url" in entry:
@@ -176,6 +201,7 @@ async def test_a_server_killed_mid_call_fails_the_call_with_a_reference_and_come
         [
             [function_call("hang", {"ticket_id": "T1"}, call_id="call_1")],
             [assistant_message("The ticket system failed.")],
+            [assistant_message("again")],
         ]
     )
     async with (
@@ -184,6 +210,7 @@ async def test_a_server_killed_mid_call_fails_the_call_with_a_reference_and_come
     ):
         await ask(bot, "hang on T1")
         [approval_id] = approval_ids(approval_messages(slack)[0])
+        saved = await paused_state(bot)
         await bot.send(
             bot.requests.block_actions(
                 user=APPROVER,
@@ -207,8 +234,10 @@ async def test_a_server_killed_mid_call_fails_the_call_with_a_reference_and_come
             "The ticket system failed."
         )
         # The stdio server is started again, and the approved call is not run again.
-        await server_log.wait_until(lambda log: len(log.starts()) == 2)
+        await server_log.wait_until(lambda log: bot.app.mcp.status()[0].state == "up")
+        assert len(server_log.starts()) == 2
         await click(bot, approval_id)
+        await resume_again(bot, saved)
         assert len(server_log.calls("hang")) == 1
 
 
