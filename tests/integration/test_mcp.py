@@ -365,3 +365,37 @@ async def test_a_restart_between_the_pause_and_the_click_runs_the_call_once_in_t
         assert len(server_log.starts()) == 2
         assert server_log.calls("close_ticket") == [{"ticket_id": "T7", "note": ""}]
         assert "Traceback" not in "".join(bot.log)
+
+
+async def test_rules_on_arguments_decide_mcp_calls_like_function_calls(
+    database_url: str, slack: FakeSlackAPI, server_log: ServerLog
+) -> None:
+    config = approval_config(
+        rules=[{"tools": ["close_ticket"], "when": {"ticket_id": {"eq": "T1"}}, "require": "never"}]
+    )
+    async with (
+        stdio(server_log) as entry,
+        bot_with(database_url, slack, with_mcp(config, entry), closing("T1")) as bot,
+    ):
+        await ask(bot, "close ticket T1")
+        assert approval_messages(slack) == []
+        assert server_log.calls("close_ticket") == [{"ticket_id": "T1", "note": ""}]
+    async with (
+        stdio(server_log) as entry,
+        bot_with(database_url, slack, with_mcp(config, entry), closing("T2")) as bot,
+    ):
+        await ask(bot, "close ticket T2", ts="1700000009.000100")
+        [card] = approval_messages(slack)
+        assert "[approvals] default" in json.dumps(card.args["blocks"])
+        assert len(server_log.calls("close_ticket")) == 1
+
+
+async def test_a_policy_naming_a_tool_no_server_offers_stops_start_up_once_all_are_up(
+    database_url: str, slack: FakeSlackAPI, server_log: ServerLog
+) -> None:
+    config = approval_config(tools={"close_tikcet": {"require": "never"}})
+    async with stdio(server_log) as entry:
+        with pytest.raises(ConfigError) as caught:
+            async with bot_with(database_url, slack, with_mcp(config, entry), model=None):
+                pass
+    assert caught.value.key == "approvals.tools.close_tikcet"
