@@ -150,6 +150,9 @@ async def start_when_possible(threadgate: Threadgate, stop: asyncio.Event) -> bo
         except DecryptionError as exc:
             log.error("%s: check THREADGATE_ENCRYPTION_KEY", exc)
             return False
+        except ConfigError as exc:
+            log.error("config %s", exc)
+            return False
         except SlackApiError as exc:
             error = exc.response.get("error", "")
             if error in FATAL_SLACK_ERRORS:

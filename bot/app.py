@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.agent.build import build_runs, configured_tools
+from bot.agent.build import build_mcp_servers, build_runs, configured_tools
 from bot.agent.builtin_tools import SENSITIVE, slack_tools
 from bot.approvals.approvals import Approvals
 from bot.approvals.deciding import CallPolicies
@@ -85,6 +85,14 @@ def build_app(
         requesters=functools.partial(run_requesters, db),
         members=groups.readable,
     )
+    mcp = build_mcp_servers(
+        config,
+        tools,
+        policies,
+        config_path=settings.threadgate_config,
+        retry_seconds=settings.mcp_retry_seconds,
+        ping_seconds=settings.mcp_ping_seconds,
+    )
     background = Background()
     ack_first = AckFirst()
     owner = process_owner()
@@ -109,7 +117,7 @@ def build_app(
         policies=policies,
         groups=groups,
         kick=queue.kick,
-        schemas=lambda name: tools[name].params_json_schema if name in tools else None,
+        schemas=lambda name: tools[name].params_json_schema if name in tools else mcp.schema(name),
         mirror_to=config.approvals.mirror_to,
     )
     inbox = HomeInbox(
@@ -118,7 +126,14 @@ def build_app(
     approvals.on_change = inbox.changed
     threads = ThreadApprovals(db, approvals=approvals, outbox=outbox)
     runs = build_runs(
-        config, tools, policies, db=db, settings=settings, model=model, thread_cover=threads
+        config,
+        tools,
+        policies,
+        db=db,
+        settings=settings,
+        model=model,
+        thread_cover=threads,
+        mcp=mcp,
     )
     signs = ThreadSigns(posting_client(client))
 
@@ -191,7 +206,8 @@ def build_app(
     commands.register(
         bolt,
         policy=policy,
-        tool_names=runs.tool_names,
+        tool_names=lambda: runs.tool_names,
+        mcp_servers=mcp.status,
         feedback=answer_feedback,
         approvals=approvals,
         admins=Admins(config.admin.users, groups),
@@ -227,4 +243,6 @@ def build_app(
         ),
         policy=policy,
         ack_first=ack_first,
+        mcp=mcp,
+        function_tools=tools,
     )

@@ -31,7 +31,8 @@ def check(path: Path | None) -> list[str]:
     }
     for name in config.tools.builtins:
         tools[name] = "built-in"
-    check_policy_tools(config, tools, config_path=path)
+    # A tool only an MCP server offers is known once the bot connects: named, it is shown.
+    check_policy_tools(config, tools, config_path=path, elsewhere=bool(config.tools.mcp))
     policy = Policy.from_config(
         config.approvals, tool_defaults={name: SENSITIVE[name] for name in config.tools.builtins}
     )
@@ -49,8 +50,13 @@ def _report(
             "allow_self_approval": policy.allow_self_approval,
             "expire_after": policy.expire_after,
         }
+        | ({"mirror_to": config.approvals.mirror_to} if config.approvals.mirror_to else {})
     )
     yield "[admin] " + _settings({"users": tuple(config.admin.users)})
+    for server in config.tools.mcp:
+        where = "stdio" if server.command else "http"
+        offered = ", ".join(server.tools) if server.tools else "every tool it lists"
+        yield f"[[tools.mcp]] {server.name} ({where}): {offered}"
     names = list(dict.fromkeys([*tools, *policy.rules]))
     yield f"{len(names)} tool{'s' if len(names) != 1 else ''}"
     for name in names:
@@ -74,6 +80,8 @@ def effective(policy: Policy, tool_name: str) -> dict[str, object]:
         {field.name: getattr(table, field.name) for field in dataclasses.fields(table)}
     )
     del values["label"]
+    # What the table leaves out of reminders and escalation, `[approvals]` says.
+    values.update(_by_config_key({"steps": table.steps.over(policy.steps)}))
     values["approvers"] = policy.approvers_for(tool_name)
     values["expire_after"] = policy.expire_after
     return values
@@ -103,8 +111,17 @@ def rule_line(rule: CallRule) -> str:
 
 
 def _by_config_key(values: Mapping[str, object]) -> dict[str, object]:
-    """The policy's fields named and valued as the config writes them (`require = "always"`)."""
-    named = {_CONFIG_NAMES.get(name, name): value for name, value in values.items()}
+    """The policy's fields named and valued as the config writes them (`require = "always"`);
+    a group of settings (reminders and escalation) is spelled as its keys, those set."""
+    named: dict[str, object] = {}
+    for name, value in values.items():
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            for field in dataclasses.fields(value):
+                inner = getattr(value, field.name)
+                if inner is not None:
+                    named[_CONFIG_NAMES.get(field.name, field.name)] = inner
+        else:
+            named[_CONFIG_NAMES.get(name, name)] = value
     if isinstance(named.get("require"), bool):
         named["require"] = "always" if named["require"] else "never"
     return named

@@ -6,6 +6,7 @@ Every table refuses unknown keys, so a typo stops start-up instead of silently c
 import itertools
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -115,15 +116,90 @@ class AgentConfig(_Strict):
     max_image_bytes: int = Field(default=1_000_000, ge=1, le=20_000_000)
 
 
-class ToolsConfig(_Strict):
-    modules: list[str] = Field(default_factory=list)
-    builtins: list[Literal["slack_post_message", "slack_lookup_user"]] = Field(default_factory=list)
-
-
 def _check_duration(value: str | None) -> str | None:
     if value is not None:
         parse_duration(value)
     return value
+
+
+_MCP_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class McpServerConfig(_Strict):
+    """`[[tools.mcp]]`: one MCP server, started by the bot (`command`) or reached at `url`."""
+
+    name: str
+    command: list[str] | None = Field(default=None, min_length=1)
+    env: dict[str, str] | None = None
+    url: str | None = None
+    headers: dict[str, str] | None = None
+    tools: list[str] | None = None
+    timeout: str = "30s"
+
+    @field_validator("name")
+    @classmethod
+    def _label(cls, name: str) -> str:
+        if not _MCP_NAME.match(name):
+            raise ValueError(f"{name!r} is not a label of letters, digits, '_' or '-'")
+        return name
+
+    @field_validator("command")
+    @classmethod
+    def _program(cls, command: list[str] | None) -> list[str] | None:
+        if command is not None and not command[0].strip():
+            raise ValueError("the first word must name a program")
+        return command
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, url: str | None) -> str | None:
+        if url is not None and not re.match(r"^https?://[^\s/]+", url):
+            raise ValueError(f"{url!r} is not an http:// or https:// address")
+        return url
+
+    _timeout = field_validator("timeout")(_check_duration)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "McpServerConfig":
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give either command (a stdio server) or url (an HTTP server)")
+        if self.env is not None and self.command is None:
+            raise ValueError("env is for stdio servers (with command); an HTTP server has headers")
+        if self.headers is not None and self.url is None:
+            raise ValueError("headers are for HTTP servers (with url); a stdio server has env")
+        return self
+
+    @property
+    def timeout_seconds(self) -> float:
+        return parse_duration(self.timeout).total_seconds()
+
+
+def expand_env(value: str, environ: Mapping[str, str]) -> str:
+    """`${VAR}` from the environment; a missing variable is a KeyError naming it."""
+
+    def lookup(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in environ:
+            raise KeyError(name)
+        return environ[name]
+
+    return _ENV_REF.sub(lookup, value)
+
+
+class ToolsConfig(_Strict):
+    modules: list[str] = Field(default_factory=list)
+    builtins: list[Literal["slack_post_message", "slack_lookup_user"]] = Field(default_factory=list)
+    mcp: list[McpServerConfig] = Field(default_factory=list)
+
+    @field_validator("mcp")
+    @classmethod
+    def _unique_names(cls, servers: list[McpServerConfig]) -> list[McpServerConfig]:
+        names = [server.name for server in servers]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"two MCP servers are named {name!r}")
+        return servers
 
 
 # Thread approvals count one approver; a quorum asks for several, so the two exclude each other.

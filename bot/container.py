@@ -7,16 +7,20 @@ name it without importing the wiring.
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.agent.build import check_policy_tools
+from bot.agent.mcp_servers import McpServers
 from bot.agent.runs import AgentRuns
 from bot.approvals.approvals import Approvals
 from bot.approvals.policy import Policy
-from bot.config import Config
+from bot.config import Config, ConfigError
 from bot.runtime.ack_first import AckFirst
 from bot.runtime.background import Background
 from bot.runtime.conversations import Conversations
@@ -74,6 +78,8 @@ class Threadgate:
     sweeper: Sweeper
     policy: Policy
     ack_first: AckFirst
+    mcp: McpServers
+    function_tools: Mapping[str, Any]
     health: Health = field(default_factory=Health)
     _sweeper_task: asyncio.Task[None] | None = None
 
@@ -91,11 +97,30 @@ class Threadgate:
         self.health.bot_user_id = response.get("user_id")
         self.health.team_id = response.get("team_id")
         self.health.slack_ok = True
+        await self.start_mcp()
         # Leftovers of an earlier life (queued work, dead owners) are picked up before serving.
         await self.sweeper.sweep_safely()
         if self._sweeper_task is None:
             self._sweeper_task = asyncio.create_task(self.sweeper.run(), name="sweeper")
         log.info("threadgate ready as %s in %s", self.health.bot_user_id, self.health.team_id)
+
+    async def start_mcp(self) -> None:
+        """Servers that are down do not stop start-up; a clash among those that are up does,
+        and so does a policy naming a tool that nothing offers once every server is up."""
+        if not self.mcp.connections:
+            return
+        await self.mcp.start()
+        offered = {**self.function_tools, **dict.fromkeys(self.mcp.tool_names())}
+        try:
+            check_policy_tools(
+                self.config,
+                offered,
+                config_path=self.settings.threadgate_config,
+                elsewhere=not self.mcp.all_up(),
+            )
+        except ConfigError:
+            await self.mcp.stop()
+            raise
 
     async def stop(self, *, drain_timeout: float | None = None) -> bool:
         """Finish or hand back running work, then let go of the database."""
@@ -107,6 +132,7 @@ class Threadgate:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper_task
         await self.conversations.inbox.close()
+        await self.mcp.stop()
         await self.runs.close()
         if self.client.session is not None:
             await self.client.session.close()

@@ -3,8 +3,9 @@
 Our own log lines carry ids, counts and Slack error codes, never a message, an argument or an
 output. Several libraries log bodies below INFO (slack_sdk and Bolt the Web API and Socket Mode
 payloads at DEBUG, openai its request options, aiosqlite every call with its arguments) or SQL
-at INFO with result rows at DEBUG (SQLAlchemy, whenever the root logger lets INFO through). So
-each of them has a floor that LOG_LEVEL=DEBUG does not lower.
+at INFO with result rows at DEBUG (SQLAlchemy, whenever the root logger lets INFO through),
+and the MCP client its messages. So each of them has a floor that LOG_LEVEL=DEBUG does not
+lower.
 """
 
 import logging
@@ -26,6 +27,8 @@ LEVEL_FLOORS = {
     "asyncpg": logging.WARNING,
     "openai": logging.WARNING,
     "httpx": logging.WARNING,
+    "httpx2": logging.WARNING,  # the MCP client's HTTP: a line per request, with its URL
+    "mcp": logging.WARNING,  # MCP messages (tool arguments, results) at DEBUG
     "httpcore": logging.WARNING,
     "aiohttp.access": logging.WARNING,
     "alembic": logging.WARNING,

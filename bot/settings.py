@@ -82,6 +82,14 @@ class CoreSettings(DatabaseSettings):
     lease_seconds: float = Field(
         default=30.0, ge=1, validation_alias=AliasChoices("THREADGATE_LEASE_SECONDS")
     )
+    # How soon an MCP server that is down is tried again (doubling up to a minute), and how
+    # often one that is up is pinged.
+    mcp_retry_seconds: float = Field(
+        default=1.0, gt=0, le=60, validation_alias=AliasChoices("THREADGATE_MCP_RETRY_SECONDS")
+    )
+    mcp_ping_seconds: float = Field(
+        default=15.0, gt=0, validation_alias=AliasChoices("THREADGATE_MCP_PING_SECONDS")
+    )
 
     @field_validator("openai_base_url")
     @classmethod

@@ -59,10 +59,12 @@ def bot_env(
     port: int,
     *,
     stream: bool = False,
+    extra_config: str = "",
 ) -> dict[str, str]:
-    """Answers are posted whole unless `stream`: most process tests follow the outbox's posts."""
+    """Answers are posted whole unless `stream`: most process tests follow the outbox's posts.
+    `extra_config` is TOML added to the file's end."""
     config = tmp_path / "threadgate.toml"
-    config.write_text(CONFIG.format(stream=str(stream).lower()), encoding="utf-8")
+    config.write_text(CONFIG.format(stream=str(stream).lower()) + extra_config, encoding="utf-8")
     return {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": str(ROOT),
@@ -89,10 +91,16 @@ async def bot_process(
     tmp_path: Path,
     *,
     stream: bool = False,
+    extra_config: str = "",
     **env: str,
 ) -> AsyncIterator[BotProcess]:
     port = free_port()
-    environment = bot_env(database_url, slack, model, tmp_path, port, stream=stream) | env
+    environment = (
+        bot_env(
+            database_url, slack, model, tmp_path, port, stream=stream, extra_config=extra_config
+        )
+        | env
+    )
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

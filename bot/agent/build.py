@@ -2,8 +2,10 @@
 
 import dataclasses
 import importlib
+import inspect
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,6 +17,7 @@ from openai import AsyncOpenAI
 
 from bot.agent import ledger as ledgers
 from bot.agent import openai_request_transform
+from bot.agent.mcp_servers import McpConnection, McpServers, ToolNames, resolve_servers
 from bot.agent.runs import AgentRuns
 from bot.approvals.deciding import CallPolicies
 from bot.approvals.policy import CallPolicy
@@ -54,32 +57,39 @@ def configured_tools(
     tools = load_tool_modules(config.tools.modules, config_path=config_path)
     for name in config.tools.builtins:
         tools[name] = builtins[name]
-    check_policy_tools(config, tools, config_path=config_path)
+    # A name no function tool has may be an MCP tool: `Threadgate.start` checks again then.
+    check_policy_tools(config, tools, config_path=config_path, elsewhere=bool(config.tools.mcp))
     return tools
 
 
 def check_policy_tools(
-    config: Config, tools: Mapping[str, Any], *, config_path: Path | None
+    config: Config,
+    tools: Mapping[str, Any],
+    *,
+    config_path: Path | None,
+    elsewhere: bool = False,
 ) -> None:
     """Every tool a table or a rule names exists, and what a rule takes from a tool's table
-    still makes sense with what the rule sets."""
+    still makes sense with what the rule sets. With `elsewhere`, a name may belong to an MCP
+    server that is not up yet: it is not an error (a table for a tool nobody offers decides
+    nothing)."""
     approvals = config.approvals
     for name in approvals.tools:
-        if name not in tools:
+        if name not in tools and not elsewhere:
             raise ConfigError(
                 config_path,
                 f"approvals.tools.{name}",
-                "no loaded tool has this name (check [tools] modules and builtins)",
+                "no loaded tool has this name (check [tools] modules, builtins and mcp)",
             )
     for index, rule in enumerate(approvals.rules):
         number = index + 1
         for position, name in enumerate(rule.tools):
-            if name != "*" and name not in tools:
+            if name != "*" and name not in tools and not elsewhere:
                 raise ConfigError(
                     config_path,
                     rule_key(index, "tools", str(position)),
                     f"rule {number}: no loaded tool is named {name!r} "
-                    "(check [tools] modules and builtins)",
+                    "(check [tools] modules, builtins and mcp)",
                 )
         names = list(tools) if rule.tools == ["*"] else rule.tools
         for name in names:
@@ -143,11 +153,15 @@ def _context(ctx: RunContextWrapper[Any]) -> dict[str, Any]:
     return ctx.context if isinstance(ctx.context, dict) else {}
 
 
+NeedsApproval = Callable[[RunContextWrapper[Any], dict[str, Any], str], Awaitable[bool]]
+
+
 def with_policy(
     tool: FunctionTool,
     policies: CallPolicies,
     ledger: ExecutionLedger | None = None,
     thread_cover: ThreadCover | None = None,
+    gate: bool | NeedsApproval = True,
 ) -> FunctionTool:
     """Route the SDK's approval question to our policy, always answering a strict bool: the
     call's arguments, the thread's channel and the run's requesters decide.
@@ -160,6 +174,9 @@ def with_policy(
     second resume of the same state, so the claim in the database is what makes it once. An
     approver may have edited the call's arguments: those run instead of the model's (looked up
     after the claim, so the claim still makes it once), and the output says so.
+
+    `gate` is asked first: for an MCP tool it is the SDK's own `require_approval` answer
+    (which our policy gives per tool); the policy then decides the call with its arguments.
     """
     name = tool.name
     invoke_tool = tool.on_invoke_tool
@@ -168,6 +185,8 @@ def with_policy(
     async def needs_approval(
         ctx: RunContextWrapper[Any], args: dict[str, Any], call_id: str
     ) -> bool:
+        if not await _asked(gate, ctx, args, call_id):
+            return False
         context = _context(ctx)
         decided = await policies.decide(
             name,
@@ -203,6 +222,71 @@ def with_policy(
     return dataclasses.replace(tool, needs_approval=needs_approval, on_invoke_tool=invoke_once)
 
 
+async def _asked(
+    gate: bool | NeedsApproval, ctx: RunContextWrapper[Any], args: dict[str, Any], call_id: str
+) -> bool:
+    if isinstance(gate, bool):
+        return gate
+    answer = gate(ctx, args, call_id)
+    return bool(await answer) if inspect.isawaitable(answer) else bool(answer)
+
+
+@dataclasses.dataclass
+class GovernedAgent(Agent[Any]):
+    """An agent whose MCP tools are governed like its function tools.
+
+    `get_mcp_tools` is the SDK's public step that lists the servers' tools and converts them
+    (names, schemas, and the recipient bindings a paused run is checked against on resume);
+    each converted tool is then wrapped as a function tool is: the policy decides each call
+    with its arguments, and the ledger claims an approved call before it reaches the server,
+    with an approver's edited arguments (what the server then receives). `call_tool` on a
+    server subclass would be too late for that: it is told neither the run nor the call id.
+    """
+
+    govern: Callable[[FunctionTool], FunctionTool] | None = None
+
+    async def get_mcp_tools(self, run_context: RunContextWrapper[Any]) -> list[Tool]:
+        tools = await super().get_mcp_tools(run_context)
+        if self.govern is None:
+            return tools
+        return [self.govern(t) if isinstance(t, FunctionTool) else t for t in tools]
+
+
+def build_mcp_servers(
+    config: Config,
+    tools: Mapping[str, FunctionTool],
+    policies: CallPolicies,
+    *,
+    config_path: Path | None,
+    retry_seconds: float = 1.0,
+    ping_seconds: float = 15.0,
+    environ: Mapping[str, str] | None = None,
+) -> McpServers:
+    """The SDK's `require_approval`, in its callable form, is our policy's answer per tool."""
+    specs = resolve_servers(
+        config.tools.mcp,
+        config_path=config_path,
+        environ=os.environ if environ is None else environ,
+    )
+    names = ToolNames(tools)
+    policy = policies.policy
+
+    def may_need_approval(_ctx: RunContextWrapper[Any], _agent: Any, tool: Any) -> bool:
+        return policy.may_need_approval(str(tool.name))
+
+    connections = [
+        McpConnection(
+            spec,
+            names,
+            require_approval=may_need_approval,
+            retry_seconds=retry_seconds,
+            ping_seconds=ping_seconds,
+        )
+        for spec in specs
+    ]
+    return McpServers(connections, names, config_path=config_path)
+
+
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -220,15 +304,22 @@ def build_agent(
     model: Model,
     ledger: ExecutionLedger | None = None,
     thread_cover: ThreadCover | None = None,
+    mcp: McpServers | None = None,
 ) -> Agent[Any]:
     agent_tools: list[Tool] = [
         with_policy(tool, policies, ledger, thread_cover) for tool in tools.values()
     ]
-    return Agent(
+
+    def govern(tool: FunctionTool) -> FunctionTool:
+        return with_policy(tool, policies, ledger, thread_cover, gate=tool.needs_approval)
+
+    return GovernedAgent(
         name=config.agent.name,
         instructions=config.agent.instructions,
         model=model,
         tools=agent_tools,
+        mcp_servers=list(mcp.connections) if mcp is not None else [],
+        govern=govern,
     )
 
 
@@ -241,6 +332,7 @@ def build_runs(
     settings: CoreSettings,
     model: Model | None,
     thread_cover: ThreadCover | None = None,
+    mcp: McpServers | None = None,
 ) -> AgentRuns:
     """Approved calls are claimed in `db`'s ledger. Tracing stays off: it would send
     conversation content to a third party by default."""
@@ -256,10 +348,11 @@ def build_runs(
         model = build_model(config, client)
     ledger = ledgers.ExecutionLedger(db)
     return AgentRuns(
-        build_agent(config, tools, policies, model, ledger, thread_cover),
+        build_agent(config, tools, policies, model, ledger, thread_cover, mcp),
         max_turns=config.agent.max_turns,
         db=db,
         history_limit=config.agent.history_limit,
         client=client,
         cipher=db.cipher,
+        mcp=mcp,
     )

@@ -15,6 +15,7 @@ from agents import (
     Agent,
     MaxTurnsExceeded,
     RawResponsesStreamEvent,
+    RunContextWrapper,
     RunItemStreamEvent,
     Runner,
     RunResultStreaming,
@@ -25,6 +26,7 @@ from agents.memory import SessionSettings
 from agents.run_state import CURRENT_SCHEMA_VERSION
 from openai import AsyncOpenAI
 
+from bot.agent.mcp_servers import McpServers
 from bot.agent.run_history import RunHistory
 from bot.agent.thread_input import run_input
 from storage.crypto import Cipher
@@ -106,8 +108,10 @@ class AgentRuns:
         history_limit: int,
         client: AsyncOpenAI | None = None,
         cipher: Cipher | None = None,
+        mcp: McpServers | None = None,
     ) -> None:
         self.agent = agent
+        self.mcp = mcp
         self.cipher = cipher
         self.client = client
         self.max_turns = max_turns
@@ -131,7 +135,8 @@ class AgentRuns:
 
     @property
     def tool_names(self) -> list[str]:
-        return sorted(tool.name for tool in self.agent.tools)
+        mcp_tools = self.mcp.tool_names() if self.mcp is not None else []
+        return sorted([*(tool.name for tool in self.agent.tools), *mcp_tools])
 
     async def start(
         self,
@@ -184,10 +189,17 @@ class AgentRuns:
         again on the same call and strand it.
         """
         state = await self.load(saved_state)
+        offered = {tool.name for tool in await self.agent.get_all_tools(RunContextWrapper({}))}
         for item in state.get_interruptions():
             decision = decisions.get(item.call_id or "")
             if decision is None:
                 raise StateLoadError(f"no decision was stored for the call {item.call_id}")
+            if decision.approved and item.name not in offered:
+                # An MCP server that is down, or that no longer lists the tool.
+                raise StateLoadError(
+                    f"the tool {item.name} is not offered any more, so the approved call "
+                    "did not run"
+                )
             if decision.approved:
                 state.approve(item)
             else:

@@ -4,13 +4,19 @@ escaped like any text that is not the bot's own."""
 
 from collections.abc import Sequence
 
+from bot.agent.mcp_servers import McpServerStatus
 from bot.approvals.policy import Policy
 from bot.approvals.rules import CallRule
 from bot.slack.blocks import duration, escape, mention
 
 
-def policy_text(policy: Policy, tools: Sequence[str]) -> str:
+def policy_text(
+    policy: Policy, tools: Sequence[str], servers: Sequence[McpServerStatus] = ()
+) -> str:
+    """`servers` are the MCP servers: a server that is down has its tools missing from
+    `tools` (and from runs) until it answers, which is said here."""
     lines = ["Tools: " + (", ".join(f"`{escape(t, 200)}`" for t in tools) or "none")]
+    lines.extend(server_text(server) for server in servers)
     if policy.call_rules:
         lines.append(
             "Rules, checked in order before each tool's own policy (the first match decides):"
@@ -28,6 +34,20 @@ def policy_text(policy: Policy, tools: Sequence[str]) -> str:
         f"{self_approval} approve it."
     )
     return "\n".join(lines)
+
+
+def server_text(server: McpServerStatus) -> str:
+    name = f"MCP server `{escape(server.name, 100)}` ({server.transport})"
+    if server.state == "up":
+        line = f"{name} is up: {len(server.tools)} tool{'s' if len(server.tools) != 1 else ''}"
+        if server.withheld:
+            withheld = ", ".join(f"`{escape(t, 200)}`" for t in server.withheld)
+            line += f"; not offered, as another source has the name: {withheld}"
+        return line
+    if server.state == "starting":
+        return f"{name} is starting: its tools are missing until it answers"
+    problem = f" ({escape(server.problem, 200)})" if server.problem else ""
+    return f"{name} is down{problem}: its tools are missing until it answers"
 
 
 def rule_text(rule: CallRule) -> str:

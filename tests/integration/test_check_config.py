@@ -121,7 +121,7 @@ async def test_an_invalid_file_gets_start_ups_one_line_error_and_exit_2(tmp_path
         "unknown_tool.toml": (
             CONFIG + '\n[approvals.tools.refnud]\nrequire = "never"\n',
             "approvals.tools.refnud: no loaded tool has this name "
-            "(check [tools] modules and builtins)",
+            "(check [tools] modules, builtins and mcp)",
         ),
         "module.toml": (
             CONFIG.replace('"tests.tools_for_tests"', '"no_such_tools"'),
@@ -147,3 +147,30 @@ async def test_an_invalid_file_gets_start_ups_one_line_error_and_exit_2(tmp_path
     assert code == 2
     assert err.startswith("usage: python -m bot [")
     assert "check-config [FILE]" in err
+
+
+async def test_reminders_the_mirror_and_mcp_servers_are_shown(tmp_path: Path) -> None:
+    config = tmp_path / "threadgate.toml"
+    config.write_text(
+        CONFIG.replace(
+            'expire_after = "12h"',
+            'expire_after = "12h"\nmirror_to = "C0APPROVALS"\nremind_after = "30m"',
+        ).replace(
+            "approvals_needed = 2",
+            'approvals_needed = 2\nescalate_after = "2h"\nescalate_to = ["S0ONCALL"]',
+        )
+        + '\n[[tools.mcp]]\nname = "tickets"\ncommand = ["python", "-m", "tickets"]\n'
+        + 'tools = ["close_ticket"]\n'
+        + '\n[approvals.tools.close_ticket]\napprovers = ["UAPPROVER1"]\n'
+    )
+    code, out, err = await check_config(tmp_path, str(config))
+    assert code == 0, err
+    assert "mirror_to = C0APPROVALS" in out
+    assert "[[tools.mcp]] tickets (stdio): close_ticket" in out
+    refund = tool_block(out, "refund")
+    assert "    remind_after = 30m" in refund
+    rule = next(line for line in refund if line.startswith("    rule 1"))
+    assert 'escalate_after = 2h, escalate_to = ["S0ONCALL"]' in rule
+    assert "Steps(" not in out
+    # A tool only the MCP server offers is shown with the policy a table gives it.
+    assert '    approvers = ["UAPPROVER1"]' in tool_block(out, "close_ticket")

@@ -16,6 +16,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.response import BoltResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot.agent.mcp_servers import McpServerStatus
 from bot.approvals.approvals import Approvals
 from bot.approvals.policy import Policy
 from bot.runtime.answer_feedback import AnswerFeedback
@@ -106,7 +107,8 @@ def register(
     app: AsyncApp,
     *,
     policy: Policy,
-    tool_names: Sequence[str],
+    tool_names: Callable[[], Sequence[str]],
+    mcp_servers: Callable[[], Sequence[McpServerStatus]],
     feedback: AnswerFeedback,
     approvals: Approvals,
     admins: Admins,
@@ -123,7 +125,8 @@ def register(
             await ack(response_type="ephemeral", text=HELP)
             return None
         if subcommand == POLICY_SUBCOMMAND and not arguments:
-            await ack(response_type="ephemeral", text=policy_text(policy, tool_names))
+            text = policy_text(policy, tool_names(), mcp_servers())
+            await ack(response_type="ephemeral", text=text)
             return None
         window = parse_window(arguments) if subcommand == AUDIT_SUBCOMMAND else None
         if subcommand == AUDIT_SUBCOMMAND and window is None:
