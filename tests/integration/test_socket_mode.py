@@ -4,16 +4,24 @@ asking it to reconnect without losing or doubling anything."""
 
 import asyncio
 import json
+import signal
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_message, function_call
+from sqlalchemy import select
+from sqlmodel import col
 
 from bot.slack.blocks import APPROVE_ACTION, REASON_BLOCK, REASON_INPUT, REJECT_ACTION, REJECT_VIEW
 from bot.slack.listeners.commands import COMMAND
 from storage.database import Database
+from storage.models import Job, JobKind
+from tests.bot_process import bot_process
+from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack_api import FakeSlackAPI
+from tests.fakes.slack_requests import SlackRequestBuilder
 from tests.integration.conftest import (
     APPROVER,
     ASKER,
@@ -24,7 +32,7 @@ from tests.integration.conftest import (
     texts,
 )
 from tests.row_counts import row_counts
-from tests.running_app import RunningBot, running_bot
+from tests.running_app import SIGNING_SECRET, RunningBot, running_bot
 
 THREAD_TS = "1700000001.000100"
 CARD_TS = "1700000002.000100"
@@ -170,8 +178,18 @@ def released_call(started: asyncio.Event, release: asyncio.Event) -> ModelStep:
     return ModelStep.respond(respond)
 
 
-async def runs(db: Database) -> int:
-    return (await row_counts(db))["runs"]
+async def message_jobs(db: Database) -> int:
+    """The person's messages the bot queued work for."""
+    async with db.read() as session:
+        jobs = await session.scalars(select(Job).where(col(Job.kind) == JobKind.MESSAGE))
+        return len(jobs.all())
+
+
+def mentions_seen(model: ScriptedModel, text: str) -> int:
+    """How often the person's message is in what the model was given last."""
+    last = model.last_call
+    assert last is not None
+    return sum(text in json.dumps(item) for item in last.input if isinstance(item, dict))
 
 
 async def test_a_forced_reconnect_neither_loses_nor_doubles_an_event(
@@ -220,7 +238,9 @@ async def test_a_forced_reconnect_neither_loses_nor_doubles_an_event(
         answers = texts(slack.messages_in_thread(CHANNEL, THREAD_TS))
         assert answers.count("Customer c42 is gone.") == 1
         assert len(approval_messages(slack)) == 1
-        assert await runs(bot.app.db) == 1
+        assert await message_jobs(bot.app.db) == 1
+        assert (await row_counts(bot.app.db))["runs"] == 1
+        assert mentions_seen(model, "delete c42") == 1
         model.assert_complete()
 
 
@@ -251,3 +271,63 @@ async def test_healthz_answers_before_the_first_envelope(
     ):
         assert health.status == 200
         assert slack.socket.open_connections == 1
+
+
+async def test_each_envelope_is_a_request_in_flight_until_its_ack(
+    database_url: str, slack: FakeSlackAPI
+) -> None:
+    """So a thread's worker lets the ack go first, as over HTTP (see bot/runtime/ack_first)."""
+    seen: list[int] = []
+    async with running_bot(database_url=database_url, slack=slack, socket=True) as bot:
+
+        @bot.app.bolt.command("/probe")
+        async def probe(ack: Any) -> None:
+            seen.append(bot.app.ack_first.in_flight)
+            await ack()
+
+        await bot.deliver(bot.requests.slash_command(command="/probe"))
+        assert seen == [1]
+        assert bot.app.ack_first.in_flight == 0
+
+
+async def test_python_m_bot_serves_socket_mode_and_stops_cleanly(
+    database_url: str, slack: FakeSlackAPI, tmp_path: Path
+) -> None:
+    async with FakeModelServer() as model:
+        model.reply_text("Hello from the socket process.")
+        async with bot_process(
+            database_url, slack, model, tmp_path, SLACK_APP_TOKEN=slack.app_token
+        ) as bot:
+            await slack.socket.wait_connected(1)
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(bot.url + "/healthz") as health,
+            ):
+                assert health.status == 200
+            requests = SlackRequestBuilder(SIGNING_SECRET, team_id=slack.team_id)
+            await slack.socket.send_and_ack(requests.mention(text="hi", channel=CHANNEL, ts="3.5"))
+            [answer] = await slack.wait_for("chat.postMessage")
+            assert answer.args["text"] == "Hello from the socket process."
+            bot.process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(bot.process.wait(), timeout=30) == 0
+        assert slack.socket.open_connections == 0
+        log = "".join(bot.log)
+        assert "connected to Slack in Socket Mode" in log
+        for secret in (slack.app_token, slack.bot_token, SIGNING_SECRET, "sk-test-key"):
+            assert secret not in log
+        assert not [line for line in bot.log if " WARNING " in line or " ERROR " in line]
+
+
+async def test_an_app_level_token_slack_refuses_ends_start_up_with_a_clear_line(
+    database_url: str, slack: FakeSlackAPI, tmp_path: Path
+) -> None:
+    revoked = "xapp-1-A0APP-1-revoked"
+    async with (
+        FakeModelServer() as model,
+        bot_process(database_url, slack, model, tmp_path, SLACK_APP_TOKEN=revoked) as bot,
+    ):
+        assert await asyncio.wait_for(bot.process.wait(), timeout=30) == 1
+    log = "".join(bot.log)
+    assert "Slack refused the app-level token (invalid_auth): check SLACK_APP_TOKEN" in log
+    assert "Traceback" not in log
+    assert revoked not in log
