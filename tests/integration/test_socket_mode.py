@@ -18,10 +18,10 @@ from bot.slack.blocks import APPROVE_ACTION, REASON_BLOCK, REASON_INPUT, REJECT_
 from bot.slack.listeners.commands import COMMAND
 from storage.database import Database
 from storage.models import Job, JobKind
-from tests.bot_process import bot_process
+from tests.bot_process import ROOT, bot_process
 from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack_api import FakeSlackAPI
-from tests.fakes.slack_requests import SlackRequestBuilder
+from tests.fakes.slack_requests import JSON, SlackRequestBuilder
 from tests.integration.conftest import (
     APPROVER,
     ASKER,
@@ -331,3 +331,23 @@ async def test_an_app_level_token_slack_refuses_ends_start_up_with_a_clear_line(
     assert "Slack refused the app-level token (invalid_auth): check SLACK_APP_TOKEN" in log
     assert "Traceback" not in log
     assert revoked not in log
+
+
+async def test_slacks_own_socket_mode_mention_is_answered(
+    database_url: str, slack: FakeSlackAPI
+) -> None:
+    """The envelope payload slack_sdk's Socket Mode tests replay, read from the shared copy."""
+    path = (
+        ROOT.parent
+        / "shared"
+        / "real_payloads"
+        / "event-app_mention__sdk-mock_socket_mode_server-L15.json"
+    )
+    body = json.loads(path.read_text(encoding="utf-8"))["body"]
+    event = body["event"]
+    model = ScriptedModel([[assistant_message("Hello, real payload.")]])
+    async with running_bot(database_url=database_url, slack=slack, model=model, socket=True) as bot:
+        await bot.deliver(bot.requests.raw(json.dumps(body).encode(), JSON))
+        await bot.settle()
+        [answer] = slack.messages_in_thread(event["channel"], event["ts"])
+        assert answer.args["text"] == "Hello, real payload."
