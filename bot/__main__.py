@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from aiohttp import web
 from pydantic import ValidationError
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -31,6 +32,7 @@ from bot.console import session as console
 from bot.container import Threadgate
 from bot.log_redaction import configure_logging
 from bot.settings import ConfigLocation, ConsoleSettings, DatabaseSettings, Settings
+from bot.slack import socket_mode
 from bot.slack.http_server import build_web_app
 from storage import schema, sealed_columns
 from storage.crypto import SETTING, DecryptionError
@@ -167,6 +169,28 @@ async def start_when_possible(threadgate: Threadgate, stop: asyncio.Event) -> bo
     return False
 
 
+async def connect_when_possible(
+    threadgate: Threadgate, app_token: str, stop: asyncio.Event
+) -> AsyncSocketModeHandler | None:
+    """As `start_when_possible`, for the Socket Mode connection and its app-level token."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            return await socket_mode.connect(threadgate, app_token)
+        except SlackApiError as exc:
+            error = exc.response.get("error", "")
+            if error in socket_mode.REFUSED_APP_TOKEN:
+                log.error("Slack refused the app-level token (%s): check SLACK_APP_TOKEN", error)
+                return None
+            log.warning("Socket Mode is not reachable yet (%s); retrying in %.0fs", error, delay)
+        except Exception as exc:
+            log.warning("Socket Mode failed (%s); retrying in %.0fs", _one_line(exc), delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        delay = min(delay * 2, 30.0)
+    return None
+
+
 async def serve(threadgate: Threadgate) -> int:
     settings = threadgate.settings
     stop = asyncio.Event()
@@ -191,13 +215,11 @@ async def serve(threadgate: Threadgate) -> int:
         # (otherwise each costs a 170-300 ms pause in whichever request it lands on).
         gc.collect()
         gc.freeze()
-        if settings.socket_mode and settings.slack_app_token is not None:
-            from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
-
-            socket_handler = AsyncSocketModeHandler(
-                threadgate.bolt, settings.slack_app_token.get_secret_value()
-            )
-            await socket_handler.connect_async()  # type: ignore[no-untyped-call]
+        if settings.slack_app_token is not None:
+            token = settings.slack_app_token.get_secret_value()
+            socket_handler = await connect_when_possible(threadgate, token, stop)
+            if socket_handler is None:
+                return 0 if stop.is_set() else 1
             log.info("connected to Slack in Socket Mode")
         await stop.wait()
         log.info("stopping: finishing running work (up to %.0fs)", settings.drain_timeout)

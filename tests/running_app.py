@@ -10,15 +10,18 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from pydantic import SecretStr
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
 from bot.app import build_app
 from bot.config import Config, load_config
 from bot.container import Threadgate
 from bot.settings import Settings
+from bot.slack import socket_mode
 from bot.slack.client import build_slack_client
 from bot.slack.http_server import build_web_app
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.fakes.slack_requests import SignedRequest, SlackRequestBuilder
+from tests.fakes.socket_mode import Ack
 
 SIGNING_SECRET = "test-signing-secret"
 
@@ -52,6 +55,10 @@ class RunningBot:
         ) as response:
             return response.status, await response.text()
 
+    async def deliver(self, request: SignedRequest) -> Ack:
+        """Over Socket Mode: what `send` POSTs, as an envelope, once the bot acked it."""
+        return await self.slack.socket.send_and_ack(request)
+
     async def settle(self) -> None:
         """Wait for every piece of background work, including work that work started."""
         await self.app.background.idle()
@@ -67,21 +74,32 @@ async def running_bot(
     settings: Settings | None = None,
     config_path: Path | None = None,
     live: bool = False,
+    socket: bool = False,
 ) -> AsyncIterator[RunningBot]:
     """`live` streams answers as a workspace with streaming does; without it answers are
-    posted whole, as where streaming is switched off, which most tests read more easily."""
-    settings = settings or bot_settings(database_url, slack, threadgate_config=config_path)
+    posted whole, as where streaming is switched off, which most tests read more easily.
+
+    With `socket` the bot takes Slack's requests over Socket Mode, as `python -m bot` does
+    with SLACK_APP_TOKEN set, and serves only /healthz over HTTP."""
+    if settings is None:
+        overrides: dict[str, Any] = {"threadgate_config": config_path}
+        if socket:
+            overrides["slack_app_token"] = SecretStr(slack.app_token)
+        settings = bot_settings(database_url, slack, **overrides)
     config = config if config is not None else load_config(settings.threadgate_config)
     config = config.model_copy(update={"agent": config.agent.model_copy(update={"stream": live})})
     client = build_slack_client(slack.bot_token, base_url=slack.base_url, backoff_factor=0.01)
     app = build_app(settings, config=config, slack_client=client, model=model)
-    runner = web.AppRunner(build_web_app(app), access_log=None)
+    runner = web.AppRunner(build_web_app(app, serve_events=not socket), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
+    socket_handler: AsyncSocketModeHandler | None = None
     try:
         await app.start()
+        if socket:
+            socket_handler = await socket_mode.connect(app, slack.app_token)
         async with aiohttp.ClientSession() as http:
             yield RunningBot(
                 app=app,
@@ -91,6 +109,8 @@ async def running_bot(
                 http=http,
             )
     finally:
+        if socket_handler is not None:
+            await socket_handler.close_async()  # type: ignore[no-untyped-call]
         await app.stop(drain_timeout=5)
         await runner.cleanup()
         await asyncio.sleep(0)

@@ -21,6 +21,8 @@ from typing import Any, Self
 
 from aiohttp import web
 
+from tests.fakes.socket_mode import FakeSocketMode
+
 # Fields Slack accepts as JSON text inside a form body; decoded so tests inspect Python objects.
 JSON_FIELDS = frozenset(
     {"blocks", "attachments", "view", "metadata", "unfurls", "user_auth_blocks", "options"}
@@ -128,6 +130,8 @@ class FakeSlackAPI:
     bot_id = "BBOT"
     app_id = "A0APP"
     bot_token = "xoxb-test-token"
+    # The app-level token (connections:write) that opens Socket Mode connections.
+    app_token = "xapp-1-A0APP-1-test-token"
     # Slack ends a stream nobody stopped; appends and stops after that are refused.
     stream_seal_after: float = 300.0
 
@@ -167,6 +171,7 @@ class FakeSlackAPI:
         }
         self._init_thread_content()
         self._init_streaming_kit()
+        self.socket = FakeSocketMode(self)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -176,6 +181,7 @@ class FakeSlackAPI:
         app.router.add_route("GET", "/api/{method}", self._handle_api)
         app.router.add_post("/response_url/{name:.*}", self._handle_response_url)
         app.router.add_get("/files-pri/{file:[^/]+}/download/{name}", self._handle_download)
+        app.router.add_get("/link/", self.socket.handle)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -220,6 +226,11 @@ class FakeSlackAPI:
         return f"{self.url}/response_url/{name}"
 
     # -- inspection ------------------------------------------------------------------------
+
+    @property
+    def changed(self) -> asyncio.Condition:
+        """Notified on every recorded call, fault and Socket Mode message."""
+        return self._changed
 
     def calls_to(self, method: str) -> list[RecordedCall]:
         return [c for c in self.calls if c.method == method]
@@ -552,12 +563,28 @@ class FakeSlackAPI:
         await self._record(call)
         if error is not None:
             return web.json_response({"ok": False, "error": error})
+        if method in APP_TOKEN_METHODS:
+            return web.json_response(self._with_app_token(method, token, args))
+        if token is not None and token.startswith("xapp-"):
+            return web.json_response({"ok": False, "error": "not_allowed_token_type"})
         if token != self.bot_token:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         handler = self._handlers.get(method)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
         return web.json_response(handler(args))
+
+    def _with_app_token(
+        self, method: str, token: str | None, args: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Methods only an app-level token may call refuse the bot token as Slack does."""
+        if token is None:
+            return {"ok": False, "error": "not_authed"}
+        if not token.startswith("xapp-"):
+            return {"ok": False, "error": "not_allowed_token_type"}
+        if token != self.app_token:
+            return {"ok": False, "error": "invalid_auth"}
+        return APP_TOKEN_METHODS[method](self, args)
 
     async def _handle_response_url(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -1028,6 +1055,12 @@ class FakeSlackAPI:
             return response  # the client stopped reading, as it may
         await response.write_eof()
         return response
+
+
+# Called with the app-level token, never the bot's.
+APP_TOKEN_METHODS: dict[str, Callable[[FakeSlackAPI, dict[str, Any]], dict[str, Any]]] = {
+    "apps.connections.open": lambda slack, args: slack.socket.connections_open(args),
+}
 
 
 async def _read_args(request: web.Request) -> tuple[dict[str, Any], str | None, str | None]:
