@@ -17,6 +17,7 @@ from bot.agent.runs import AgentRuns
 from bot.approvals.approvals import Approvals
 from bot.approvals.policy import Policy
 from bot.config import Config
+from bot.metrics import Metrics
 from bot.runtime.ack_first import AckFirst
 from bot.runtime.background import Background
 from bot.runtime.conversations import Conversations
@@ -25,6 +26,7 @@ from bot.runtime.outbox import Outbox
 from bot.runtime.sweeper import Sweeper
 from bot.runtime.thread_queue import ThreadQueue
 from bot.settings import Settings
+from bot.tracing import Tracing
 from storage import schema
 from storage.database import Database
 from storage.queue import release_all_leases
@@ -65,6 +67,8 @@ class Threadgate:
     sweeper: Sweeper
     policy: Policy
     ack_first: AckFirst
+    metrics: Metrics = field(default_factory=Metrics)
+    tracing: Tracing = field(default_factory=Tracing)
     health: Health = field(default_factory=Health)
     _sweeper_task: asyncio.Task[None] | None = None
 
@@ -106,4 +110,5 @@ class Threadgate:
         if self.client.session is not None:
             await self.client.session.close()
         await self.db.dispose()
+        self.tracing.shutdown()  # exports the spans still buffered
         return finished

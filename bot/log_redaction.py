@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
+from bot.json_logs import JsonFormatter
+from bot.log_context import LogContext
 from bot.settings import DatabaseSettings
 
 REDACTED = "[redacted]"
@@ -92,8 +94,12 @@ def secret_values(settings: DatabaseSettings) -> list[str]:
 
 def configure_logging(settings: DatabaseSettings) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets(secret_values(settings)))
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+        handler.addFilter(LogContext())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)

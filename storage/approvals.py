@@ -355,3 +355,14 @@ async def due_approval_ids(db: Database, *, now: datetime, limit: int = 100) -> 
             .limit(limit)
         )
         return list(rows)
+
+
+async def count_pending(db: Database) -> int:
+    """Approval requests waiting for a decision, whichever process posted them (metrics)."""
+    async with db.read() as session:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(Approval)
+            .where(col(Approval.status) == ApprovalStatus.PENDING)
+        )
+    return int(count or 0)

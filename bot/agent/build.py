@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from agents import Agent, FunctionTool, Model, RunContextWrapper, Tool, set_tracing_disabled
+from agents import Agent, FunctionTool, Model, RunContextWrapper, Tool
 from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
 from agents.models.openai_responses import OpenAIResponsesModel
 from agents.tool_context import ToolContext
@@ -15,9 +15,13 @@ from openai import AsyncOpenAI
 
 from bot.agent import openai_request_transform
 from bot.agent.runs import AgentRuns
+from bot.agent.sdk_traces import route_sdk_traces
+from bot.agent.timed_model import TimedModel
 from bot.approvals.deciding import CallPolicies
 from bot.approvals.policy import CallPolicy
 from bot.config import THREAD_WITH_QUORUM, Config, ConfigError, rule_key
+from bot.metrics import Metrics
+from bot.tracing import Tracing
 from storage.crypto import Cipher
 from storage.database import Database
 
@@ -135,6 +139,8 @@ def with_policy(
     policies: CallPolicies,
     ledger: ExecutionLedger | None = None,
     thread_cover: ThreadCover | None = None,
+    metrics: Metrics | None = None,
+    tracing: Tracing | None = None,
 ) -> FunctionTool:
     """Route the SDK's approval question to our policy, always answering a strict bool: the
     call's arguments, the thread's channel and the run's requesters decide.
@@ -171,6 +177,20 @@ def with_policy(
         )
         return not covered
 
+    traced = tracing or Tracing()
+    counted = metrics.tool_calls if metrics is not None else None
+
+    async def invoke_observed(ctx: ToolContext[Any], arguments: str) -> Any:
+        outcome = "error"
+        try:
+            with traced.span("threadgate.tool_call", tool=name, call_id=ctx.tool_call_id):
+                output = await invoke_once(ctx, arguments)
+            outcome = "ok"
+            return output
+        finally:
+            if counted is not None:
+                counted.labels(tool=name, outcome=outcome).inc()
+
     async def invoke_once(ctx: ToolContext[Any], arguments: str) -> Any:
         run_id = _context(ctx).get("run_id")
         if ledger is None or not run_id or not policy.may_need_approval(name):
@@ -187,7 +207,7 @@ def with_policy(
         await ledger.record(run_id=run_id, call_id=ctx.tool_call_id, output=text)
         return output
 
-    return dataclasses.replace(tool, needs_approval=needs_approval, on_invoke_tool=invoke_once)
+    return dataclasses.replace(tool, needs_approval=needs_approval, on_invoke_tool=invoke_observed)
 
 
 def _text(value: Any) -> str | None:
@@ -207,9 +227,12 @@ def build_agent(
     model: Model,
     ledger: ExecutionLedger | None = None,
     thread_cover: ThreadCover | None = None,
+    metrics: Metrics | None = None,
+    tracing: Tracing | None = None,
 ) -> Agent[Any]:
     agent_tools: list[Tool] = [
-        with_policy(tool, policies, ledger, thread_cover) for tool in tools.values()
+        with_policy(tool, policies, ledger, thread_cover, metrics, tracing)
+        for tool in tools.values()
     ]
     return Agent(
         name=config.agent.name,
@@ -231,16 +254,22 @@ def build_runs(
     api_key: str | None,
     base_url: str | None,
     thread_cover: ThreadCover | None = None,
+    metrics: Metrics | None = None,
+    tracing: Tracing | None = None,
 ) -> AgentRuns:
-    """Tracing stays off: it would send conversation content to a third party by default."""
-    set_tracing_disabled(True)
+    """The SDK's own tracing never exports: it would send conversation content to OpenAI. Its
+    spans reach the operator's collector only, and only when `tracing` exports."""
+    tracing = tracing or Tracing()
+    route_sdk_traces(tracing.enabled)
     client = None
     if model is None:
         openai_request_transform.install()
         client = AsyncOpenAI(api_key=api_key or "unset", base_url=base_url)
         model = build_model(config, client)
+    if metrics is not None:
+        model = TimedModel(model, metrics=metrics, tracing=tracing)
     return AgentRuns(
-        build_agent(config, tools, policies, model, ledger, thread_cover),
+        build_agent(config, tools, policies, model, ledger, thread_cover, metrics, tracing),
         max_turns=config.agent.max_turns,
         db=db,
         history_limit=config.agent.history_limit,
