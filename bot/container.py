@@ -110,5 +110,6 @@ class Threadgate:
         if self.client.session is not None:
             await self.client.session.close()
         await self.db.dispose()
-        self.tracing.shutdown()  # exports the spans still buffered
+        # Exports the spans still buffered, off the loop: the export is a blocking HTTP call.
+        await asyncio.to_thread(self.tracing.shutdown)
         return finished

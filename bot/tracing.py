@@ -62,17 +62,21 @@ class Tracing:
         if not self.enabled:
             yield trace.INVALID_SPAN
             return
-        with self.tracer.start_as_current_span(
-            name,
-            attributes=span_attributes(log_context.current(), attributes),
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            try:
-                yield span
-            except BaseException as exc:
-                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                raise
+        token = active.set(self)
+        try:
+            with self.tracer.start_as_current_span(
+                name,
+                attributes=span_attributes(log_context.current(), attributes),
+                record_exception=False,
+                set_status_on_exception=False,
+            ) as span:
+                try:
+                    yield span
+                except BaseException as exc:
+                    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                    raise
+        finally:
+            active.reset(token)
 
     def start(self, name: str, **attributes: str | int | None) -> Span:
         """A span under the current one that the caller ends (`end_span`); not made current,
@@ -122,4 +126,4 @@ def _aware(moment: datetime) -> datetime:
 
 # The tracing of the app whose run is on this task: the Agents SDK's trace processors are
 # global, so its spans find their app (and their parent) through here.
-active: ContextVar[Tracing | None] = ContextVar("threadgate_tracing", default=None)
+active: ContextVar["Tracing | None"] = ContextVar("threadgate_tracing", default=None)
