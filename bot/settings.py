@@ -93,6 +93,14 @@ class Settings(DatabaseSettings):
         default=False, validation_alias=AliasChoices("THREADGATE_TRACE_CONTENT")
     )
 
+    @field_validator(
+        "metrics_token", "otel_exporter_otlp_endpoint", "openai_api_key", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """`VAR=` (compose's `${VAR:-}`) means unset, not an empty token or URL."""
+        return None if value == "" else value
+
     @field_validator("slack_bot_token")
     @classmethod
     def _bot_token_shape(cls, value: SecretStr) -> SecretStr:
