@@ -10,6 +10,7 @@ each of them has a floor that LOG_LEVEL=DEBUG does not lower.
 import logging
 import sys
 from collections.abc import Iterable
+from typing import TextIO
 
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
@@ -92,8 +93,9 @@ def secret_values(settings: DatabaseSettings) -> list[str]:
     return values
 
 
-def configure_logging(settings: DatabaseSettings) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def configure_logging(settings: DatabaseSettings, stream: TextIO | None = None) -> None:
+    """Standard error unless `stream` (the benchmark logs to nowhere, formatted all the same)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(RedactSecrets(secret_values(settings)))
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())

@@ -30,7 +30,9 @@ async def test_json_lines_carry_the_ids_of_their_run_and_no_content(
             database_url, slack, model, tmp_path, LOG_FORMAT="json", LOG_LEVEL="DEBUG"
         ) as bot:
             await bot.send(requests.mention(text=ASKED, channel=CHANNEL, ts="2.5"))
-            [card] = await slack.wait_for("chat.postMessage", where=approval_ids)
+            [card] = await slack.wait_for(
+                "chat.postMessage", where=lambda call: bool(approval_ids(call))
+            )
             [approval_id] = approval_ids(card)
             click = requests.block_actions(
                 user=APPROVER,
