@@ -2,7 +2,8 @@
     [--profile] [--out D]
 
 Scenarios 1 to 6 run the bot with answers posted whole (`[agent] stream = false`), as the
-baselines post theirs; 7 and 8 run it streaming, to time what a thread shows first.
+baselines post theirs; 7 and 8 run it streaming, to time what a thread shows first; 9 runs
+scenario 1 with JSON logs and /metrics scraped against text logs, on the same bot.
 
 Runs the scenarios, prints the table, and writes benchmarks.md and benchmarks.png (docs/ for a
 full run or --profile; a temp dir for --quick and partial runs unless --out says where).
@@ -34,6 +35,7 @@ from benchmarks.harness import (
     running_fakes,
 )
 from benchmarks.memory import measure
+from benchmarks.operations import scenario_operations
 from benchmarks.process import AppName, app_process, bot_processes, spread_name
 from benchmarks.results import Measurement, Memory, checks
 from benchmarks.scenarios import (
@@ -52,7 +54,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 APP_ORDER = {"baseline": 0, "baseline-sdk": 1, "bot": 2}  # then "bot xN"
 SPREAD_SCENARIOS = (1, 2)  # the ones --processes runs on several bot processes
 DB_ORDER = {"-": 0, "sqlite": 1, "postgres": 2}
-SCENARIO_NUMBERS = range(1, 9)
+SCENARIO_NUMBERS = range(1, 10)
 STREAMING_SCENARIOS = (7, 8)  # the bot streams its answers there
 
 
@@ -134,6 +136,8 @@ async def _one(
         return await scenario_first_sign(endpoint, fakes, plan, db)
     if number == 8:
         return await scenario_first_token(endpoint, fakes, plan, db)
+    if number == 9:
+        return await scenario_operations(endpoint, fakes, plan, db)
     raise BenchmarkError(f"scenario {number} is not a latency scenario")
 
 
@@ -200,7 +204,7 @@ async def _latency(run: Run, fakes: Fakes, plan: Plan, wanted: set[int], workdir
         ("baseline-sdk", None, 1),
         ("baseline-sdk", None, 2),
     ]
-    jobs += [("bot", db, n) for db in run.dbs for n in (1, 2, 3, 4, 5)]
+    jobs += [("bot", db, n) for db in run.dbs for n in (1, 2, 3, 4, 5, 9)]
     for app, db, number in jobs:
         if number not in wanted:
             continue

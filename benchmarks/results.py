@@ -11,6 +11,7 @@ MEMORY_RATIO = 2.0  # scenario 6: RSS at most 2x the baseline's
 FIRST_SIGN_P50_MS = 150.0  # scenario 7, at the most senders: first visible sign p50
 FIRST_SIGN_P99_MS = 500.0  # … and p99
 FIRST_TOKEN_MS = 50.0  # scenario 8: first streamed text at most this long after the model's
+OPERATIONS_RATIO = 1.05  # scenario 9: JSON logs and /metrics cost under 5% of a mention
 
 SCENARIOS = {
     1: "mention → answer",
@@ -21,6 +22,7 @@ SCENARIOS = {
     6: "resident memory after N threads",
     7: "mention → first visible sign, streaming",
     8: "model's first token → first streamed text",
+    9: "mention → answer, JSON logs and /metrics vs text logs",
 }
 
 
@@ -177,8 +179,38 @@ def _first_token_checks(ms: Sequence[Measurement], dbs: Sequence[str]) -> list[C
     return checks
 
 
+def _operations_checks(ms: Sequence[Measurement], dbs: Sequence[str]) -> list[Check]:
+    checks = []
+    for db in dbs:
+        text, json = _find(ms, 9, "bot", db), _find(ms, 9, "bot json+metrics", db)
+        counters = _find(ms, 9, "bot counters", db)
+        if text is None or json is None:
+            continue
+        ratio = json.p50 / text.p50
+        checks.append(
+            Check(
+                f"S9 mention p50 with JSON logs and /metrics / with text logs ({db})",
+                f"{ratio:.3f}x ({json.p50:.1f} / {text.p50:.1f} ms)",
+                f"≤ {OPERATIONS_RATIO}x",
+                ratio <= OPERATIONS_RATIO,
+            )
+        )
+        if counters is not None:
+            share = counters.p50 / text.p50
+            checks.append(
+                Check(
+                    f"S9 metric updates of one mention / mention p50 ({db})",
+                    f"{share:.2%} ({counters.p50 * 1000:.0f} µs)",
+                    f"< {OPERATIONS_RATIO - 1:.0%}",
+                    share < OPERATIONS_RATIO - 1,
+                )
+            )
+    return checks
+
+
 def checks(ms: Sequence[Measurement], memory: Sequence[Memory], dbs: Sequence[str]) -> list[Check]:
     found = _ratio_checks(ms, 1, dbs) + _ratio_checks(ms, 2, dbs)
+    found += _operations_checks(ms, dbs)
     for db in dbs:
         acks = [m for m in ms if m.scenario == 3 and m.app == "bot" and m.db == db]
         if acks:

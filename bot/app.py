@@ -21,6 +21,7 @@ from bot.approvals.thread_approvals import ThreadApprovals
 from bot.config import Config, load_config
 from bot.container import Threadgate
 from bot.log_redaction import quiet_model_errors
+from bot.metrics import Metrics
 from bot.runtime.ack_first import AckFirst
 from bot.runtime.answer_feedback import AnswerFeedback
 from bot.runtime.background import Background
@@ -35,7 +36,7 @@ from bot.settings import Settings
 from bot.slack import thread_signs
 from bot.slack.admins import Admins
 from bot.slack.bolt_errors import on_bolt_error
-from bot.slack.client import build_slack_client, posting_client
+from bot.slack.client import build_slack_client, count_calls, posting_client
 from bot.slack.feedback import feedback_block
 from bot.slack.listeners import actions, agent_surface, commands, events, feedback, views
 from bot.slack.listeners.after_ack import AfterAck
@@ -46,6 +47,7 @@ from bot.slack.thread_files import FileLimits, FileReader
 from bot.slack.thread_reader import ThreadReader
 from bot.slack.thread_signs import ThreadSigns
 from bot.slack.user_groups import UserGroups
+from bot.tracing import Tracing
 from storage.database import Database
 from storage.ids import ThreadRef
 from storage.runs import run_requesters
@@ -70,10 +72,20 @@ def build_app(
     """Build without I/O: nothing connects until `start`. Tests pass their own client and model."""
     config = config if config is not None else load_config(settings.threadgate_config)
     quiet_model_errors()
-    db = Database(settings.database_url, cipher=settings.cipher)
+    metrics = Metrics()
+    tracing = Tracing.exporting(
+        settings.otel_exporter_otlp_endpoint, content=settings.trace_content
+    )
+    db = Database(
+        settings.database_url,
+        cipher=settings.cipher,
+        tracer=tracing.tracer if tracing.enabled else None,
+        on_error=lambda kind: metrics.database_errors.labels(kind=kind).inc(),
+    )
     client = slack_client or build_slack_client(
         settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
     )
+    count_calls(client, metrics)
     tools = configured_tools(config, slack_tools(client), config_path=settings.threadgate_config)
     policy = Policy.from_config(
         config.approvals,
@@ -119,6 +131,8 @@ def build_app(
         kick=queue.kick,
         schemas=lambda name: tools[name].params_json_schema if name in tools else mcp.schema(name),
         mirror_to=config.approvals.mirror_to,
+        metrics=metrics,
+        tracing=tracing,
     )
     inbox = HomeInbox(
         db, client=client, approvals=approvals, permalinks=permalinks, background=background
@@ -134,10 +148,13 @@ def build_app(
         model=model,
         thread_cover=threads,
         mcp=mcp,
+        metrics=metrics,
+        tracing=tracing,
     )
     signs = ThreadSigns(posting_client(client))
 
     def thinking(thread: ThreadRef, message_ts: str) -> None:
+        metrics.jobs_queued.labels(kind="message").inc()
         status = signs.show(
             thread,
             thread_signs.THINKING,
@@ -170,11 +187,13 @@ def build_app(
         feedback=lambda run_id: [feedback_block(run_id)],
         stream=config.agent.stream,
         context_reader=ThreadContextReader(db, reader),
+        metrics=metrics,
+        tracing=tracing,
     )
     queue.handler = worker.handle
     queue.parked_note = PARKED_NOTE
     interruptions = Interruptions(
-        db, replies=replies, approvals=approvals, outbox=outbox, kick=queue.kick
+        db, replies=replies, approvals=approvals, outbox=outbox, kick=queue.kick, metrics=metrics
     )
     queue.on_interrupted = interruptions.stopped
 
@@ -245,4 +264,6 @@ def build_app(
         ack_first=ack_first,
         mcp=mcp,
         function_tools=tools,
+        metrics=metrics,
+        tracing=tracing,
     )

@@ -21,6 +21,7 @@ from bot.agent.runs import AgentRuns
 from bot.approvals.approvals import Approvals
 from bot.approvals.policy import Policy
 from bot.config import Config, ConfigError
+from bot.metrics import Metrics
 from bot.runtime.ack_first import AckFirst
 from bot.runtime.background import Background
 from bot.runtime.conversations import Conversations
@@ -29,6 +30,7 @@ from bot.runtime.outbox import Outbox
 from bot.runtime.sweeper import Sweeper
 from bot.runtime.thread_queue import ThreadQueue
 from bot.settings import Settings
+from bot.tracing import Tracing
 from storage import schema
 from storage.database import Database
 from storage.queue import release_all_leases
@@ -80,6 +82,8 @@ class Threadgate:
     ack_first: AckFirst
     mcp: McpServers
     function_tools: Mapping[str, Any]
+    metrics: Metrics = field(default_factory=Metrics)
+    tracing: Tracing = field(default_factory=Tracing)
     health: Health = field(default_factory=Health)
     _sweeper_task: asyncio.Task[None] | None = None
 
@@ -137,4 +141,6 @@ class Threadgate:
         if self.client.session is not None:
             await self.client.session.close()
         await self.db.dispose()
+        # Exports the spans still buffered, off the loop: the export is a blocking HTTP call.
+        await asyncio.to_thread(self.tracing.shutdown)
         return finished

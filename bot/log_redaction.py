@@ -11,10 +11,13 @@ lower.
 import logging
 import sys
 from collections.abc import Iterable
+from typing import TextIO
 
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
+from bot.json_logs import JsonFormatter
+from bot.log_context import LogContext
 from bot.settings import DatabaseSettings
 
 REDACTED = "[redacted]"
@@ -93,10 +96,15 @@ def secret_values(settings: DatabaseSettings) -> list[str]:
     return values
 
 
-def configure_logging(settings: DatabaseSettings) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+def configure_logging(settings: DatabaseSettings, stream: TextIO | None = None) -> None:
+    """Standard error unless `stream` (the benchmark logs to nowhere, formatted all the same)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(RedactSecrets(secret_values(settings)))
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+        handler.addFilter(LogContext())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)

@@ -42,6 +42,7 @@ class DatabaseSettings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./threadgate.db"
     threadgate_config: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
     encryption_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("THREADGATE_ENCRYPTION_KEY")
     )
@@ -50,6 +51,11 @@ class DatabaseSettings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod
@@ -118,6 +124,22 @@ class Settings(CoreSettings):
     sweep_interval: float = Field(
         default=15.0, gt=0, validation_alias=AliasChoices("THREADGATE_SWEEP_INTERVAL")
     )
+    metrics_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("THREADGATE_METRICS_TOKEN")
+    )
+    # The OpenTelemetry SDK's own setting: with it unset, no exporter is created.
+    otel_exporter_otlp_endpoint: str | None = None
+    trace_content: bool = Field(
+        default=False, validation_alias=AliasChoices("THREADGATE_TRACE_CONTENT")
+    )
+
+    @field_validator(
+        "metrics_token", "otel_exporter_otlp_endpoint", "openai_api_key", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """`VAR=` (compose's `${VAR:-}`) means unset, not an empty token or URL."""
+        return None if value == "" else value
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -131,6 +153,15 @@ class Settings(CoreSettings):
     def _app_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().startswith("xapp-"):
             raise ValueError("must be an app-level token starting with xapp-")
+        return value
+
+    @field_validator("slack_api_url", "openai_base_url", "otel_exporter_otlp_endpoint")
+    @classmethod
+    def _url_shape(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
         return value
 
     @field_validator("slack_api_url")

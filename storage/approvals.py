@@ -382,3 +382,14 @@ async def pending_not_approved_by(
             .limit(limit)
         )
         return list(rows)
+
+
+async def count_pending(db: Database) -> int:
+    """Approval requests waiting for a decision, whichever process posted them (metrics)."""
+    async with db.read() as session:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(Approval)
+            .where(col(Approval.status) == ApprovalStatus.PENDING)
+        )
+    return int(count or 0)

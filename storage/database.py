@@ -10,10 +10,11 @@ compare-and-set updates do the work there.
 import asyncio
 import threading
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+from opentelemetry.trace import Status, StatusCode, Tracer
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -42,8 +43,19 @@ class Database:
     """Owns the engine; hands out read and write sessions that commit or roll back as a unit."""
 
     def __init__(
-        self, url: str, *, echo: bool = False, pool_size: int = 10, cipher: Cipher | None = None
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        pool_size: int = 10,
+        cipher: Cipher | None = None,
+        tracer: Tracer | None = None,
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
+        # Observability without importing the bot: a span per transaction when traced, and
+        # `on_error("read" | "write")` for each transaction the database failed.
+        self.tracer = tracer
+        self.on_error = on_error
         self.url = url
         self.cipher = cipher
         # A statement's parameters are conversation content: keep them out of echo output and
@@ -84,10 +96,35 @@ class Database:
                 self._urgent_engine, expire_on_commit=False, sync_session_class=StorageSession
             )
 
+    @contextmanager
+    def _observed(self, kind: str) -> Iterator[None]:
+        if self.tracer is None:
+            try:
+                yield
+            except UNAVAILABLE:
+                if self.on_error is not None:
+                    self.on_error(kind)
+                raise
+            return
+        with self.tracer.start_as_current_span(
+            f"db.{kind}",
+            attributes={"db.system": self.engine.dialect.name},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                yield
+            except UNAVAILABLE as exc:
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                if self.on_error is not None:
+                    self.on_error(kind)
+                raise
+
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        async with self._reader() as session:
-            yield session
+        with self._observed("read"):
+            async with self._reader() as session:
+                yield session
 
     @asynccontextmanager
     async def write(self, *, urgent: bool = False) -> AsyncIterator[AsyncSession]:
@@ -96,17 +133,18 @@ class Database:
         `urgent` is for the few writes a Slack request waits on before its ack: on SQLite they
         go ahead of queued background writes, on PostgreSQL they have their own connections.
         """
-        if self._write_lock is None:
-            maker = self._urgent_writer if urgent else self._writer
-            async with maker() as session, session.begin():
-                yield session
-            return
-        await self._write_lock.acquire(urgent=urgent)
-        try:
-            async with self._writer() as session, session.begin():
-                yield session
-        finally:
-            self._write_lock.release()
+        with self._observed("write"):
+            if self._write_lock is None:
+                maker = self._urgent_writer if urgent else self._writer
+                async with maker() as session, session.begin():
+                    yield session
+                return
+            await self._write_lock.acquire(urgent=urgent)
+            try:
+                async with self._writer() as session, session.begin():
+                    yield session
+            finally:
+                self._write_lock.release()
 
     async def reachable(self) -> bool:
         """Can a query get through now? For health checks: never raises."""

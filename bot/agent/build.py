@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from agents import Agent, FunctionTool, Model, RunContextWrapper, Tool, set_tracing_disabled
+from agents import Agent, FunctionTool, Model, RunContextWrapper, Tool
 from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
 from agents.models.openai_responses import OpenAIResponsesModel
 from agents.tool_context import ToolContext
@@ -19,10 +19,14 @@ from bot.agent import ledger as ledgers
 from bot.agent import openai_request_transform
 from bot.agent.mcp_servers import McpConnection, McpServers, ToolNames, resolve_servers
 from bot.agent.runs import AgentRuns
+from bot.agent.sdk_traces import route_sdk_traces
+from bot.agent.timed_model import TimedModel
 from bot.approvals.deciding import CallPolicies
 from bot.approvals.policy import CallPolicy
 from bot.config import THREAD_WITH_QUORUM, Config, ConfigError, rule_key
+from bot.metrics import Metrics
 from bot.settings import CoreSettings
+from bot.tracing import Tracing
 from storage.database import Database
 
 
@@ -161,7 +165,10 @@ def with_policy(
     policies: CallPolicies,
     ledger: ExecutionLedger | None = None,
     thread_cover: ThreadCover | None = None,
+    *,
     gate: bool | NeedsApproval = True,
+    metrics: Metrics | None = None,
+    tracing: Tracing | None = None,
 ) -> FunctionTool:
     """Route the SDK's approval question to our policy, always answering a strict bool: the
     call's arguments, the thread's channel and the run's requesters decide.
@@ -203,6 +210,20 @@ def with_policy(
         )
         return not covered
 
+    traced = tracing or Tracing()
+    counted = metrics.tool_calls if metrics is not None else None
+
+    async def invoke_observed(ctx: ToolContext[Any], arguments: str) -> Any:
+        outcome = "error"
+        try:
+            with traced.span("threadgate.tool_call", tool=name, call_id=ctx.tool_call_id):
+                output = await invoke_once(ctx, arguments)
+            outcome = "ok"
+            return output
+        finally:
+            if counted is not None:
+                counted.labels(tool=name, outcome=outcome).inc()
+
     async def invoke_once(ctx: ToolContext[Any], arguments: str) -> Any:
         run_id = _context(ctx).get("run_id")
         if ledger is None or not run_id or not policy.may_need_approval(name):
@@ -219,7 +240,7 @@ def with_policy(
         await ledger.record(run_id=run_id, call_id=ctx.tool_call_id, output=text)
         return output
 
-    return dataclasses.replace(tool, needs_approval=needs_approval, on_invoke_tool=invoke_once)
+    return dataclasses.replace(tool, needs_approval=needs_approval, on_invoke_tool=invoke_observed)
 
 
 async def _asked(
@@ -305,13 +326,24 @@ def build_agent(
     ledger: ExecutionLedger | None = None,
     thread_cover: ThreadCover | None = None,
     mcp: McpServers | None = None,
+    metrics: Metrics | None = None,
+    tracing: Tracing | None = None,
 ) -> Agent[Any]:
     agent_tools: list[Tool] = [
-        with_policy(tool, policies, ledger, thread_cover) for tool in tools.values()
+        with_policy(tool, policies, ledger, thread_cover, metrics=metrics, tracing=tracing)
+        for tool in tools.values()
     ]
 
     def govern(tool: FunctionTool) -> FunctionTool:
-        return with_policy(tool, policies, ledger, thread_cover, gate=tool.needs_approval)
+        return with_policy(
+            tool,
+            policies,
+            ledger,
+            thread_cover,
+            gate=tool.needs_approval,
+            metrics=metrics,
+            tracing=tracing,
+        )
 
     return GovernedAgent(
         name=config.agent.name,
@@ -333,10 +365,14 @@ def build_runs(
     model: Model | None,
     thread_cover: ThreadCover | None = None,
     mcp: McpServers | None = None,
+    metrics: Metrics | None = None,
+    tracing: Tracing | None = None,
 ) -> AgentRuns:
-    """Approved calls are claimed in `db`'s ledger. Tracing stays off: it would send
-    conversation content to a third party by default."""
-    set_tracing_disabled(True)
+    """Approved calls are claimed in `db`'s ledger. The SDK's own tracing never exports: it
+    would send conversation content to OpenAI. Its spans reach the operator's collector only,
+    and only when `tracing` exports."""
+    tracing = tracing or Tracing()
+    route_sdk_traces(tracing.enabled)
     client = None
     if model is None:
         openai_request_transform.install()
@@ -346,9 +382,11 @@ def build_runs(
             base_url=settings.openai_base_url,
         )
         model = build_model(config, client)
+    if metrics is not None:
+        model = TimedModel(model, metrics=metrics, tracing=tracing)
     ledger = ledgers.ExecutionLedger(db)
     return AgentRuns(
-        build_agent(config, tools, policies, model, ledger, thread_cover, mcp),
+        build_agent(config, tools, policies, model, ledger, thread_cover, mcp, metrics, tracing),
         max_turns=config.agent.max_turns,
         db=db,
         history_limit=config.agent.history_limit,

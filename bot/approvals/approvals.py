@@ -35,16 +35,19 @@ from typing import Any, Literal
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import log_context
 from bot.agent.runs import CallDecision, RunOutcome
 from bot.approvals import editing
 from bot.approvals.authorization import Verdict, is_user_group, may_decide
 from bot.approvals.deciding import CallPolicies
 from bot.approvals.pausing import store_pause
 from bot.approvals.policy import CallPolicy, Policy
+from bot.metrics import Metrics
 from bot.runtime.outbox import Outbox
 from bot.slack import blocks, cards
 from bot.slack.replies import ThreadReplies
 from bot.slack.user_groups import UserGroups
+from bot.tracing import Tracing
 from storage import approval_steps, decision_log
 from storage.approval_steps import Step
 from storage.approvals import (
@@ -132,7 +135,11 @@ class Approvals:
         kick: Callable[[str], None],
         schemas: Schemas = lambda _name: None,
         mirror_to: str | None = None,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
+        self.tracing = tracing or Tracing()
         self.db = db
         self.client = client
         self.replies = replies
@@ -175,6 +182,7 @@ class Approvals:
         if paused is None:
             return []
         decided, stored = paused
+        self.metrics.requested(call.tool_name for call in outcome.pending)
         await self.outbox.deliver(thread.key)
         self.on_change(stored)
         return decided
@@ -187,6 +195,10 @@ class Approvals:
 
     async def click(self, click: Click) -> None:
         self.answering(click)
+        with log_context.bound(approval_id=click.approval_id, channel=click.channel_id):
+            await self._click(click)
+
+    async def _click(self, click: Click) -> None:
         approval = await self._find(click.approval_id, click.team_id, click.channel_id)
         if approval is None:
             await self._tell(click.channel_id or "", click.user_id, None, NOT_FOUND)
@@ -436,6 +448,12 @@ class Approvals:
                 )
                 if taken is not None:
                     count += 1
+                    counter = (
+                        self.metrics.approval_reminders
+                        if step == Step.REMIND
+                        else self.metrics.approval_escalations
+                    )
+                    counter.inc()
                     approval = taken[0]
                     await self.outbox.deliver(
                         ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts).key
@@ -498,8 +516,10 @@ class Approvals:
             if user_id is not None:
                 await self._tell_already(decision.approval, user_id)
             return 0
+        self._observe_decided(approval, status)
         thread = ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts)
         if decision.resume_queued:  # the resume need not wait for the card's update
+            self.metrics.jobs_queued.labels(kind="resume").inc()
             self.kick(thread.key)
         await self.outbox.deliver(thread.key)
         self.on_change([decision.approval])
@@ -523,11 +543,26 @@ class Approvals:
         if vote.outcome == VoteOutcome.REPEATED:
             await self._tell(approval.channel_id, user_id, approval.thread_ts, ALREADY_APPROVED)
             return
+        if vote.outcome == VoteOutcome.DECIDED:
+            self._observe_decided(approval, ApprovalStatus.APPROVED)
         thread = ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts)
         if vote.resume_queued:  # the resume need not wait for the card's update
+            self.metrics.jobs_queued.labels(kind="resume").inc()
             self.kick(thread.key)
         await self.outbox.deliver(thread.key)
         self.on_change([vote.approval])
+
+    def _observe_decided(self, approval: Approval, status: ApprovalStatus) -> None:
+        """The wait from request to decision, as a metric and as a span ending now."""
+        self.metrics.decided(approval.tool_name, status.value, requested_at=approval.created_at)
+        self.tracing.finished_span(
+            "threadgate.approval_wait",
+            started=approval.created_at,
+            tool=approval.tool_name,
+            approval_id=approval.id,
+            run_id=approval.run_id,
+            decision=status.value,
+        )
 
     async def _open_reject_modal(self, approval: Approval, click: Click) -> None:
         if not click.trigger_id:

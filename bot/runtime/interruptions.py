@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.approvals.approvals import Approvals
+from bot.metrics import Metrics
 from bot.runtime import outbox as owed
 from bot.runtime.outbox import Outbox
 from bot.slack import blocks
@@ -50,7 +51,9 @@ class Interruptions:
         approvals: Approvals,
         outbox: Outbox,
         kick: Callable[[str], None],
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.db = db
         self.replies = replies
         self.approvals = approvals
@@ -68,6 +71,7 @@ class Interruptions:
     async def recover(self) -> int:
         """Take over jobs of processes that died; the threads go on with their next work."""
         found = await recover_orphaned_jobs(self.db, cause=DIED, by=self.outbox.claimant)
+        self.metrics.lease_takeovers.inc(len(found))
         for interrupted in found:
             await self._reported(interrupted)
             self.kick(interrupted.job.thread_key)
@@ -77,6 +81,7 @@ class Interruptions:
         run = interrupted.run
         if run is None:
             return  # nothing had started: the message simply waits for its turn again
+        self.metrics.ran("interrupted")
         log.warning("run %s interrupted (ref %s)", run.id, run.error_ref)
         await self.outbox.deliver(run.thread_key)
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
+from bot import log_context
 from bot.approvals.approvals import Approvals
 from bot.config import StorageConfig
 from bot.runtime.background import new_ref
@@ -84,7 +85,8 @@ class Sweeper:
 
     async def sweep_safely(self) -> None:
         try:
-            await self.sweep()
+            with log_context.bound(request_id=f"sweep-{log_context.new_request_id()}"):
+                await self.sweep()
         except Exception:
             log.exception("sweep failed (ref %s); trying again later", new_ref())
 

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from bot import log_context
 from bot.runtime.ack_first import AckFirst
 from bot.runtime.background import Background, new_ref
 from storage.database import UNAVAILABLE, Database
@@ -156,8 +157,11 @@ class ThreadQueue:
         job = step.job
         assert job.id is not None
         assert self.handler is not None
+        begun = step.run.run if step.run else step.resume.run if step.resume else None
+        ids = log_context.thread_ids(job.thread_key)
         try:
-            return await self.handler(step)
+            with log_context.bound(job_id=job.id, run_id=begun.id if begun else None, **ids):
+                return await self.handler(step)
         except asyncio.CancelledError:
             if lost.is_set():
                 log.warning(

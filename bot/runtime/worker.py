@@ -8,12 +8,15 @@ with a reference id, and never run a decided call again.
 """
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 
 from bot.agent.failures import describe, logged_stop, turn_limit_note
 from bot.agent.runs import AgentRuns, RunOutcome, StateLoadError, thread_context
 from bot.approvals.approvals import Approvals
+from bot.metrics import Metrics
 from bot.runtime import outbox as owed
 from bot.runtime.outbox import Outbox
 from bot.runtime.thread_context import ThreadContextReader
@@ -21,6 +24,7 @@ from bot.slack import thread_signs
 from bot.slack.blocks import Block
 from bot.slack.live_answer import Leftover, LiveAnswer, LiveSurfaces
 from bot.slack.thread_signs import ThreadSigns
+from bot.tracing import Tracing
 from storage.database import Database
 from storage.ids import ThreadRef
 from storage.models import ApprovalStatus, Job, JobKind, JobStatus, Run, RunStatus
@@ -49,7 +53,11 @@ class ThreadWorker:
         feedback: Callable[[str], Sequence[Block]],
         stream: bool = True,
         pace: float | None = None,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
+        self.tracing = tracing or Tracing()
         self.db = db
         self.runs = runs
         self.approvals = approvals
@@ -84,6 +92,19 @@ class ThreadWorker:
         pending = self._signals.pop(thread.key, set())
         await asyncio.gather(*pending, return_exceptions=True)
 
+    @contextlib.contextmanager
+    def _running(self, kind: str, run_id: str) -> Iterator[None]:
+        """One start or resume of the agent: counted, timed, and the span its model and tool
+        calls (and the SDK's spans) hang under."""
+        self.metrics.runs_started.labels(kind=kind).inc()
+        log.info("run %s: %s", run_id, kind)
+        started = time.perf_counter()
+        try:
+            with self.tracing.span("threadgate.run", kind=kind):
+                yield
+        finally:
+            self.metrics.run_seconds.labels(kind=kind).observe(time.perf_counter() - started)
+
     async def handle(self, step: Step) -> JobStatus:
         if step.job.kind == JobKind.RESUME:
             return await self.resume(step.job, step.resume)
@@ -101,15 +122,16 @@ class ThreadWorker:
         history = self.runs.history(job.thread_key, stored=begun.history)
         live = self._live(thread, job.user_id)
         try:
-            # Earlier messages and files of the thread; their authors become requesters first.
-            context_items = await self.context_reader.read(job, run.id)
-            outcome = await self.runs.start(
-                job.text or "",
-                history=history,
-                context_items=context_items,
-                context=thread_context(thread, run_id=run.id, user_id=job.user_id or "unknown"),
-                observer=live,
-            )
+            with self._running("start", run.id):
+                # Earlier messages and files of the thread; their authors become requesters.
+                context_items = await self.context_reader.read(job, run.id)
+                outcome = await self.runs.start(
+                    job.text or "",
+                    history=history,
+                    context_items=context_items,
+                    context=thread_context(thread, run_id=run.id, user_id=job.user_id or "unknown"),
+                    observer=live,
+                )
         except Exception as exc:
             await self._failed(run, thread, exc, await live.abort(), history.new_rows())
             await self._signalled(thread)
@@ -144,13 +166,14 @@ class ThreadWorker:
             else:
                 live.rejected(approval.call_id, approval.tool_name)
         try:
-            outcome, refused = await self.runs.resume(
-                run.state,
-                decisions=decisions,
-                new_messages=[message.text or "" for message in deferred],
-                history=history,
-                observer=live,
-            )
+            with self._running("resume", run.id):
+                outcome, refused = await self.runs.resume(
+                    run.state,
+                    decisions=decisions,
+                    new_messages=[message.text or "" for message in deferred],
+                    history=history,
+                    observer=live,
+                )
         except StateLoadError as exc:
             await self._resume_failed(
                 run,
@@ -204,6 +227,9 @@ class ThreadWorker:
                 run, thread, outcome, new_history, before=[*_owed_text(leftover), *then]
             )
             await self._signalled(thread)
+            if decided:
+                self.metrics.ran("paused")
+                log.info("run %s paused on %d call(s)", run.id, len(decided))
             approvers = list(dict.fromkeys(a for call in decided for a in call.approvers))
             await self.signs.show(
                 thread,
@@ -226,6 +252,8 @@ class ThreadWorker:
             owed=[*said, *then],
             by=self.outbox.claimant,
         ):
+            self.metrics.ran("answered")
+            log.info("run %s answered", run.id)
             await self.outbox.deliver(thread.key)
         else:
             log.warning("run %s finished after it was marked interrupted", run.id)
@@ -288,6 +316,7 @@ class ThreadWorker:
         """End the run as failed, with what it showed so far and a note with a reference id
         (call it from the handler, for the log to have the traceback)."""
         ref = logged_stop(run.id, cause, expected=expected)
+        self.metrics.ran("failed")
         await finish_run(
             self.db,
             run_id=run.id,

@@ -2,6 +2,10 @@
 
 The handlers of one request share one attempt counter, so each gets the same generous limit:
 a 429 followed by a 500 followed by a dropped connection is still retried.
+
+slack_sdk asks every retry handler about every attempt's response, so the first handler of
+each client is one that never retries and counts each attempt by method and HTTP status
+(`threadgate_slack_api_calls_total`): a 429 that was retried is seen as such.
 """
 
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
@@ -13,7 +17,12 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.http_retry.builtin_interval_calculators import (
     BackoffRetryIntervalCalculator,
 )
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.metrics import Metrics
 
 MAX_ATTEMPTS = 6
 
@@ -25,6 +34,33 @@ def retry_handlers(*, backoff_factor: float = 0.5) -> list[AsyncRetryHandler]:
         AsyncServerErrorRetryHandler(max_retry_count=MAX_ATTEMPTS, interval_calculator=backoff),
         AsyncConnectionErrorRetryHandler(max_retry_count=MAX_ATTEMPTS, interval_calculator=backoff),
     ]
+
+
+class CountingHandler(AsyncRetryHandler):
+    """Counts each attempt; never asks for a retry."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__(max_retry_count=0)
+        self.calls = metrics.slack_api_calls
+
+    async def can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        method = request.url.rsplit("/", 1)[-1].split("?", 1)[0] or "unknown"
+        status = str(response.status_code) if response is not None else "error"
+        self.calls.labels(method=method, status=status).inc()
+        return False
+
+
+def count_calls(client: AsyncWebClient, metrics: Metrics) -> None:
+    """Count this client's Web API attempts (first, so it sees each one)."""
+    if not any(isinstance(h, CountingHandler) for h in client.retry_handlers):
+        client.retry_handlers.insert(0, CountingHandler(metrics))
 
 
 def build_slack_client(
@@ -49,5 +85,8 @@ def posting_client(client: AsyncWebClient) -> AsyncWebClient:
         base_url=client.base_url,
         timeout=client.timeout,
         session=client.session,
-        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=MAX_ATTEMPTS)],
+        retry_handlers=[
+            *(h for h in client.retry_handlers if isinstance(h, CountingHandler)),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=MAX_ATTEMPTS),
+        ],
     )

@@ -1,4 +1,5 @@
-"""The aiohttp side: POST /slack/events into Bolt, GET /healthz for load balancers.
+"""The aiohttp side: POST /slack/events into Bolt, GET /healthz for load balancers, GET
+/metrics for Prometheus (behind a bearer token when THREADGATE_METRICS_TOKEN is set).
 
 Bolt's own aiohttp adapter parses the body before it checks the signature, and answers a
 broken JSON body with a 500. Here a forged body is a 401 before anything parses it, a signed
@@ -6,16 +7,23 @@ body that Bolt cannot parse or route is a 400 (see `envelope`), and Bolt only ev
 well-formed payloads.
 """
 
+import hmac
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 from slack_sdk.signature import SignatureVerifier
 
+from bot import log_context
 from bot.container import Threadgate
+from bot.metrics import request_kind
 from bot.runtime.background import new_ref
 from bot.slack import envelope
+from storage.approvals import count_pending
+from storage.database import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +53,28 @@ def build_web_app(threadgate: Threadgate, *, serve_events: bool = True) -> web.A
     secret = threadgate.settings.slack_signing_secret
     verifier = SignatureVerifier(secret.get_secret_value()) if secret else None
 
+    metrics, tracing = threadgate.metrics, threadgate.tracing
+
     async def slack_events(request: web.Request) -> web.Response:
         if not threadgate.health.ready:
+            metrics.requests.labels(kind="unknown", status="503").inc()
             return web.json_response({"error": "starting up"}, status=503)
-        with threadgate.ack_first.request():
-            return await _handle(request)
+        started = time.perf_counter()
+        seen: dict[str, str] = {}
+        with (
+            log_context.bound(request_id=log_context.new_request_id()),
+            tracing.span("threadgate.slack_request") as span,
+            threadgate.ack_first.request(),
+        ):
+            response = await _handle(request, seen)
+            kind = request_kind(seen.get("kind"))
+            span.set_attribute("threadgate.kind", kind)
+            span.set_attribute("http.response.status_code", response.status)
+        metrics.requests.labels(kind=kind, status=str(response.status)).inc()
+        metrics.ack_seconds.observe(time.perf_counter() - started)
+        return response
 
-    async def _handle(request: web.Request) -> web.Response:
+    async def _handle(request: web.Request, seen: dict[str, str]) -> web.Response:
         raw = await request.read()
         if len(raw) > MAX_BODY:
             return web.Response(status=413, text="body too large")
@@ -66,8 +89,11 @@ def build_web_app(threadgate: Threadgate, *, serve_events: bool = True) -> web.A
             bolt_request = envelope.parse(body, query=request.query_string, headers=headers)
         except envelope.BadBody as exc:
             return web.Response(status=400, text=f"malformed body: {exc}")
+        seen["kind"] = _kind(bolt_request.body) or "unknown"
+        context = bolt_request.context
         try:
-            response = await threadgate.bolt.async_dispatch(bolt_request)
+            with log_context.bound(team=context.team_id, channel=context.channel_id):
+                response = await threadgate.bolt.async_dispatch(bolt_request)
         except Exception:
             ref = new_ref()
             log.exception("dispatch failed (ref %s)", ref)
@@ -89,9 +115,34 @@ def build_web_app(threadgate: Threadgate, *, serve_events: bool = True) -> web.A
             status=200 if ok else 503,
         )
 
+    token = threadgate.settings.metrics_token
+    expected = f"Bearer {token.get_secret_value()}".encode() if token else None
+
+    async def pending() -> int | None:
+        try:
+            return await count_pending(threadgate.db)
+        except UNAVAILABLE:
+            return None  # the gauge keeps its last value; the error is counted
+
+    async def scrape(request: web.Request) -> web.Response:
+        if expected is not None:
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return web.Response(status=401, headers={"WWW-Authenticate": "Bearer"})
+        body = await metrics.render(pending)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     app = web.Application(client_max_size=MAX_BODY)
     app[THREADGATE_KEY] = threadgate
     if serve_events:
         app.router.add_post("/slack/events", slack_events)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", scrape)
     return app
+
+
+def _kind(body: dict[str, Any]) -> str | None:
+    if "command" in body and "type" not in body:
+        return "slash_command"
+    kind = body.get("type")
+    return kind if isinstance(kind, str) else None

@@ -88,6 +88,8 @@ async def test_a_reminder_goes_once_to_each_approver_who_has_not_decided(
 
         # Not the one who voted, not the one who asked; the group once, in the thread.
         assert set(slack.dms) == {SECOND}  # GROUP_MEMBER is told through the group
+        registry = bot.app.metrics.registry
+        assert registry.get_sample_value("threadgate_approval_reminders_total") == 1
         [dm] = slack.dms[SECOND]
         permalink = slack.calls_to("chat.getPermalink")[0]
         assert permalink.args["message_ts"] == slack.posted[CHANNEL][0]["ts"]
@@ -131,6 +133,10 @@ async def test_escalation_lets_the_added_approvers_decide_only_once_it_fired(
         await _due(bot.app.db, "escalate_at")
         await _sweep(bot)
         await _sweep(bot)
+        escalated = bot.app.metrics.registry.get_sample_value(
+            "threadgate_approval_escalations_total"
+        )
+        assert escalated == 1
         [dm] = slack.dms[ONCALL]
         assert "escalated" in dm["text"]
         assert "`delete_customer`" in dm["text"]

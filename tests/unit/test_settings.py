@@ -13,8 +13,8 @@ from bot.settings import Settings
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BOT_TOKEN = "xoxb-test-token"
 SIGNING_SECRET = "test-signing-secret"
-_OWN_NAMES = ("DATABASE_URL", "PORT", "LOG_LEVEL")
-_OWN_PREFIXES = ("SLACK_", "OPENAI_", "THREADGATE_")
+_OWN_NAMES = ("DATABASE_URL", "PORT", "LOG_LEVEL", "LOG_FORMAT")
+_OWN_PREFIXES = ("SLACK_", "OPENAI_", "THREADGATE_", "OTEL_")
 
 
 @pytest.fixture(autouse=True)
@@ -315,3 +315,46 @@ def test_main_with_an_unknown_command_prints_usage(tmp_path: Path, args: tuple[s
 
     assert result.returncode == 2
     assert _one_line(result.stderr).startswith("usage:")
+
+
+def test_operations_settings_default_to_text_logs_open_metrics_and_no_traces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _http_mode(monkeypatch)
+    settings = _settings()
+    assert settings.log_format == "text"
+    assert settings.metrics_token is None
+    assert settings.otel_exporter_otlp_endpoint is None
+    assert settings.trace_content is False
+
+
+def test_operations_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    _http_mode(monkeypatch)
+    monkeypatch.setenv("LOG_FORMAT", "JSON")
+    monkeypatch.setenv("THREADGATE_METRICS_TOKEN", "scrape-token")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
+    monkeypatch.setenv("THREADGATE_TRACE_CONTENT", "true")
+    settings = _settings()
+    assert settings.log_format == "json"
+    assert settings.metrics_token is not None
+    assert settings.metrics_token.get_secret_value() == "scrape-token"
+    assert settings.otel_exporter_otlp_endpoint == "http://collector:4318"
+    assert settings.trace_content is True
+
+
+def test_an_empty_token_or_endpoint_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """compose passes `${VAR:-}` as an empty value."""
+    _http_mode(monkeypatch)
+    monkeypatch.setenv("THREADGATE_METRICS_TOKEN", "")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+    monkeypatch.setenv("OPENAI_API_KEY", "")
+    settings = _settings()
+    assert settings.metrics_token is None
+    assert settings.otel_exporter_otlp_endpoint is None
+    assert settings.openai_api_key is None
+
+
+def test_an_unknown_log_format_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    _http_mode(monkeypatch)
+    monkeypatch.setenv("LOG_FORMAT", "xml")
+    assert "text" in _refusal("log_format")
