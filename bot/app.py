@@ -6,7 +6,7 @@ import os
 import socket
 import uuid
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
@@ -36,6 +36,7 @@ from bot.slack import thread_signs
 from bot.slack.bolt_errors import on_bolt_error
 from bot.slack.client import build_slack_client, posting_client
 from bot.slack.feedback import feedback_block
+from bot.slack.install import build_install_flow
 from bot.slack.listeners import actions, agent_surface, commands, events, feedback, views
 from bot.slack.listeners.after_ack import AfterAck
 from bot.slack.replies import ThreadReplies
@@ -44,6 +45,7 @@ from bot.slack.thread_files import FileLimits, FileReader
 from bot.slack.thread_reader import ThreadReader
 from bot.slack.thread_signs import ThreadSigns
 from bot.slack.user_groups import UserGroups
+from bot.slack.workspaces import Installations, OneWorkspace, Workspaces
 from storage.database import Database
 from storage.ids import ThreadRef
 from storage.runs import run_requesters
@@ -69,8 +71,9 @@ def build_app(
     config = config if config is not None else load_config(settings.threadgate_config)
     quiet_model_errors()
     db = Database(settings.database_url, cipher=settings.cipher)
+    token = settings.slack_bot_token
     client = slack_client or build_slack_client(
-        settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
+        token.get_secret_value() if token is not None else None, base_url=settings.slack_api_url
     )
     tools = load_tool_modules(config.tools.modules, config_path=settings.threadgate_config)
     builtins = slack_tools(client)
@@ -168,9 +171,22 @@ def build_app(
     )
     queue.on_interrupted = interruptions.stopped
 
+    workspaces: Workspaces = OneWorkspace(client)
+    install = None
+    authorize = None
+    if settings.slack_client_id is not None and settings.slack_client_secret is not None:
+        installed = Installations(
+            db,
+            client,
+            client_id=settings.slack_client_id,
+            client_secret=settings.slack_client_secret.get_secret_value(),
+        )
+        workspaces, authorize = installed, installed.authorize
+        install = build_install_flow(settings, db, client)
     secret = settings.slack_signing_secret
     bolt = AsyncApp(
         client=client,
+        authorize=cast(Any, authorize),  # Bolt's type has no None: it refuses the request
         signing_secret=secret.get_secret_value() if secret is not None else "",
         request_verification_enabled=not settings.socket_mode,
         process_before_response=True,
@@ -216,4 +232,6 @@ def build_app(
         ),
         policy=policy,
         ack_first=ack_first,
+        workspaces=workspaces,
+        install=install,
     )

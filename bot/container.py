@@ -25,6 +25,8 @@ from bot.runtime.outbox import Outbox
 from bot.runtime.sweeper import Sweeper
 from bot.runtime.thread_queue import ThreadQueue
 from bot.settings import Settings
+from bot.slack.install import InstallFlow
+from bot.slack.workspaces import Workspaces
 from storage import schema
 from storage.database import Database
 from storage.queue import release_all_leases
@@ -65,6 +67,9 @@ class Threadgate:
     sweeper: Sweeper
     policy: Policy
     ack_first: AckFirst
+    workspaces: Workspaces
+    # The "Add to Slack" flow; None with SLACK_BOT_TOKEN (one workspace, nothing to install).
+    install: InstallFlow | None = None
     health: Health = field(default_factory=Health)
     _sweeper_task: asyncio.Task[None] | None = None
 
@@ -82,15 +87,20 @@ class Threadgate:
         if self.db.is_sqlite:
             # SQLite serves one process, so a lease left behind is a crashed predecessor's.
             await release_all_leases(self.db)
-        response = await self.client.auth_test()
-        self.health.bot_user_id = response.get("user_id")
-        self.health.team_id = response.get("team_id")
+        if self.install is None:
+            response = await self.client.auth_test()
+            self.health.bot_user_id = response.get("user_id")
+            self.health.team_id = response.get("team_id")
+        # With OAuth there is no one token to test: each workspace's is checked as it is used.
         self.health.slack_ok = True
         # Leftovers of an earlier life (queued work, dead owners) are picked up before serving.
         await self.sweeper.sweep_safely()
         if self._sweeper_task is None:
             self._sweeper_task = asyncio.create_task(self.sweeper.run(), name="sweeper")
-        log.info("threadgate ready as %s in %s", self.health.bot_user_id, self.health.team_id)
+        if self.install is None:
+            log.info("threadgate ready as %s in %s", self.health.bot_user_id, self.health.team_id)
+        else:
+            log.info("threadgate ready for every workspace that installs it")
 
     async def stop(self, *, drain_timeout: float | None = None) -> bool:
         """Finish or hand back running work, then let go of the database."""

@@ -56,7 +56,15 @@ class DatabaseSettings(BaseSettings):
 
 
 class Settings(DatabaseSettings):
-    slack_bot_token: SecretStr
+    """One workspace with SLACK_BOT_TOKEN, or many with SLACK_CLIENT_ID + SLACK_CLIENT_SECRET
+    (each workspace installs the app through /slack/install); never both, never neither."""
+
+    slack_bot_token: SecretStr | None = None
+    slack_client_id: str | None = None
+    slack_client_secret: SecretStr | None = None
+    # Comma-separated; unset: the bot scopes of manifest.yml (bot.slack.install.BOT_SCOPES).
+    slack_scopes: str | None = None
+    slack_redirect_uri: str | None = None
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     slack_api_url: str = SLACK_API_URL
@@ -81,8 +89,8 @@ class Settings(DatabaseSettings):
 
     @field_validator("slack_bot_token")
     @classmethod
-    def _bot_token_shape(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().startswith("xoxb-"):
+    def _bot_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("xoxb-"):
             raise ValueError("must be a bot token starting with xoxb-")
         return value
 
@@ -93,7 +101,7 @@ class Settings(DatabaseSettings):
             raise ValueError("must be an app-level token starting with xapp-")
         return value
 
-    @field_validator("slack_api_url", "openai_base_url")
+    @field_validator("slack_api_url", "openai_base_url", "slack_redirect_uri")
     @classmethod
     def _url_shape(cls, value: str | None) -> str | None:
         if value is None:
@@ -108,6 +116,31 @@ class Settings(DatabaseSettings):
         return value if value.endswith("/") else value + "/"
 
     @model_validator(mode="after")
+    def _one_mode(self) -> Self:
+        """The mode is a decision, not a guess: a token next to OAuth credentials may be a
+        leftover of either, and serving with the wrong one would answer from the wrong app."""
+        oauth = self.slack_client_id is not None or self.slack_client_secret is not None
+        if self.slack_bot_token is not None and oauth:
+            raise ValueError(
+                "set SLACK_BOT_TOKEN (one workspace) or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET "
+                "(many workspaces), not both"
+            )
+        if self.slack_bot_token is None and not oauth:
+            raise ValueError(
+                "set SLACK_BOT_TOKEN (one workspace) or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET "
+                "(many workspaces)"
+            )
+        if oauth and (self.slack_client_id is None or self.slack_client_secret is None):
+            missing = "SLACK_CLIENT_ID" if self.slack_client_id is None else "SLACK_CLIENT_SECRET"
+            raise ValueError(f"{missing} is missing (many workspaces need both)")
+        if oauth and self.cipher is None:
+            raise ValueError(
+                "THREADGATE_ENCRYPTION_KEY is required with SLACK_CLIENT_ID: it seals the "
+                "workspaces' tokens in the database"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _signing_secret_for_http(self) -> Self:
         if self.slack_app_token is None and not self.slack_signing_secret:
             raise ValueError(
@@ -119,3 +152,7 @@ class Settings(DatabaseSettings):
     @property
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None
+
+    @property
+    def multi_workspace(self) -> bool:
+        return self.slack_client_id is not None

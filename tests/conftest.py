@@ -22,7 +22,7 @@ PG_ADMIN_DSN = os.environ.get("THREADGATE_TEST_PG", "postgresql://postgres@127.0
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0", ""}  # noqa: S104
 _TABLES = (
     "thread_approvals, approval_decisions, approvals, jobs, runs, threads, slack_events, "
-    "outbox, feedback, agent_messages, agent_sessions"
+    "outbox, feedback, agent_messages, agent_sessions, slack_installations, oauth_states"
 )
 
 

@@ -28,7 +28,7 @@ def retry_handlers(*, backoff_factor: float = 0.5) -> list[AsyncRetryHandler]:
 
 
 def build_slack_client(
-    token: str, *, base_url: str, backoff_factor: float = 0.5, timeout: int = 30
+    token: str | None, *, base_url: str, backoff_factor: float = 0.5, timeout: int = 30
 ) -> AsyncWebClient:
     return AsyncWebClient(
         token=token,
@@ -50,4 +50,16 @@ def posting_client(client: AsyncWebClient) -> AsyncWebClient:
         timeout=client.timeout,
         session=client.session,
         retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=MAX_ATTEMPTS)],
+    )
+
+
+def with_token(client: AsyncWebClient, token: str) -> AsyncWebClient:
+    """The same client (base URL, pooled session, retry handlers) speaking with `token`: one
+    workspace's voice in a process that serves many."""
+    return AsyncWebClient(
+        token=token,
+        base_url=client.base_url,
+        timeout=client.timeout,
+        session=client.session,
+        retry_handlers=client.retry_handlers,
     )

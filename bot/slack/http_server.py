@@ -1,4 +1,5 @@
-"""The aiohttp side: POST /slack/events into Bolt, GET /healthz for load balancers.
+"""The aiohttp side: POST /slack/events into Bolt, GET /healthz for load balancers, and with
+OAuth (many workspaces) GET /slack/install and GET /slack/oauth_redirect into the install flow.
 
 Bolt's own aiohttp adapter parses the body before it checks the signature, and answers a
 broken JSON body with a 500. Here a forged body is a 401 before anything parses it, a signed
@@ -11,11 +12,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
 
 from bot.container import Threadgate
 from bot.runtime.background import new_ref
 from bot.slack import envelope
+from bot.slack.install import INSTALL_PATH, REDIRECT_PATH, InstallFlow
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,35 @@ def _headers(request: web.Request) -> dict[str, str | Sequence[str]]:
         existing = headers.get(key.lower())
         headers[key.lower()] = [*(existing or []), value]
     return headers
+
+
+def _web_response(response: BoltResponse) -> web.Response:
+    """Bolt's response as aiohttp's; a header Bolt holds as a list (Set-Cookie) is repeated."""
+    out = web.Response(status=response.status, body=response.body)
+    for key, value in response.headers.items():
+        if key.lower() == "content-length":
+            continue
+        for one in value if isinstance(value, list) else [value]:
+            out.headers.add(key, str(one))
+    return out
+
+
+def _install_routes(app: web.Application, threadgate: Threadgate, flow: InstallFlow) -> None:
+    def bolt_request(request: web.Request) -> AsyncBoltRequest:
+        return AsyncBoltRequest(body="", query=request.query_string, headers=_headers(request))
+
+    async def install(request: web.Request) -> web.Response:
+        if not threadgate.health.migrated:
+            return web.Response(status=503, text="starting up")
+        return _web_response(await flow.handle_installation(bolt_request(request)))
+
+    async def oauth_redirect(request: web.Request) -> web.Response:
+        if not threadgate.health.migrated:
+            return web.Response(status=503, text="starting up")
+        return _web_response(await flow.handle_callback(bolt_request(request)))
+
+    app.router.add_get(INSTALL_PATH, install)
+    app.router.add_get(REDIRECT_PATH, oauth_redirect)
 
 
 def build_web_app(threadgate: Threadgate, *, serve_events: bool = True) -> web.Application:
@@ -94,4 +127,6 @@ def build_web_app(threadgate: Threadgate, *, serve_events: bool = True) -> web.A
     if serve_events:
         app.router.add_post("/slack/events", slack_events)
     app.router.add_get("/healthz", healthz)
+    if threadgate.install is not None:
+        _install_routes(app, threadgate, threadgate.install)
     return app

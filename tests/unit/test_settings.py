@@ -50,6 +50,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 
     settings = _settings()
 
+    assert settings.slack_bot_token is not None
     assert settings.slack_bot_token.get_secret_value() == BOT_TOKEN
     assert settings.slack_signing_secret is not None
     assert settings.slack_signing_secret.get_secret_value() == SIGNING_SECRET
