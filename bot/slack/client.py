@@ -14,6 +14,7 @@ from slack_sdk.http_retry.builtin_interval_calculators import (
     BackoffRetryIntervalCalculator,
 )
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 MAX_ATTEMPTS = 6
 
@@ -63,3 +64,13 @@ def with_token(client: AsyncWebClient, token: str) -> AsyncWebClient:
         session=client.session,
         retry_handlers=client.retry_handlers,
     )
+
+
+async def oauth_v2_access(
+    client: AsyncWebClient, *, client_id: str, client_secret: str, **args: str | None
+) -> AsyncSlackResponse:
+    """`oauth.v2.access` with the app's credentials as form fields, which Slack accepts as it
+    does basic auth: slack_sdk's own method sends them through aiohttp's deprecated BasicAuth."""
+    data = {"client_id": client_id, "client_secret": client_secret}
+    data.update({key: value for key, value in args.items() if value is not None})
+    return await client.api_call("oauth.v2.access", data=data)

@@ -29,6 +29,7 @@ from slack_sdk.oauth.installation_store import Installation
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.settings import Settings
+from bot.slack.client import oauth_v2_access
 from bot.slack.installation_store import DatabaseInstallationStore
 from bot.slack.oauth_state_store import DatabaseOAuthStateStore
 from storage.database import Database
@@ -126,10 +127,11 @@ class InstallFlow(AsyncOAuthFlow):
 
     async def run_installation(self, code: str) -> Installation | None:
         try:
-            response = await self.client.oauth_v2_access(
-                code=code,
+            response = await oauth_v2_access(
+                self.client,
                 client_id=self.settings.client_id,
                 client_secret=self.settings.client_secret,
+                code=code,
                 redirect_uri=self.settings.redirect_uri,
             )
         except SlackApiError as exc:

@@ -11,16 +11,15 @@ came from, and a request from a workspace without one is refused by Bolt.
 """
 
 import logging
+from dataclasses import replace
 from datetime import timedelta
 from typing import Protocol
 
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.context.async_context import AsyncBoltContext
-from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.client import with_token
-from bot.slack.installation_store import slack_installation, stored
+from bot.slack.client import oauth_v2_access, with_token
 from storage import installations
 from storage.database import Database
 from storage.installations import StoredInstallation
@@ -72,9 +71,8 @@ class Installations:
         self.db = db
         self.client = client  # tokenless: base URL, pooled session, retry handlers
         self.renew_before = renew_before
-        self._rotator = AsyncTokenRotator(
-            client_id=client_id, client_secret=client_secret, client=client
-        )
+        self._client_id = client_id
+        self._client_secret = client_secret
 
     async def installation(
         self, team_id: str | None, enterprise_id: str | None, *, is_enterprise_install: bool = False
@@ -96,15 +94,23 @@ class Installations:
         return fresh
 
     async def _refresh(self, current: StoredInstallation) -> StoredInstallation:
-        """Runs under the installation's row lock: one refresh however many callers wait."""
-        minutes = int(self.renew_before.total_seconds() // 60)
-        rotated = await self._rotator.perform_token_rotation(
-            installation=slack_installation(current), minutes_before_expiration=minutes
+        """Runs under the installation's row lock: one refresh however many callers wait.
+        A refused refresh (invalid_refresh_token: the app was uninstalled or its token
+        revoked) raises SlackApiError and changes nothing."""
+        response = await oauth_v2_access(
+            self.client,
+            client_id=self._client_id,
+            client_secret=self._client_secret,
+            grant_type="refresh_token",
+            refresh_token=current.bot_refresh_token,
         )
-        if rotated is None:
-            return current
         log.info("refreshed the bot token of %s", current.key)
-        return stored(rotated)
+        return replace(
+            current,
+            bot_token=str(response["access_token"]),
+            bot_refresh_token=str(response["refresh_token"]),
+            bot_token_expires_at=utcnow() + timedelta(seconds=int(response["expires_in"])),
+        )
 
     async def client_for(self, team_id: str, enterprise_id: str | None = None) -> AsyncWebClient:
         found = await self.installation(team_id, enterprise_id)
