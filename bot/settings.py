@@ -1,14 +1,28 @@
 """Process settings from the environment (or a .env file); secrets stay SecretStr end to end."""
 
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    ModelWrapValidatorHandler,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from storage.crypto import Cipher
 
 SLACK_API_URL = "https://slack.com/api/"
+_NEITHER = (
+    "set SLACK_BOT_TOKEN (one workspace) or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET "
+    "(many workspaces)"
+)
+_BOTH = _NEITHER + ", not both"
 
 
 class DatabaseSettings(BaseSettings):
@@ -115,21 +129,45 @@ class Settings(DatabaseSettings):
     def _trailing_slash(cls, value: str) -> str:
         return value if value.endswith("/") else value + "/"
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _mode_next_to_field_errors(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Self]
+    ) -> Self:
+        """Name a missing or doubled mode next to the fields' own problems, so a deploy is
+        fixed in one round: the check after validation runs only when the fields are valid."""
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            given = {k.lower() for k, v in data.items() if v} if isinstance(data, dict) else set()
+            token = "slack_bot_token" in given
+            oauth = bool(given & {"slack_client_id", "slack_client_secret"})
+            if token != oauth or any(not e["loc"] for e in exc.errors()):
+                raise
+            problem = ValueError(_BOTH if token else _NEITHER)
+            details: list[InitErrorDetails] = [
+                {"type": "value_error", "loc": (), "input": data, "ctx": {"error": problem}}
+            ]
+            for error in exc.errors():
+                detail: InitErrorDetails = {
+                    "type": error["type"],
+                    "loc": error["loc"],
+                    "input": error["input"],
+                }
+                if "ctx" in error:
+                    detail["ctx"] = error["ctx"]
+                details.append(detail)
+            raise ValidationError.from_exception_data(exc.title, details) from None
+
     @model_validator(mode="after")
     def _one_mode(self) -> Self:
         """The mode is a decision, not a guess: a token next to OAuth credentials may be a
         leftover of either, and serving with the wrong one would answer from the wrong app."""
         oauth = self.slack_client_id is not None or self.slack_client_secret is not None
         if self.slack_bot_token is not None and oauth:
-            raise ValueError(
-                "set SLACK_BOT_TOKEN (one workspace) or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET "
-                "(many workspaces), not both"
-            )
+            raise ValueError(_BOTH)
         if self.slack_bot_token is None and not oauth:
-            raise ValueError(
-                "set SLACK_BOT_TOKEN (one workspace) or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET "
-                "(many workspaces)"
-            )
+            raise ValueError(_NEITHER)
         if oauth and (self.slack_client_id is None or self.slack_client_secret is None):
             missing = "SLACK_CLIENT_ID" if self.slack_client_id is None else "SLACK_CLIENT_SECRET"
             raise ValueError(f"{missing} is missing (many workspaces need both)")
