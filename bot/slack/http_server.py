@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
+from multidict import CIMultiDict
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
@@ -47,13 +48,13 @@ def _headers(request: web.Request) -> dict[str, str | Sequence[str]]:
 
 def _web_response(response: BoltResponse) -> web.Response:
     """Bolt's response as aiohttp's; a header Bolt holds as a list (Set-Cookie) is repeated."""
-    out = web.Response(status=response.status, body=response.body)
+    headers: CIMultiDict[str] = CIMultiDict()
     for key, value in response.headers.items():
         if key.lower() == "content-length":
             continue
         for one in value if isinstance(value, list) else [value]:
-            out.headers.add(key, str(one))
-    return out
+            headers.add(key, str(one))
+    return web.Response(status=response.status, body=response.body, headers=headers)
 
 
 def _install_routes(app: web.Application, threadgate: Threadgate, flow: InstallFlow) -> None:

@@ -75,6 +75,7 @@ class Hosted:
     async def get(self, url: str, *, cookie: str | None = None) -> Page:
         headers = {"Cookie": f"{COOKIE}={cookie}"} if cookie else {}
         async with self.http.get(url, headers=headers, allow_redirects=False) as response:
+            assert len(response.headers.getall("Content-Type", [])) <= 1
             morsel = response.cookies.get(COOKIE)
             return Page(
                 response.status,
