@@ -61,8 +61,17 @@ def _settings_errors(exc: ValidationError) -> list[str]:
 
 
 # Bolt reads these from the environment by itself when it is built: SLACK_BOT_TOKEN next to the
-# client we hand it makes it warn "`token` will be unused" on every start.
-BOLT_READS = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
+# client we hand it makes it warn "`token` will be unused" on every start, and SLACK_CLIENT_ID
+# with SLACK_CLIENT_SECRET make it set up an OAuth flow of its own, with files for stores.
+BOLT_READS = (
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_CLIENT_ID",
+    "SLACK_CLIENT_SECRET",
+    "SLACK_SCOPES",
+    "SLACK_USER_SCOPES",
+    "SLACK_REDIRECT_URI",
+)
 
 
 def load_settings(kind: type[S]) -> S:

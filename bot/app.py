@@ -6,7 +6,7 @@ import os
 import socket
 import uuid
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
@@ -38,6 +38,7 @@ from bot.slack.admins import Admins
 from bot.slack.bolt_errors import on_bolt_error
 from bot.slack.client import build_slack_client, count_calls, posting_client
 from bot.slack.feedback import feedback_block
+from bot.slack.install import build_install_flow
 from bot.slack.listeners import actions, agent_surface, commands, events, feedback, views
 from bot.slack.listeners.after_ack import AfterAck
 from bot.slack.permalinks import Permalinks
@@ -47,6 +48,7 @@ from bot.slack.thread_files import FileLimits, FileReader
 from bot.slack.thread_reader import ThreadReader
 from bot.slack.thread_signs import ThreadSigns
 from bot.slack.user_groups import UserGroups
+from bot.slack.workspaces import Installations, OneWorkspace, Workspaces
 from bot.tracing import Tracing
 from storage.database import Database
 from storage.ids import ThreadRef
@@ -82,8 +84,9 @@ def build_app(
         tracer=tracing.tracer if tracing.enabled else None,
         on_error=lambda kind: metrics.database_errors.labels(kind=kind).inc(),
     )
+    token = settings.slack_bot_token
     client = slack_client or build_slack_client(
-        settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
+        token.get_secret_value() if token is not None else None, base_url=settings.slack_api_url
     )
     count_calls(client, metrics)
     tools = configured_tools(config, slack_tools(client), config_path=settings.threadgate_config)
@@ -197,9 +200,22 @@ def build_app(
     )
     queue.on_interrupted = interruptions.stopped
 
+    workspaces: Workspaces = OneWorkspace(client)
+    install = None
+    authorize = None
+    if settings.slack_client_id is not None and settings.slack_client_secret is not None:
+        installed = Installations(
+            db,
+            client,
+            client_id=settings.slack_client_id,
+            client_secret=settings.slack_client_secret.get_secret_value(),
+        )
+        workspaces, authorize = installed, installed.authorize
+        install = build_install_flow(settings, db, client)
     secret = settings.slack_signing_secret
     bolt = AsyncApp(
         client=client,
+        authorize=cast(Any, authorize),  # Bolt's type has no None: it refuses the request
         signing_secret=secret.get_secret_value() if secret is not None else "",
         request_verification_enabled=not settings.socket_mode,
         process_before_response=True,
@@ -266,4 +282,6 @@ def build_app(
         function_tools=tools,
         metrics=metrics,
         tracing=tracing,
+        workspaces=workspaces,
+        install=install,
     )

@@ -30,6 +30,8 @@ from bot.runtime.outbox import Outbox
 from bot.runtime.sweeper import Sweeper
 from bot.runtime.thread_queue import ThreadQueue
 from bot.settings import Settings
+from bot.slack.install import InstallFlow
+from bot.slack.workspaces import Workspaces
 from bot.tracing import Tracing
 from storage import schema
 from storage.database import Database
@@ -82,8 +84,11 @@ class Threadgate:
     ack_first: AckFirst
     mcp: McpServers
     function_tools: Mapping[str, Any]
+    workspaces: Workspaces
     metrics: Metrics = field(default_factory=Metrics)
     tracing: Tracing = field(default_factory=Tracing)
+    # The "Add to Slack" flow; None with SLACK_BOT_TOKEN (one workspace, nothing to install).
+    install: InstallFlow | None = None
     health: Health = field(default_factory=Health)
     _sweeper_task: asyncio.Task[None] | None = None
 
@@ -97,16 +102,21 @@ class Threadgate:
         if self.db.is_sqlite:
             # SQLite serves one process, so a lease left behind is a crashed predecessor's.
             await release_all_leases(self.db)
-        response = await self.client.auth_test()
-        self.health.bot_user_id = response.get("user_id")
-        self.health.team_id = response.get("team_id")
+        if self.install is None:
+            response = await self.client.auth_test()
+            self.health.bot_user_id = response.get("user_id")
+            self.health.team_id = response.get("team_id")
+        # With OAuth there is no one token to test: each workspace's is checked as it is used.
         self.health.slack_ok = True
         await self.start_mcp()
         # Leftovers of an earlier life (queued work, dead owners) are picked up before serving.
         await self.sweeper.sweep_safely()
         if self._sweeper_task is None:
             self._sweeper_task = asyncio.create_task(self.sweeper.run(), name="sweeper")
-        log.info("threadgate ready as %s in %s", self.health.bot_user_id, self.health.team_id)
+        if self.install is None:
+            log.info("threadgate ready as %s in %s", self.health.bot_user_id, self.health.team_id)
+        else:
+            log.info("threadgate ready for every workspace that installs it")
 
     async def start_mcp(self) -> None:
         """Servers that are down do not stop start-up; a clash among those that are up does,

@@ -5,14 +5,28 @@
 `ConsoleSettings` asks for a model instead, so the console runs without a Slack app."""
 
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    ModelWrapValidatorHandler,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from storage.crypto import Cipher
 
 SLACK_API_URL = "https://slack.com/api/"
+_NEITHER = (
+    "set SLACK_BOT_TOKEN (one workspace) or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET "
+    "(many workspaces)"
+)
+_BOTH = _NEITHER + ", not both"
 
 
 _FROM_ENVIRONMENT = SettingsConfigDict(
@@ -110,7 +124,15 @@ def _url_shape(value: str) -> str:
 
 
 class Settings(CoreSettings):
-    slack_bot_token: SecretStr
+    """One workspace with SLACK_BOT_TOKEN, or many with SLACK_CLIENT_ID + SLACK_CLIENT_SECRET
+    (each workspace installs the app through /slack/install); never both, never neither."""
+
+    slack_bot_token: SecretStr | None = None
+    slack_client_id: str | None = None
+    slack_client_secret: SecretStr | None = None
+    # Comma-separated; unset: the bot scopes of manifest.yml (bot.slack.install.BOT_SCOPES).
+    slack_scopes: str | None = None
+    slack_redirect_uri: str | None = None
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     slack_api_url: str = SLACK_API_URL
@@ -143,8 +165,8 @@ class Settings(CoreSettings):
 
     @field_validator("slack_bot_token")
     @classmethod
-    def _bot_token_shape(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().startswith("xoxb-"):
+    def _bot_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("xoxb-"):
             raise ValueError("must be a bot token starting with xoxb-")
         return value
 
@@ -155,7 +177,9 @@ class Settings(CoreSettings):
             raise ValueError("must be an app-level token starting with xapp-")
         return value
 
-    @field_validator("slack_api_url", "openai_base_url", "otel_exporter_otlp_endpoint")
+    @field_validator(
+        "slack_api_url", "openai_base_url", "otel_exporter_otlp_endpoint", "slack_redirect_uri"
+    )
     @classmethod
     def _url_shape(cls, value: str | None) -> str | None:
         if value is None:
@@ -170,6 +194,55 @@ class Settings(CoreSettings):
         value = _url_shape(value)
         return value if value.endswith("/") else value + "/"
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _mode_next_to_field_errors(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Self]
+    ) -> Self:
+        """Name a missing or doubled mode next to the fields' own problems, so a deploy is
+        fixed in one round: the check after validation runs only when the fields are valid."""
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            given = {k.lower() for k, v in data.items() if v} if isinstance(data, dict) else set()
+            token = "slack_bot_token" in given
+            oauth = bool(given & {"slack_client_id", "slack_client_secret"})
+            if token != oauth or any(not e["loc"] for e in exc.errors()):
+                raise
+            problem = ValueError(_BOTH if token else _NEITHER)
+            details: list[InitErrorDetails] = [
+                {"type": "value_error", "loc": (), "input": data, "ctx": {"error": problem}}
+            ]
+            for error in exc.errors():
+                detail: InitErrorDetails = {
+                    "type": error["type"],
+                    "loc": error["loc"],
+                    "input": error["input"],
+                }
+                if "ctx" in error:
+                    detail["ctx"] = error["ctx"]
+                details.append(detail)
+            raise ValidationError.from_exception_data(exc.title, details) from None
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> Self:
+        """The mode is a decision, not a guess: a token next to OAuth credentials may be a
+        leftover of either, and serving with the wrong one would answer from the wrong app."""
+        oauth = self.slack_client_id is not None or self.slack_client_secret is not None
+        if self.slack_bot_token is not None and oauth:
+            raise ValueError(_BOTH)
+        if self.slack_bot_token is None and not oauth:
+            raise ValueError(_NEITHER)
+        if oauth and (self.slack_client_id is None or self.slack_client_secret is None):
+            missing = "SLACK_CLIENT_ID" if self.slack_client_id is None else "SLACK_CLIENT_SECRET"
+            raise ValueError(f"{missing} is missing (many workspaces need both)")
+        if oauth and self.cipher is None:
+            raise ValueError(
+                "THREADGATE_ENCRYPTION_KEY is required with SLACK_CLIENT_ID: it seals the "
+                "workspaces' tokens in the database"
+            )
+        return self
+
     @model_validator(mode="after")
     def _signing_secret_for_http(self) -> Self:
         if self.slack_app_token is None and not self.slack_signing_secret:
@@ -182,6 +255,10 @@ class Settings(CoreSettings):
     @property
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None
+
+    @property
+    def multi_workspace(self) -> bool:
+        return self.slack_client_id is not None
 
 
 class ConsoleSettings(CoreSettings):

@@ -480,3 +480,60 @@ class HomeView(SQLModel, table=True):
     team_id: str = Field(primary_key=True, max_length=32)
     user_id: str = Field(primary_key=True, max_length=32)
     published_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class SlackInstallation(SQLModel, table=True):
+    """The app installed in one workspace, or in a whole Enterprise Grid org
+    (`is_enterprise_install`): the tokens that speak for it, sealed, and who installed it.
+
+    One row per workspace or org (`key`); installing again replaces it. Tokens are sealed like
+    conversation content (multi-workspace mode requires the encryption key): a database dump
+    must not hand out a bot token.
+    """
+
+    __tablename__ = "slack_installations"
+    __table_args__ = (
+        UniqueConstraint("key", name="uq_slack_installations_key"),
+        Index("ix_slack_installations_team", "team_id"),
+        Index("ix_slack_installations_enterprise", "enterprise_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    # "T:<team id>" for a workspace, "E:<enterprise id>" for an org-wide install.
+    key: str = Field(max_length=40)
+    app_id: str | None = Field(default=None, max_length=32)
+    enterprise_id: str | None = Field(default=None, max_length=32)
+    enterprise_name: str | None = Field(default=None, max_length=200)
+    enterprise_url: str | None = Field(default=None, max_length=500)
+    team_id: str | None = Field(default=None, max_length=32)
+    team_name: str | None = Field(default=None, max_length=200)
+    is_enterprise_install: bool = Field(default=False, sa_type=Boolean)
+    token_type: str | None = Field(default=None, max_length=16)
+    bot_token: str | None = Field(default=None, sa_column=Column(SealedText, nullable=True))
+    bot_id: str | None = Field(default=None, max_length=32)
+    bot_user_id: str | None = Field(default=None, max_length=32)
+    bot_scopes: str = Field(default="", sa_type=Text)
+    bot_refresh_token: str | None = Field(default=None, sa_column=Column(SealedText, nullable=True))
+    bot_token_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The installer, and their token when the app asks for user scopes (threadgate does not).
+    user_id: str = Field(max_length=32)
+    user_token: str | None = Field(default=None, sa_column=Column(SealedText, nullable=True))
+    user_scopes: str = Field(default="", sa_type=Text)
+    user_refresh_token: str | None = Field(
+        default=None, sa_column=Column(SealedText, nullable=True)
+    )
+    user_token_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    installed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class OAuthState(SQLModel, table=True):
+    """An install in progress: the `state` that /slack/install handed the browser, stored as
+    its SHA-256 digest so a database read cannot complete someone else's install. Deleted by
+    the one redirect that uses it, whichever process that reaches."""
+
+    __tablename__ = "oauth_states"
+    __table_args__ = (Index("ix_oauth_states_expires", "expires_at"),)
+
+    digest: str = Field(primary_key=True, max_length=64)
+    expires_at: datetime = Field(sa_type=UTCDateTime)

@@ -71,11 +71,18 @@ _approvals = _stored(
 _jobs = _stored("jobs", Integer, ("text",), ())
 _outbox = _stored("outbox", Integer, ("payload",), ())
 _decisions = _stored("approval_decisions", Integer, ("reason",), ())
+_installations = _stored(
+    "slack_installations",
+    Integer,
+    ("bot_token", "bot_refresh_token", "user_token", "user_refresh_token"),
+    (),
+)
 
 # Every SealedText column of storage.models, and the SDK's history that storage.history seals;
 # tests/db/test_sealed_columns.py holds this list to the models. The other tables hold no
 # conversation content: ids, statuses and times (slack_events, threads), and `feedback`, which
-# is who thought which answer good or bad, so none of them is sealed.
+# is who thought which answer good or bad, so none of them is sealed. The installations' tokens
+# are sealed as secrets rather than as content.
 SEALED_COLUMNS = (
     SealedColumn(_runs, "state", key="id", newest=("updated_at",)),
     SealedColumn(_approvals, "arguments", key="id", newest=("created_at",)),
@@ -85,6 +92,10 @@ SEALED_COLUMNS = (
     SealedColumn(_decisions, "reason", key="id", newest=("id",)),
     SealedColumn(_jobs, "text", key="id", newest=("id",)),
     SealedColumn(_outbox, "payload", key="id", newest=("id",)),
+    SealedColumn(_installations, "bot_token", key="id", newest=("id",)),
+    SealedColumn(_installations, "bot_refresh_token", key="id", newest=("id",)),
+    SealedColumn(_installations, "user_token", key="id", newest=("id",)),
+    SealedColumn(_installations, "user_refresh_token", key="id", newest=("id",)),
     SealedColumn(
         history.agent_messages,
         "message_data",

@@ -21,6 +21,7 @@ from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.metrics import Metrics
 
@@ -64,7 +65,7 @@ def count_calls(client: AsyncWebClient, metrics: Metrics) -> None:
 
 
 def build_slack_client(
-    token: str, *, base_url: str, backoff_factor: float = 0.5, timeout: int = 30
+    token: str | None, *, base_url: str, backoff_factor: float = 0.5, timeout: int = 30
 ) -> AsyncWebClient:
     return AsyncWebClient(
         token=token,
@@ -90,3 +91,25 @@ def posting_client(client: AsyncWebClient) -> AsyncWebClient:
             AsyncRateLimitErrorRetryHandler(max_retry_count=MAX_ATTEMPTS),
         ],
     )
+
+
+def with_token(client: AsyncWebClient, token: str) -> AsyncWebClient:
+    """The same client (base URL, pooled session, retry handlers) speaking with `token`: one
+    workspace's voice in a process that serves many."""
+    return AsyncWebClient(
+        token=token,
+        base_url=client.base_url,
+        timeout=client.timeout,
+        session=client.session,
+        retry_handlers=client.retry_handlers,
+    )
+
+
+async def oauth_v2_access(
+    client: AsyncWebClient, *, client_id: str, client_secret: str, **args: str | None
+) -> AsyncSlackResponse:
+    """`oauth.v2.access` with the app's credentials as form fields, which Slack accepts as it
+    does basic auth: slack_sdk's own method sends them through aiohttp's deprecated BasicAuth."""
+    data = {"client_id": client_id, "client_secret": client_secret}
+    data.update({key: value for key, value in args.items() if value is not None})
+    return await client.api_call("oauth.v2.access", data=data)

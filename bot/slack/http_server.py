@@ -1,5 +1,6 @@
 """The aiohttp side: POST /slack/events into Bolt, GET /healthz for load balancers, GET
-/metrics for Prometheus (behind a bearer token when THREADGATE_METRICS_TOKEN is set).
+/metrics for Prometheus (behind a bearer token when THREADGATE_METRICS_TOKEN is set), and with
+OAuth (many workspaces) GET /slack/install and GET /slack/oauth_redirect into the install flow.
 
 Bolt's own aiohttp adapter parses the body before it checks the signature, and answers a
 broken JSON body with a 500. Here a forged body is a 401 before anything parses it, a signed
@@ -14,7 +15,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
+from multidict import CIMultiDict
 from prometheus_client import CONTENT_TYPE_LATEST
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
 
 from bot import log_context
@@ -22,6 +26,7 @@ from bot.container import Threadgate
 from bot.metrics import request_kind
 from bot.runtime.background import new_ref
 from bot.slack import envelope
+from bot.slack.install import INSTALL_PATH, REDIRECT_PATH, InstallFlow
 from storage.approvals import count_pending
 from storage.database import UNAVAILABLE
 
@@ -47,6 +52,35 @@ def _headers(request: web.Request) -> dict[str, str | Sequence[str]]:
         existing = headers.get(key.lower())
         headers[key.lower()] = [*(existing or []), value]
     return headers
+
+
+def _web_response(response: BoltResponse) -> web.Response:
+    """Bolt's response as aiohttp's; a header Bolt holds as a list (Set-Cookie) is repeated."""
+    headers: CIMultiDict[str] = CIMultiDict()
+    for key, value in response.headers.items():
+        if key.lower() == "content-length":
+            continue
+        for one in value if isinstance(value, list) else [value]:
+            headers.add(key, str(one))
+    return web.Response(status=response.status, body=response.body, headers=headers)
+
+
+def _install_routes(app: web.Application, threadgate: Threadgate, flow: InstallFlow) -> None:
+    def bolt_request(request: web.Request) -> AsyncBoltRequest:
+        return AsyncBoltRequest(body="", query=request.query_string, headers=_headers(request))
+
+    async def install(request: web.Request) -> web.Response:
+        if not threadgate.health.migrated:
+            return web.Response(status=503, text="starting up")
+        return _web_response(await flow.handle_installation(bolt_request(request)))
+
+    async def oauth_redirect(request: web.Request) -> web.Response:
+        if not threadgate.health.migrated:
+            return web.Response(status=503, text="starting up")
+        return _web_response(await flow.handle_callback(bolt_request(request)))
+
+    app.router.add_get(INSTALL_PATH, install)
+    app.router.add_get(REDIRECT_PATH, oauth_redirect)
 
 
 def build_web_app(threadgate: Threadgate, *, serve_events: bool = True) -> web.Application:
@@ -138,6 +172,8 @@ def build_web_app(threadgate: Threadgate, *, serve_events: bool = True) -> web.A
         app.router.add_post("/slack/events", slack_events)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", scrape)
+    if threadgate.install is not None:
+        _install_routes(app, threadgate, threadgate.install)
     return app
 
 

@@ -24,6 +24,7 @@ from storage.models import (
     OutboxMessage,
     Run,
     SealedText,
+    SlackInstallation,
     Thread,
     utcnow,
 )
@@ -122,6 +123,17 @@ async def write_one_of_each(db: Database, tag: str) -> None:
             owed=[Owed(OutboxKind.POST, {"text": f"answer {tag}"})],
             by=Claimant("test"),
         )
+        session.add(
+            SlackInstallation(
+                key=f"T:T{tag}",
+                team_id=f"T{tag}",
+                user_id="U1",
+                bot_token=f"xoxb-{tag}",
+                bot_refresh_token=f"xoxe-1-{tag}",
+                user_token=f"xoxp-{tag}",
+                user_refresh_token=f"xoxe-1-user-{tag}",
+            )
+        )
 
 
 async def stored_values(db: Database, sealed: SealedColumn) -> list[str]:
@@ -136,6 +148,7 @@ async def opened_values(db: Database) -> dict[str, set[str]]:
         approvals = (await session.scalars(select(Approval))).all()
         owed = set(await session.scalars(select(col(OutboxMessage.payload))))
         reasons = set(await session.scalars(select(col(ApprovalDecision.reason))))
+        installed = (await session.scalars(select(SlackInstallation))).all()
         rows = await session.scalars(select(history.agent_messages.c.message_data))
         items = {history.open_item(db.cipher, row)["content"] for row in rows}
     return {
@@ -150,6 +163,12 @@ async def opened_values(db: Database) -> dict[str, set[str]]:
         "jobs.text": {t for t in jobs if t is not None},
         "outbox.payload": {p for p in owed if p is not None},
         "agent_messages.message_data": items,
+        **{
+            f"slack_installations.{name}": {
+                getattr(row, name) for row in installed if getattr(row, name) is not None
+            }
+            for name in ("bot_token", "bot_refresh_token", "user_token", "user_refresh_token")
+        },
     }
 
 

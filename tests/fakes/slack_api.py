@@ -10,6 +10,7 @@ on each record: tests never poll.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import math
 import time
@@ -21,6 +22,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
+from tests.fakes.slack_workspaces import FakeOAuth, TokenOwner
 from tests.fakes.socket_mode import FakeSocketMode
 
 # Fields Slack accepts as JSON text inside a form body; decoded so tests inspect Python objects.
@@ -120,6 +122,9 @@ class StreamRecord:
 
 _Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
+# Who the token of the call being answered speaks for (handlers are called synchronously).
+_caller: contextvars.ContextVar[TokenOwner | None] = contextvars.ContextVar("caller", default=None)
+
 
 class FakeSlackAPI:
     team_id = "T0TEAM"
@@ -153,6 +158,11 @@ class FakeSlackAPI:
         self._view_counter = 0
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
+        # Many workspaces: OAuth installs and per-workspace tokens (tests/fakes/slack_workspaces).
+        self.oauth = FakeOAuth()
+        self.default_owner = TokenOwner(
+            self.team_id, None, self.bot_user_id, self.bot_id, self.team_name, default=True
+        )
         self._handlers: dict[str, _Handler] = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._chat_post_message,
@@ -179,6 +189,7 @@ class FakeSlackAPI:
         app = web.Application()
         app.router.add_route("POST", "/api/{method}", self._handle_api)
         app.router.add_route("GET", "/api/{method}", self._handle_api)
+        app.router.add_get("/oauth/v2/authorize", self._handle_authorize)
         app.router.add_post("/response_url/{name:.*}", self._handle_response_url)
         app.router.add_get("/files-pri/{file:[^/]+}/download/{name}", self._handle_download)
         app.router.add_get("/link/", self.socket.handle)
@@ -565,13 +576,22 @@ class FakeSlackAPI:
             return web.json_response({"ok": False, "error": error})
         if method in APP_TOKEN_METHODS:
             return web.json_response(self._with_app_token(method, token, args))
+        if method == "oauth.v2.access":  # the app's credentials, not a token
+            if args.get("grant_type") == "refresh_token":
+                await self.oauth.refresh_gate.wait()
+            return web.json_response(self.oauth.access(args, request.headers.get("Authorization")))
         if token is not None and token.startswith("xapp-"):
             return web.json_response({"ok": False, "error": "not_allowed_token_type"})
-        if token != self.bot_token:
-            return web.json_response({"ok": False, "error": "invalid_auth"})
+        owner = self.default_owner if token == self.bot_token else self.oauth.owner(token)
+        if isinstance(owner, str):
+            return web.json_response({"ok": False, "error": owner})
+        channel = args.get("channel")
+        if isinstance(channel, str) and channel and not self.oauth.reaches(owner, channel):
+            return web.json_response({"ok": False, "error": "channel_not_found"})
         handler = self._handlers.get(method)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
+        _caller.set(owner)
         return web.json_response(handler(args))
 
     def _with_app_token(
@@ -585,6 +605,14 @@ class FakeSlackAPI:
         if token != self.app_token:
             return {"ok": False, "error": "invalid_auth"}
         return APP_TOKEN_METHODS[method](self, args)
+
+    async def _handle_authorize(self, request: web.Request) -> web.StreamResponse:
+        """Slack's "Allow" page, clicked at once: back to the app's redirect URL with a code
+        (or with error=access_denied when `oauth.deny_installs`)."""
+        status, where = self.oauth.authorize_redirect(dict(request.query))
+        if status == 302:
+            raise web.HTTPFound(where)
+        return web.Response(status=status, text=where)
 
     async def _handle_response_url(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -665,6 +693,19 @@ class FakeSlackAPI:
         return f"{seconds}.{micros:06d}"
 
     def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        owner = _caller.get()
+        if owner is not None and not owner.default:
+            return {
+                "ok": True,
+                "url": f"https://{(owner.team_id or owner.enterprise_id or '').lower()}.slack.com/",
+                "team": owner.team_name,
+                "user": self.bot_user_name,
+                "team_id": owner.team_id or owner.enterprise_id,
+                "user_id": owner.bot_user_id,
+                "bot_id": owner.bot_id,
+                "enterprise_id": owner.enterprise_id,
+                "is_enterprise_install": owner.team_id is None,
+            }
         return {
             "ok": True,
             "url": f"https://{self.team_domain}.slack.com/",

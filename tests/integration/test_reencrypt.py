@@ -107,6 +107,11 @@ async def test_after_reencrypt_the_old_key_can_be_dropped(
         "approval_decisions.reason: 0 resealed, 0 already on the newest key",  # approved: none
         "jobs.text: 2 resealed, 0 already on the newest key",
         "outbox.payload: 0 resealed, 0 already on the newest key",  # delivered: none kept
+        # One workspace (SLACK_BOT_TOKEN): no installations, so no tokens in the database.
+        "slack_installations.bot_token: 0 resealed, 0 already on the newest key",
+        "slack_installations.bot_refresh_token: 0 resealed, 0 already on the newest key",
+        "slack_installations.user_token: 0 resealed, 0 already on the newest key",
+        "slack_installations.user_refresh_token: 0 resealed, 0 already on the newest key",
         "agent_messages.message_data: 6 resealed, 0 already on the newest key",
     ]
 

@@ -36,12 +36,13 @@ def stages(text: str) -> list[list[tuple[str, str]]]:
 
 
 def required_settings(readme: str) -> list[str]:
-    """Settings whose default column in the README's Settings table starts with `required`."""
+    """Settings whose default column in the README's Settings table starts with `required`,
+    or `one workspace: required`: compose starts the one-workspace trial."""
     section = readme.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
     names = []
     for row in section.splitlines():
         cells = [cell.strip() for cell in row.strip().strip("|").split("|")]
-        if len(cells) >= 2 and cells[1].startswith("required"):
+        if len(cells) >= 2 and cells[1].removeprefix("one workspace: ").startswith("required"):
             names.append(cells[0].strip("`"))
     return names
 

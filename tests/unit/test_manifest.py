@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from bot.config import MAX_SUGGESTED_PROMPTS, SuggestedPrompt
+from bot.slack.install import BOT_SCOPES, REDIRECT_PATH
 
 MANIFEST = Path(__file__).resolve().parents[2] / "manifest.yml"
 
@@ -51,6 +52,17 @@ def test_it_asks_for_every_scope_the_bot_uses(manifest: dict[str, Any]) -> None:
 
     assert set(scopes) >= SCOPES
     assert len(scopes) == len(set(scopes))
+
+
+def test_an_oauth_install_asks_for_the_manifest_scopes(manifest: dict[str, Any]) -> None:
+    """Unless SLACK_SCOPES says otherwise, "Add to Slack" asks for what the manifest lists."""
+    assert list(BOT_SCOPES) == manifest["oauth_config"]["scopes"]["bot"]
+
+
+def test_the_oauth_redirect_url_is_the_one_threadgate_serves(manifest: dict[str, Any]) -> None:
+    (url,) = manifest["oauth_config"]["redirect_urls"]
+
+    assert url.endswith(REDIRECT_PATH)
 
 
 def test_it_subscribes_to_every_event_the_bot_handles(manifest: dict[str, Any]) -> None:

@@ -9,9 +9,12 @@ import pytest
 from pydantic import ValidationError
 
 from bot.settings import Settings
+from storage.crypto import Cipher
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BOT_TOKEN = "xoxb-test-token"
+CLIENT_ID = "1111.2222"
+CLIENT_SECRET = "client-secret-value-789"
 SIGNING_SECRET = "test-signing-secret"
 _OWN_NAMES = ("DATABASE_URL", "PORT", "LOG_LEVEL", "LOG_FORMAT")
 _OWN_PREFIXES = ("SLACK_", "OPENAI_", "THREADGATE_", "OTEL_")
@@ -50,6 +53,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 
     settings = _settings()
 
+    assert settings.slack_bot_token is not None
     assert settings.slack_bot_token.get_secret_value() == BOT_TOKEN
     assert settings.slack_signing_secret is not None
     assert settings.slack_signing_secret.get_secret_value() == SIGNING_SECRET
@@ -77,15 +81,61 @@ def test_secrets_do_not_show_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "sk-very-secret-key" not in shown
 
 
-def test_missing_bot_token_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_neither_bot_token_nor_oauth_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLACK_SIGNING_SECRET", SIGNING_SECRET)
 
-    with pytest.raises(ValidationError) as caught:
-        _settings()
+    message = _refusal("SLACK_BOT_TOKEN")
 
-    (error,) = caught.value.errors()
-    assert error["type"] == "missing"
-    assert error["loc"] == ("slack_bot_token",)
+    assert "SLACK_CLIENT_ID" in message
+    assert "not both" not in message
+
+
+def _oauth_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_CLIENT_ID", CLIENT_ID)
+    monkeypatch.setenv("SLACK_CLIENT_SECRET", CLIENT_SECRET)
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", SIGNING_SECRET)
+    monkeypatch.setenv("THREADGATE_ENCRYPTION_KEY", Cipher.generate_key())
+
+
+def test_oauth_credentials_choose_many_workspaces(monkeypatch: pytest.MonkeyPatch) -> None:
+    _oauth_mode(monkeypatch)
+
+    settings = _settings()
+
+    assert settings.multi_workspace is True
+    assert settings.slack_bot_token is None
+    assert settings.slack_client_id == CLIENT_ID
+    assert CLIENT_SECRET not in repr(settings)
+
+
+def test_a_bot_token_chooses_one_workspace(monkeypatch: pytest.MonkeyPatch) -> None:
+    _http_mode(monkeypatch)
+
+    assert _settings().multi_workspace is False
+
+
+def test_a_bot_token_and_oauth_credentials_together_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _oauth_mode(monkeypatch)
+    monkeypatch.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)
+
+    assert "not both" in _refusal("SLACK_BOT_TOKEN")
+
+
+@pytest.mark.parametrize("left_out", ["SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET"])
+def test_oauth_needs_both_id_and_secret(monkeypatch: pytest.MonkeyPatch, left_out: str) -> None:
+    _oauth_mode(monkeypatch)
+    monkeypatch.delenv(left_out)
+
+    assert f"{left_out} is missing" in _refusal(left_out)
+
+
+def test_oauth_needs_the_encryption_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    _oauth_mode(monkeypatch)
+    monkeypatch.delenv("THREADGATE_ENCRYPTION_KEY")
+
+    assert "required" in _refusal("THREADGATE_ENCRYPTION_KEY")
 
 
 def test_a_bot_token_of_the_wrong_kind_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -237,6 +287,33 @@ def test_main_without_bot_token_exits_2_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "SLACK_BOT_TOKEN" in _one_line(result.stderr)
     assert result.stdout == ""
+
+
+def test_main_with_a_bot_token_and_oauth_credentials_exits_2_with_one_line(
+    tmp_path: Path,
+) -> None:
+    env = {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_CLIENT_ID": CLIENT_ID,
+        "SLACK_CLIENT_SECRET": CLIENT_SECRET,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "THREADGATE_ENCRYPTION_KEY": Cipher.generate_key(),
+    }
+    result = _run_bot(tmp_path, env)
+
+    assert result.returncode == 2
+    line = _one_line(result.stderr)
+    assert "not both" in line
+    assert CLIENT_SECRET not in result.stderr
+
+
+def test_main_with_neither_exits_2_with_one_line(tmp_path: Path) -> None:
+    result = _run_bot(tmp_path, {"SLACK_SIGNING_SECRET": SIGNING_SECRET})
+
+    assert result.returncode == 2
+    line = _one_line(result.stderr)
+    assert "SLACK_BOT_TOKEN" in line
+    assert "SLACK_CLIENT_ID" in line
 
 
 def test_main_never_prints_secret_values(tmp_path: Path) -> None:

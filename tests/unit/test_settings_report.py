@@ -61,7 +61,8 @@ def test_a_missing_setting_and_an_invalid_one_are_both_named(tmp_path: Path) -> 
     )
 
     assert sorted(result.stderr.splitlines()) == [
-        "threadgate: setting SLACK_BOT_TOKEN is missing",
+        "threadgate: set SLACK_BOT_TOKEN (one workspace) or SLACK_CLIENT_ID and "
+        "SLACK_CLIENT_SECRET (many workspaces)",
         "threadgate: setting THREADGATE_MAX_WORKERS is invalid: "
         "Input should be greater than or equal to 1",
     ]
