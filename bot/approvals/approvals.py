@@ -104,6 +104,7 @@ class EditSubmission:
     user_id: str
     team_id: str
     values: Mapping[str, str | None]  # by block id, as submitted
+    from_home: bool = False  # the modal was opened from the App Home
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class Rejection:
     user_id: str
     team_id: str
     reason: str
+    from_home: bool = False  # the modal was opened from the App Home
 
 
 def expired_message(policy: Policy) -> str:
@@ -236,6 +238,7 @@ class Approvals:
     async def edit(self, edit: EditSubmission) -> None:
         """The edit modal was submitted with valid arguments: check everything again, decide
         the edited call, and store it with what it needs now."""
+        _from_home.set(edit.from_home)
         approval = await get_approval(self.db, edit.approval_id)
         if approval is None or approval.team_id != edit.team_id:
             log.warning("edit of an unknown approval from %s", edit.user_id)
@@ -354,7 +357,9 @@ class Approvals:
         try:
             await self.client.views_open(
                 trigger_id=click.trigger_id,
-                view=blocks.edit_modal(approval.id, approval.tool_name, shown),
+                view=blocks.edit_modal(
+                    approval.id, approval.tool_name, shown, from_home=click.from_home
+                ),
             )
         except SlackApiError as exc:
             log.warning("could not open the edit modal: %s", exc.response.get("error"))
@@ -367,6 +372,7 @@ class Approvals:
 
     async def reject(self, rejection: Rejection) -> None:
         """The modal was submitted: check everything again, the approval may have moved on."""
+        _from_home.set(rejection.from_home)
         approval = await get_approval(self.db, rejection.approval_id)
         if approval is None or approval.team_id != rejection.team_id:
             log.warning("rejection for an unknown approval from %s", rejection.user_id)
@@ -573,7 +579,9 @@ class Approvals:
         try:
             await self.client.views_open(
                 trigger_id=click.trigger_id,
-                view=blocks.reject_modal(approval.id, approval.tool_name),
+                view=blocks.reject_modal(
+                    approval.id, approval.tool_name, from_home=click.from_home
+                ),
             )
         except SlackApiError as exc:
             log.warning("could not open the reject modal: %s", exc.response.get("error"))

@@ -315,11 +315,20 @@ def approval_decided(view: ApprovalView, decision: DecisionView) -> tuple[str, l
     ]
 
 
-def reject_modal(approval_id: str, tool_name: str) -> dict[str, Any]:
+# Ends a modal's `private_metadata` when it was opened from the App Home: its submission has
+# no channel to answer in either, so what it is told goes by direct message.
+FROM_HOME = ":home"
+
+
+def modal_metadata(approval_id: str, *, from_home: bool) -> str:
+    return approval_id + (FROM_HOME if from_home else "")
+
+
+def reject_modal(approval_id: str, tool_name: str, *, from_home: bool = False) -> dict[str, Any]:
     return {
         "type": "modal",
         "callback_id": REJECT_VIEW,
-        "private_metadata": approval_id,
+        "private_metadata": modal_metadata(approval_id, from_home=from_home),
         "title": {"type": "plain_text", "text": "Reject tool call"},
         "submit": {"type": "plain_text", "text": "Reject"},
         "close": {"type": "plain_text", "text": "Cancel"},
@@ -348,7 +357,13 @@ class ArgumentField:
     value: str
 
 
-def edit_modal(approval_id: str, tool_name: str, fields: Sequence[ArgumentField]) -> dict[str, Any]:
+def edit_modal(
+    approval_id: str,
+    tool_name: str,
+    fields: Sequence[ArgumentField],
+    *,
+    from_home: bool = False,
+) -> dict[str, Any]:
     """One input per argument, prefilled; optional, so an empty string can be submitted (and
     a value left empty where JSON is expected is an error the bot shows, not Slack)."""
     inputs: list[Block] = []
@@ -372,7 +387,7 @@ def edit_modal(approval_id: str, tool_name: str, fields: Sequence[ArgumentField]
     return {
         "type": "modal",
         "callback_id": EDIT_VIEW,
-        "private_metadata": approval_id,
+        "private_metadata": modal_metadata(approval_id, from_home=from_home),
         "title": {"type": "plain_text", "text": "Edit tool call"},
         "submit": {"type": "plain_text", "text": "Save and approve"},
         "close": {"type": "plain_text", "text": "Cancel"},

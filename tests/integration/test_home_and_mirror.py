@@ -7,7 +7,13 @@ from typing import Any
 
 from agents.testing import ScriptedModel, assistant_message, function_call
 
-from bot.slack.blocks import APPROVE_ACTION
+from bot.slack.blocks import (
+    APPROVE_ACTION,
+    REASON_BLOCK,
+    REASON_INPUT,
+    REJECT_ACTION,
+    REJECT_VIEW,
+)
 from storage.approvals import get_approval
 from storage.models import ApprovalStatus
 from tests.fakes.slack_api import FakeSlackAPI, RecordedCall
@@ -235,3 +241,47 @@ async def test_a_mirrored_card_decides_the_call_and_both_copies_show_it(
             assert "Approved by" in json.dumps(last.args["blocks"])
             assert not any(b["type"] == "actions" for b in last.args["blocks"])
         model.assert_complete()
+
+
+async def test_a_reject_modal_opened_from_the_home_answers_by_direct_message(
+    database_url: str, slack: FakeSlackAPI, executions: Counter[str]
+) -> None:
+    """The modal carries where it was opened: its submission, like the Home click, has no
+    channel of the person's to answer in privately."""
+    model = ScriptedModel(
+        [calls(("delete_customer", {"customer_id": "c7"})), [assistant_message("Done.")]]
+    )
+    config = approval_config(approvers=[APPROVER, GROUP_MEMBER])
+    async with running_bot(
+        database_url=database_url, slack=slack, config=config, model=model
+    ) as bot:
+        approval_id = await ask_in(bot, "1700000701.000100")
+        assert await open_home(bot, APPROVER) == [approval_id]
+        status, _ = await bot.send(
+            bot.requests.home_action(
+                user=APPROVER, action_id=REJECT_ACTION, value=approval_id, trigger_id="t-1"
+            )
+        )
+        assert status == 200
+        await bot.settle()
+        [modal] = slack.calls_to("views.open")
+        metadata = modal.args["view"]["private_metadata"]
+        assert metadata == approval_id + ":home"
+
+        await click(bot, approval_id, user=GROUP_MEMBER)  # decided in the thread meanwhile
+        assert executions == Counter({"delete_customer:c7": 1})
+        status, _ = await bot.send(
+            bot.requests.view_submission(
+                user=APPROVER,
+                callback_id=REJECT_VIEW,
+                private_metadata=metadata,
+                values={REASON_BLOCK: {REASON_INPUT: {"type": "plain_text_input", "value": "no"}}},
+            )
+        )
+        assert status == 200
+        await bot.settle()
+        assert "already decided" in direct_messages(slack, APPROVER)[-1]
+        assert not private_notes(slack, APPROVER)
+        stored = await get_approval(bot.app.db, approval_id)
+        assert stored is not None
+        assert stored.status == ApprovalStatus.APPROVED

@@ -12,6 +12,7 @@ from bot.approvals.editing import BLOCK_PREFIX
 from bot.slack.blocks import (
     ARGUMENT_INPUT,
     EDIT_VIEW,
+    FROM_HOME,
     REASON_BLOCK,
     REASON_INPUT,
     REASON_LIMIT,
@@ -29,10 +30,17 @@ from bot.slack.listeners.parsing import (
 from storage.ids import APPROVAL_ID
 
 
-def _rejection(body: dict[str, Any]) -> Rejection:
-    approval_id = require(body, "view", "private_metadata")
-    if not APPROVAL_ID.match(approval_id):
+def _approval_of(body: dict[str, Any]) -> tuple[str, bool]:
+    """The approval a modal is about, and whether it was opened from the App Home."""
+    metadata = require(body, "view", "private_metadata")
+    approval_id = metadata.removesuffix(FROM_HOME)
+    if not APPROVAL_ID.fullmatch(approval_id):
         raise MalformedPayload("view.private_metadata is not an approval id")
+    return approval_id, approval_id != metadata
+
+
+def _rejection(body: dict[str, Any]) -> Rejection:
+    approval_id, from_home = _approval_of(body)
     values = body["view"].get("state", {}).get("values", {})
     reason = ""
     if isinstance(values, dict):
@@ -42,13 +50,12 @@ def _rejection(body: dict[str, Any]) -> Rejection:
         user_id=require_id(body, "user", "id"),
         team_id=slack_id(body, "team", "id", required=False) or require_id(body, "user", "team_id"),
         reason=reason[:REASON_LIMIT],
+        from_home=from_home,
     )
 
 
 def _edit(body: dict[str, Any]) -> EditSubmission:
-    approval_id = require(body, "view", "private_metadata")
-    if not APPROVAL_ID.match(approval_id):
-        raise MalformedPayload("view.private_metadata is not an approval id")
+    approval_id, from_home = _approval_of(body)
     values = body["view"].get("state", {}).get("values", {})
     submitted: dict[str, str | None] = {}
     if isinstance(values, dict):
@@ -61,6 +68,7 @@ def _edit(body: dict[str, Any]) -> EditSubmission:
         user_id=require_id(body, "user", "id"),
         team_id=slack_id(body, "team", "id", required=False) or require_id(body, "user", "team_id"),
         values=submitted,
+        from_home=from_home,
     )
 
 
