@@ -18,7 +18,7 @@ from sqlmodel import select
 
 from bot.agent.runs import CallDecision
 from bot.config import Config, ConfigError, McpServerConfig, ToolsConfig
-from bot.slack.blocks import APPROVE_ACTION, REJECT_ACTION
+from bot.slack.blocks import APPROVE_ACTION, APPROVE_THREAD_ACTION, REJECT_ACTION
 from storage.ids import ThreadRef
 from storage.models import Run
 from tests.bot_process import ROOT, bot_process
@@ -29,6 +29,7 @@ from tests.fakes.slack_requests import SlackRequestBuilder
 from tests.integration.conftest import (
     APPROVER,
     CHANNEL,
+    GROUP_MEMBER,
     approval_config,
     approval_ids,
     approval_messages,
@@ -36,6 +37,7 @@ from tests.integration.conftest import (
 )
 from tests.integration.test_approvals import THREAD_TS, ask, click, reject_with, tool_outputs
 from tests.integration.test_edit import submit_edit
+from tests.integration.test_thread_approvals import say
 from tests.integration.test_threadgate_command import answer_text
 from tests.running_app import SIGNING_SECRET, RunningBot, bot_settings, running_bot
 
@@ -407,3 +409,52 @@ async def test_a_policy_naming_a_tool_no_server_offers_stops_start_up_once_all_a
             async with bot_with(database_url, slack, with_mcp(config, entry), model=None):
                 pass
     assert caught.value.key == "approvals.tools.close_tikcet"
+
+
+async def test_parallel_mcp_calls_with_a_quorum_and_a_thread_approval_run_once_each(
+    database_url: str, slack: FakeSlackAPI, server_log: ServerLog
+) -> None:
+    """Two calls of one turn pause together: one needs two approvers, the other is approved
+    for the thread, which then lets the next such call through without a card."""
+    config = approval_config(
+        tools={
+            "close_ticket": {"require": "always", "approvals_needed": 2},
+            "find_ticket": {
+                "require": "always",
+                "approvers": [APPROVER],
+                "allow_for_thread": True,
+            },
+        }
+    )
+    model = ScriptedModel(
+        [
+            [
+                function_call("close_ticket", {"ticket_id": "T1"}, call_id="call_1"),
+                function_call("find_ticket", {"ticket_id": "T2"}, call_id="call_2"),
+            ],
+            [assistant_message("Both done.")],
+            [function_call("find_ticket", {"ticket_id": "T3"}, call_id="call_3")],
+            [assistant_message("Found it too.")],
+        ]
+    )
+    async with (
+        stdio(server_log) as entry,
+        bot_with(database_url, slack, with_mcp(config, entry), model) as bot,
+    ):
+        await ask(bot, "close T1 and find T2")
+        cards = approval_messages(slack)
+        assert len(cards) == 2
+        close_id, find_id = (approval_ids(card)[0] for card in cards)
+        await click(bot, find_id, action=APPROVE_THREAD_ACTION)
+        await click(bot, close_id, user=APPROVER)
+        await click(bot, close_id, user=APPROVER)  # the same person counts once
+        assert server_log.calls("close_ticket") == []
+        await click(bot, close_id, user=GROUP_MEMBER)
+        assert server_log.calls("close_ticket") == [{"ticket_id": "T1", "note": ""}]
+        assert server_log.calls("find_ticket") == [{"ticket_id": "T2"}]
+        assert texts(slack.messages_in_thread(CHANNEL, THREAD_TS))[-1] == "Both done."
+
+        await say(bot, "1700000003.000100")
+        assert len(approval_messages(slack)) == 2  # no new card: the thread approval covers it
+        assert server_log.calls("find_ticket") == [{"ticket_id": "T2"}, {"ticket_id": "T3"}]
+        assert texts(slack.messages_in_thread(CHANNEL, THREAD_TS))[-1] == "Found it too."
