@@ -39,7 +39,15 @@ from bot.slack.bolt_errors import on_bolt_error
 from bot.slack.client import build_slack_client, count_calls, posting_client
 from bot.slack.feedback import feedback_block
 from bot.slack.install import build_install_flow
-from bot.slack.listeners import actions, agent_surface, commands, events, feedback, views
+from bot.slack.listeners import (
+    actions,
+    agent_surface,
+    commands,
+    events,
+    feedback,
+    uninstall,
+    views,
+)
 from bot.slack.listeners.after_ack import AfterAck
 from bot.slack.permalinks import Permalinks
 from bot.slack.replies import ThreadReplies
@@ -47,8 +55,10 @@ from bot.slack.suggested_prompts import SuggestedPrompts
 from bot.slack.thread_files import FileLimits, FileReader
 from bot.slack.thread_reader import ThreadReader
 from bot.slack.thread_signs import ThreadSigns
+from bot.slack.uninstalls import Uninstalls
 from bot.slack.user_groups import UserGroups
-from bot.slack.workspaces import Installations, OneWorkspace, Workspaces
+from bot.slack.workspace_scope import within_request_workspace
+from bot.slack.workspaces import Installations, OneWorkspace, WorkspaceClient, Workspaces
 from bot.tracing import Tracing
 from storage.database import Database
 from storage.ids import ThreadRef
@@ -89,6 +99,18 @@ def build_app(
         token.get_secret_value() if token is not None else None, base_url=settings.slack_api_url
     )
     count_calls(client, metrics)
+    workspaces: Workspaces = OneWorkspace(client)
+    installed: Installations | None = None
+    if settings.slack_client_id is not None and settings.slack_client_secret is not None:
+        installed = Installations(
+            db,
+            client,
+            client_id=settings.slack_client_id,
+            client_secret=settings.slack_client_secret.get_secret_value(),
+        )
+        workspaces = installed
+        # Every component holds this one client; each call speaks for its work's workspace.
+        client = installed.client = WorkspaceClient.over(client, installed)
     tools = configured_tools(config, slack_tools(client), config_path=settings.threadgate_config)
     policy = Policy.from_config(
         config.approvals,
@@ -200,17 +222,10 @@ def build_app(
     )
     queue.on_interrupted = interruptions.stopped
 
-    workspaces: Workspaces = OneWorkspace(client)
     install = None
     authorize = None
-    if settings.slack_client_id is not None and settings.slack_client_secret is not None:
-        installed = Installations(
-            db,
-            client,
-            client_id=settings.slack_client_id,
-            client_secret=settings.slack_client_secret.get_secret_value(),
-        )
-        workspaces, authorize = installed, installed.authorize
+    if installed is not None:
+        authorize = installed.bolt_authorize()
         install = build_install_flow(settings, db, client)
     secret = settings.slack_signing_secret
     bolt = AsyncApp(
@@ -222,7 +237,9 @@ def build_app(
         raise_error_for_unhandled_request=True,
         logger=logging.getLogger("threadgate.bolt"),
     )
+    bolt.use(within_request_workspace)
     events.register(bolt, conversations=conversations)
+    uninstall.register(bolt, uninstalls=Uninstalls(db, workspaces))
     after_ack = AfterAck(background, replies)
     actions.register(
         bolt,

@@ -47,6 +47,7 @@ from bot.runtime.outbox import Outbox
 from bot.slack import blocks, cards
 from bot.slack.replies import ThreadReplies
 from bot.slack.user_groups import UserGroups
+from bot.slack.workspace_scope import speaking_for
 from bot.tracing import Tracing
 from storage import approval_steps, decision_log
 from storage.approval_steps import Step
@@ -500,6 +501,12 @@ class Approvals:
         return approval
 
     async def _decide(
+        self, approval: Approval, status: ApprovalStatus, user_id: str | None, reason: str | None
+    ) -> int:
+        with speaking_for(approval.team_id, approval.enterprise_id):
+            return await self._decide_in_workspace(approval, status, user_id, reason)
+
+    async def _decide_in_workspace(
         self, approval: Approval, status: ApprovalStatus, user_id: str | None, reason: str | None
     ) -> int:
         decision = await decide_approval(
