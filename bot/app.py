@@ -112,15 +112,20 @@ def build_app(
         # Every component holds this one client; each call speaks for its work's workspace.
         client = installed.client = WorkspaceClient.over(client, installed)
     tools = configured_tools(config, slack_tools(client), config_path=settings.threadgate_config)
-    policy = Policy.from_config(
-        config.approvals,
-        tool_defaults={name: SENSITIVE[name] for name in config.tools.builtins},
-    )
+    tool_defaults: dict[str, bool] = {name: SENSITIVE[name] for name in config.tools.builtins}
+    policy = Policy.from_config(config.approvals, tool_defaults=tool_defaults)
+    # `[workspaces.T…]`: a policy of its own for each workspace that has approvals of its own.
+    workspace_policies = {
+        team: Policy.from_config(own.approvals, tool_defaults=tool_defaults)
+        for team, own in config.workspaces.items()
+        if own.approvals is not None
+    }
     groups = UserGroups(client)
     policies = CallPolicies(
         policy,
         requesters=functools.partial(run_requesters, db),
         members=groups.readable,
+        by_team=workspace_policies,
     )
     mcp = build_mcp_servers(
         config,
@@ -253,16 +258,20 @@ def build_app(
         bolt, threads=threads, replies=replies, after_ack=after_ack, home=inbox.publish
     )
     views.register(bolt, approvals=approvals, after_ack=after_ack)
-    answer_feedback = AnswerFeedback(db, replies=replies, policy=policy, groups=groups)
+    answer_feedback = AnswerFeedback(db, replies=replies, policies=policies, groups=groups)
     feedback.register(bolt, feedback=answer_feedback, after_ack=after_ack)
     commands.register(
         bolt,
-        policy=policy,
+        policies=policies,
         tool_names=lambda: runs.tool_names,
         mcp_servers=mcp.status,
         feedback=answer_feedback,
         approvals=approvals,
-        admins=Admins(config.admin.users, groups),
+        admins=Admins(
+            config.admin.users,
+            groups,
+            by_team={t: own.admin.users for t, own in config.workspaces.items() if own.admin},
+        ),
         background=background,
         permalinks=permalinks,
     )

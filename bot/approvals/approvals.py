@@ -146,7 +146,6 @@ class Approvals:
         self.replies = replies
         self.outbox = outbox
         self.policies = policies
-        self.policy = policies.policy
         self.groups = groups
         self.kick = kick
         self.schemas = schemas
@@ -431,6 +430,11 @@ class Approvals:
         members = await self.groups.members(approvers)
         return user_id in approvers or any(user_id in m for m in members.values())
 
+    @property
+    def policy(self) -> Policy:
+        """The policy of the workspace the work at hand is for."""
+        return self.policies.policy
+
     async def take_due_steps(self) -> tuple[int, int]:
         """Remind, then escalate, every waiting call whose time for it came; each once, by
         whichever process gets there first. Returns how many were reminded and escalated."""
@@ -467,11 +471,12 @@ class Approvals:
         call; an escalation to each it adds. A user group is told as one, in the thread."""
 
         def recipients(approval: Approval, voted: Sequence[str]) -> list[str]:
-            ids = (
-                self.approvers_of(approval)
-                if step == Step.REMIND
-                else tuple(approval.escalate_to or ())
-            )
+            with speaking_for(approval.team_id, approval.enterprise_id):
+                ids = (
+                    self.approvers_of(approval)
+                    if step == Step.REMIND
+                    else tuple(approval.escalate_to or ())
+                )
             skip = {*voted, *requesters_of(approval)}
             return [i for i in ids if is_user_group(i) or i not in skip]
 

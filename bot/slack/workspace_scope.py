@@ -28,6 +28,11 @@ def current() -> Workspace | None:
     return _current.get()
 
 
+def current_team() -> str | None:
+    workspace = _current.get()
+    return workspace.team_id if workspace is not None else None
+
+
 @contextmanager
 def speaking_for(team_id: str | None, enterprise_id: str | None = None) -> Iterator[Workspace]:
     workspace = Workspace(team_id, enterprise_id)

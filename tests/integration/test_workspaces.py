@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from sqlalchemy import func, select, update
 from sqlmodel import col
 
-from bot.config import Config
+from bot.config import ApprovalsConfig, Config, WorkspaceConfig
 from bot.slack.blocks import APPROVE_ACTION
 from bot.slack.workspace_scope import speaking_for
 from storage import audit, installations, outbox
@@ -354,3 +354,44 @@ async def test_work_of_a_resumed_by_a_second_instance_speaks_with_as_token(
         assert "owed to A" in texts(posted)
         assert any(c.args.get("channel") == APPROVER for c in posted)  # the reminder DM
         assert {c.token for c in posted} == {tokens[ALPHA]}
+
+
+async def test_a_workspace_table_chooses_the_approvers_of_its_workspace(
+    database_url: str, slack: FakeSlackAPI, executions: Counter[str]
+) -> None:
+    beta_approver = "UBETAAPPR1"
+    top = approval_config(approvers=[APPROVER])
+    config = top.model_copy(
+        update={
+            "workspaces": {
+                BETA: WorkspaceConfig(approvals=ApprovalsConfig(approvers=[beta_approver]))
+            }
+        }
+    )
+    async with two_workspaces(database_url, slack, config=config, model=delete_then_answer()) as (
+        bot,
+        _tokens,
+    ):
+        await mention(bot, BETA, BETA_CHANNEL, "please delete customer c42", THREAD_TS)
+        [card] = cards_in(slack, BETA_CHANNEL)
+        [approval_id] = approval_ids(card)
+        assert f"<@{beta_approver}>" in str(card.args["blocks"])
+        assert f"<@{APPROVER}>" not in str(card.args["blocks"])
+
+        await click(bot, BETA, BETA_CHANNEL, approval_id)  # the top level's approver
+        assert await status_of(bot, approval_id) == ApprovalStatus.PENDING
+        assert not executions
+
+        await bot.send(
+            requests_from(BETA).block_actions(
+                user=beta_approver,
+                action_id=APPROVE_ACTION,
+                value=approval_id,
+                channel=BETA_CHANNEL,
+                message_ts="1700000002.000100",
+                thread_ts=THREAD_TS,
+            )
+        )
+        await bot.settle()
+        assert await status_of(bot, approval_id) == ApprovalStatus.APPROVED
+        assert executions == Counter({"delete_customer:c42": 1})
