@@ -17,8 +17,12 @@ from slack_bolt.context.async_context import AsyncBoltContext
 
 @dataclass(frozen=True)
 class Workspace:
-    team_id: str | None
+    team_id: str | None  # None: a request to an org-wide install that names no workspace
     enterprise_id: str | None = None
+
+    @property
+    def known(self) -> bool:
+        return self.team_id is not None or self.enterprise_id is not None
 
 
 _current: ContextVar[Workspace | None] = ContextVar("threadgate_workspace", default=None)

@@ -56,7 +56,8 @@ class Workspaces(Protocol):
         ...
 
     async def token_for(self, team_id: str | None, enterprise_id: str | None = None) -> str:
-        """The bot token that speaks for this workspace; raises NotInstalled."""
+        """The bot token that speaks for this workspace (team_id None: for the org-wide
+        install of enterprise_id); raises NotInstalled."""
         ...
 
     def forget(self, team_id: str | None, enterprise_id: str | None) -> None:
@@ -85,7 +86,7 @@ class WorkspaceClient(AsyncWebClient):
 
     async def api_call(self, api_method: str, **kwargs: Any) -> Any:
         workspace = workspace_scope.current()
-        if self.token is not None or workspace is None or workspace.team_id is None:
+        if self.token is not None or workspace is None or not workspace.known:
             return await super().api_call(api_method, **kwargs)
         token = await self.workspaces.token_for(workspace.team_id, workspace.enterprise_id)
         speaking = AsyncWebClient(
@@ -103,7 +104,7 @@ async def bearer(client: AsyncWebClient) -> str | None:
     if client.token is not None or not isinstance(client, WorkspaceClient):
         return client.token
     workspace = workspace_scope.current()
-    if workspace is None or workspace.team_id is None:
+    if workspace is None or not workspace.known:
         return None
     return await client.workspaces.token_for(workspace.team_id, workspace.enterprise_id)
 

@@ -395,3 +395,84 @@ async def test_a_workspace_table_chooses_the_approvers_of_its_workspace(
         await bot.settle()
         assert await status_of(bot, approval_id) == ApprovalStatus.APPROVED
         assert executions == Counter({"delete_customer:c42": 1})
+
+
+async def test_an_org_wide_install_answers_every_workspace_of_the_org_with_its_one_token(
+    database_url: str, slack: FakeSlackAPI, executions: Counter[str]
+) -> None:
+    org, gamma, delta = "E0ORG", "T0CCC", "T0DDD"
+    slack.oauth.add_workspace(gamma, enterprise_id=org, channels=("C0GAMMA",))
+    slack.oauth.add_workspace(delta, enterprise_id=org, channels=("C0DELTA",))
+    model = ScriptedModel(
+        [
+            [assistant_message("Hello Gamma")],
+            [function_call("delete_customer", {"customer_id": "c42"}, call_id="call_1")],
+            [assistant_message("Customer c42 is gone.")],
+        ]
+    )
+    settings = oauth_settings(database_url, slack)
+    config = approval_config(approvers=[APPROVER])
+    async with running_bot(
+        database_url=database_url, slack=slack, config=config, model=model, settings=settings
+    ) as bot:
+        slack.oauth.redirect_url = f"{bot.url}/slack/oauth_redirect"
+        async with bot.http.get(f"{bot.url}/slack/install?team={gamma}") as page:
+            cookie = page.cookies[COOKIE].value
+            state = re.findall(r"state=([^&\"]+)", await page.text())[0]
+        code = slack.oauth.approve_install(enterprise_id=org)  # the org admin installs org-wide
+        async with bot.http.get(
+            f"{bot.url}/slack/oauth_redirect?code={code}&state={state}",
+            headers={"Cookie": f"{COOKIE}={cookie}"},
+        ) as done:
+            assert done.status == 200, await done.text()
+        found = await installations.find(bot.app.db, enterprise_id=org, team_id=None)
+        assert found is not None
+        assert found.is_enterprise_install
+        token = found.bot_token
+
+        def from_org(team_id: str) -> SlackRequestBuilder:
+            return SlackRequestBuilder(
+                SIGNING_SECRET,
+                team_id=team_id,
+                bot_user_id=f"UBOT{org}",
+                bot_id=f"BBOT{org}",
+                enterprise_id=org,
+                enterprise_install=True,
+            )
+
+        status, _ = await bot.send(
+            from_org(gamma).mention(text="hi", user=ASKER, channel="C0GAMMA", ts=THREAD_TS)
+        )
+        assert status == 200
+        await bot.settle()
+        status, _ = await bot.send(
+            from_org(delta).mention(
+                text="please delete customer c42", user=ASKER, channel="C0DELTA", ts=THREAD_TS
+            )
+        )
+        assert status == 200
+        await bot.settle()
+
+        assert texts(slack.messages_in_thread("C0GAMMA", THREAD_TS)) == ["Hello Gamma"]
+        [approval_id] = approval_ids(cards_in(slack, "C0DELTA")[0])
+        approval = await get_approval(bot.app.db, approval_id)
+        assert approval is not None
+        assert (approval.team_id, approval.enterprise_id) == (delta, org)
+        status, _ = await bot.send(
+            from_org(delta).block_actions(
+                user=APPROVER,
+                action_id=APPROVE_ACTION,
+                value=approval_id,
+                channel="C0DELTA",
+                message_ts="1700000002.000100",
+                thread_ts=THREAD_TS,
+            )
+        )
+        await bot.settle()
+        assert await status_of(bot, approval_id) == ApprovalStatus.APPROVED
+        assert executions == Counter({"delete_customer:c42": 1})
+        assert tokens_used(slack, "C0GAMMA") == {token}
+        assert tokens_used(slack, "C0DELTA") == {token}
+        entries = await audit.entries(bot.app.db, approval_id=approval_id)
+        assert {e.event for e in entries} >= {"requested", "approved"}
+        assert {(e.team, e.enterprise) for e in entries} == {(delta, org)}
