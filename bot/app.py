@@ -39,7 +39,15 @@ from bot.slack.bolt_errors import on_bolt_error
 from bot.slack.client import build_slack_client, count_calls, posting_client
 from bot.slack.feedback import feedback_block
 from bot.slack.install import build_install_flow
-from bot.slack.listeners import actions, agent_surface, commands, events, feedback, views
+from bot.slack.listeners import (
+    actions,
+    agent_surface,
+    commands,
+    events,
+    feedback,
+    uninstall,
+    views,
+)
 from bot.slack.listeners.after_ack import AfterAck
 from bot.slack.permalinks import Permalinks
 from bot.slack.replies import ThreadReplies
@@ -47,8 +55,10 @@ from bot.slack.suggested_prompts import SuggestedPrompts
 from bot.slack.thread_files import FileLimits, FileReader
 from bot.slack.thread_reader import ThreadReader
 from bot.slack.thread_signs import ThreadSigns
+from bot.slack.uninstalls import Uninstalls
 from bot.slack.user_groups import UserGroups
-from bot.slack.workspaces import Installations, OneWorkspace, Workspaces
+from bot.slack.workspace_scope import within_request_workspace
+from bot.slack.workspaces import Installations, OneWorkspace, WorkspaceClient, Workspaces
 from bot.tracing import Tracing
 from storage.database import Database
 from storage.ids import ThreadRef
@@ -89,16 +99,33 @@ def build_app(
         token.get_secret_value() if token is not None else None, base_url=settings.slack_api_url
     )
     count_calls(client, metrics)
+    workspaces: Workspaces = OneWorkspace(client)
+    installed: Installations | None = None
+    if settings.slack_client_id is not None and settings.slack_client_secret is not None:
+        installed = Installations(
+            db,
+            client,
+            client_id=settings.slack_client_id,
+            client_secret=settings.slack_client_secret.get_secret_value(),
+        )
+        workspaces = installed
+        # Every component holds this one client; each call speaks for its work's workspace.
+        client = installed.client = WorkspaceClient.over(client, installed)
     tools = configured_tools(config, slack_tools(client), config_path=settings.threadgate_config)
-    policy = Policy.from_config(
-        config.approvals,
-        tool_defaults={name: SENSITIVE[name] for name in config.tools.builtins},
-    )
+    tool_defaults: dict[str, bool] = {name: SENSITIVE[name] for name in config.tools.builtins}
+    policy = Policy.from_config(config.approvals, tool_defaults=tool_defaults)
+    # `[workspaces.T…]`: a policy of its own for each workspace that has approvals of its own.
+    workspace_policies = {
+        team: Policy.from_config(own.approvals, tool_defaults=tool_defaults)
+        for team, own in config.workspaces.items()
+        if own.approvals is not None
+    }
     groups = UserGroups(client)
     policies = CallPolicies(
         policy,
         requesters=functools.partial(run_requesters, db),
         members=groups.readable,
+        by_team=workspace_policies,
     )
     mcp = build_mcp_servers(
         config,
@@ -200,17 +227,10 @@ def build_app(
     )
     queue.on_interrupted = interruptions.stopped
 
-    workspaces: Workspaces = OneWorkspace(client)
     install = None
     authorize = None
-    if settings.slack_client_id is not None and settings.slack_client_secret is not None:
-        installed = Installations(
-            db,
-            client,
-            client_id=settings.slack_client_id,
-            client_secret=settings.slack_client_secret.get_secret_value(),
-        )
-        workspaces, authorize = installed, installed.authorize
+    if installed is not None:
+        authorize = installed.bolt_authorize()
         install = build_install_flow(settings, db, client)
     secret = settings.slack_signing_secret
     bolt = AsyncApp(
@@ -222,7 +242,9 @@ def build_app(
         raise_error_for_unhandled_request=True,
         logger=logging.getLogger("threadgate.bolt"),
     )
+    bolt.use(within_request_workspace)
     events.register(bolt, conversations=conversations)
+    uninstall.register(bolt, uninstalls=Uninstalls(db, workspaces))
     after_ack = AfterAck(background, replies)
     actions.register(
         bolt,
@@ -236,16 +258,20 @@ def build_app(
         bolt, threads=threads, replies=replies, after_ack=after_ack, home=inbox.publish
     )
     views.register(bolt, approvals=approvals, after_ack=after_ack)
-    answer_feedback = AnswerFeedback(db, replies=replies, policy=policy, groups=groups)
+    answer_feedback = AnswerFeedback(db, replies=replies, policies=policies, groups=groups)
     feedback.register(bolt, feedback=answer_feedback, after_ack=after_ack)
     commands.register(
         bolt,
-        policy=policy,
+        policies=policies,
         tool_names=lambda: runs.tool_names,
         mcp_servers=mcp.status,
         feedback=answer_feedback,
         approvals=approvals,
-        admins=Admins(config.admin.users, groups),
+        admins=Admins(
+            config.admin.users,
+            groups,
+            by_team={t: own.admin.users for t, own in config.workspaces.items() if own.admin},
+        ),
         background=background,
         permalinks=permalinks,
     )

@@ -3,7 +3,8 @@
 The file goes through what start-up does with it (the TOML, every table, the tool modules
 imported, the policy's tool names), without Slack or a database, and the effective policy of
 each tool is printed: what a call gets when no rule matches, then the rules checked before
-that, in order. The printer walks the fields of the policy's own data, so a setting added
+that, in order; then the same for each `[workspaces.T…]` table, as that workspace's effective
+config. The printer walks the fields of the policy's own data, so a setting added
 there shows here without being listed again.
 """
 
@@ -33,16 +34,41 @@ def check(path: Path | None) -> list[str]:
         tools[name] = "built-in"
     # A tool only an MCP server offers is known once the bot connects: named, it is shown.
     check_policy_tools(config, tools, config_path=path, elsewhere=bool(config.tools.mcp))
-    policy = Policy.from_config(
+    lines = list(_report(path, config, _policy(config), tools))
+    for team_id, own in config.workspaces.items():
+        effective_config = config.for_team(team_id)
+        replaced = [name for name in ("agent", "approvals", "admin") if getattr(own, name)]
+        lines += [
+            "",
+            f"[workspaces.{team_id}]: "
+            + (", ".join(f"[{name}]" for name in replaced) or "nothing")
+            + " of its own; the rest is the top level's",
+        ]
+        if own.agent is not None:
+            lines.append("[agent] " + _settings({"name": own.agent.name, "model": own.agent.model}))
+        lines += _policy_report(effective_config, _policy(effective_config), tools)
+    return lines
+
+
+def _policy(config: Config) -> Policy:
+    return Policy.from_config(
         config.approvals, tool_defaults={name: SENSITIVE[name] for name in config.tools.builtins}
     )
-    return list(_report(path, config, policy, tools))
 
 
 def _report(
     path: Path | None, config: Config, policy: Policy, tools: Mapping[str, str]
 ) -> Iterator[str]:
     yield f"config {path if path is not None else '(none: every default)'}: valid"
+    for server in config.tools.mcp:
+        where = "stdio" if server.command else "http"
+        offered = ", ".join(server.tools) if server.tools else "every tool it lists"
+        yield f"[[tools.mcp]] {server.name} ({where}): {offered}"
+    yield from _policy_report(config, policy, tools)
+
+
+def _policy_report(config: Config, policy: Policy, tools: Mapping[str, str]) -> Iterator[str]:
+    """The approvals and admins in force, and each tool's effective policy."""
     yield "[approvals] " + _settings(
         {
             "default": "always" if policy.default_required else "never",
@@ -53,10 +79,6 @@ def _report(
         | ({"mirror_to": config.approvals.mirror_to} if config.approvals.mirror_to else {})
     )
     yield "[admin] " + _settings({"users": tuple(config.admin.users)})
-    for server in config.tools.mcp:
-        where = "stdio" if server.command else "http"
-        offered = ", ".join(server.tools) if server.tools else "every tool it lists"
-        yield f"[[tools.mcp]] {server.name} ({where}): {offered}"
     names = list(dict.fromkeys([*tools, *policy.rules]))
     yield f"{len(names)} tool{'s' if len(names) != 1 else ''}"
     for name in names:

@@ -498,12 +498,46 @@ class AdminConfig(_Strict):
         return _check_ids(ids)
 
 
+_TEAM_ID = re.compile(r"^T[A-Z0-9]{2,31}$")
+
+
+class WorkspaceConfig(_Strict):
+    """`[workspaces.T…]`: the tables that differ in one workspace, each replacing the
+    top-level table of its name whole; a table left out is the top level's."""
+
+    agent: AgentConfig | None = None
+    approvals: ApprovalsConfig | None = None
+    admin: AdminConfig | None = None
+
+
 class Config(_Strict):
     agent: AgentConfig = Field(default_factory=AgentConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)
+    workspaces: dict[str, WorkspaceConfig] = Field(default_factory=dict)
+
+    @field_validator("workspaces")
+    @classmethod
+    def _team_ids(cls, tables: dict[str, WorkspaceConfig]) -> dict[str, WorkspaceConfig]:
+        for team_id in tables:
+            if not _TEAM_ID.match(team_id):
+                raise KeyedError((team_id,), f"{team_id!r} is not a Slack team id (T…)")
+        return tables
+
+    def for_team(self, team_id: str | None) -> "Config":
+        """The effective config of one workspace: its own tables over the top-level ones."""
+        own = self.workspaces.get(team_id or "")
+        if own is None:
+            return self
+        return self.model_copy(
+            update={
+                "agent": own.agent or self.agent,
+                "approvals": own.approvals or self.approvals,
+                "admin": own.admin or self.admin,
+            }
+        )
 
 
 def load_config(path: Path | None) -> Config:
@@ -531,10 +565,13 @@ def load_config(path: Path | None) -> Config:
         reason = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             reason = "unknown key"
-        if loc[:2] == ["approvals", "rules"] and len(loc) > 2 and isinstance(loc[2], int):
-            number = loc[2] + 1
-            loc[2] = number
-            if first["type"] == "extra_forbidden" and len(loc) == 6 and loc[3] == "when":
+        at = 2 if loc[:1] == ["workspaces"] else 0  # workspaces.T….approvals.rules…
+        rule = loc[at + 2] if len(loc) > at + 2 else None
+        if loc[at : at + 2] == ["approvals", "rules"] and isinstance(rule, int):
+            number = rule + 1
+            loc[at + 2] = number
+            when = len(loc) == at + 6 and loc[at + 3] == "when"
+            if first["type"] == "extra_forbidden" and when:
                 reason = f"unknown operator (use {', '.join(OPERATORS)})"
             reason = f"rule {number}: {reason}"
         key = ".".join(str(part) for part in loc)

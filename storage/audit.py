@@ -92,7 +92,7 @@ def _values(
         "tool": approval.tool_name,
         "user_id": user or SYSTEM_USER,
         "team_id": approval.team_id,
-        "enterprise_id": None,
+        "enterprise_id": approval.enterprise_id,
         "channel_id": approval.channel_id,
         "thread_ts": approval.thread_ts,
         "rule": rule_of(approval),

@@ -28,6 +28,7 @@ async def record(
     kind: DecisionKind,
     user_id: str | None,
     reason: str | None = None,
+    detail: str | None = None,
 ) -> bool:
     """Add one entry; False when it is an approval this person already gave.
 
@@ -51,7 +52,7 @@ async def record(
         key="id",
     )
     if inserted:
-        await audit.append(session, audit.FOR_DECISION[kind], approval, user=user_id)
+        await audit.append(session, audit.FOR_DECISION[kind], approval, user=user_id, detail=detail)
     return bool(inserted)
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col
 
 from storage.database import Database
-from storage.models import SlackInstallation, utcnow
+from storage.models import SlackInstallation, Thread, utcnow
 from storage.statements import rowcount
 
 
@@ -115,11 +115,20 @@ async def find(
     team_id: str | None,
     is_enterprise_install: bool = False,
 ) -> StoredInstallation | None:
-    """The installation serving a workspace: its own, else its org's org-wide install."""
+    """The installation serving a workspace: its own, else its org's org-wide install. Work
+    that knows only its team (a thread resumed later) finds the org through its threads."""
     keys = _candidates(enterprise_id, team_id, is_enterprise_install)
     if not keys:
         return None
     async with db.read() as session:
+        if enterprise_id is None and team_id:
+            org = await session.scalar(
+                select(col(Thread.enterprise_id))
+                .where(col(Thread.team_id) == team_id, col(Thread.enterprise_id).is_not(None))
+                .limit(1)
+            )
+            if org is not None:
+                keys.append(installation_key(org, None, True))
         rows = {
             row.key: row
             for row in await session.scalars(

@@ -35,6 +35,7 @@ class IncomingRow:
     message_ts: str
     text: str
     only_known_thread: bool
+    enterprise_id: str | None = None  # the workspace's Enterprise Grid org
 
 
 async def accept_messages(db: Database, rows: Sequence[IncomingRow]) -> list[Accepted]:
@@ -83,6 +84,7 @@ async def accept_messages(db: Database, rows: Sequence[IncomingRow]) -> list[Acc
             else:
                 results[index] = Accepted.DUPLICATE_EVENT
         new_threads = {rows[i].thread.key: rows[i].thread for i in wanted}
+        orgs = {rows[i].thread.key: rows[i].enterprise_id for i in wanted}
         await insert_unless_taken(
             session,
             Thread,
@@ -90,6 +92,7 @@ async def accept_messages(db: Database, rows: Sequence[IncomingRow]) -> list[Acc
                 {
                     "key": t.key,
                     "team_id": t.team_id,
+                    "enterprise_id": orgs[key],
                     "channel_id": t.channel_id,
                     "thread_ts": t.thread_ts,
                     "created_at": now,

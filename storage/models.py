@@ -141,9 +141,12 @@ class Thread(SQLModel, table=True):
     """A Slack thread the bot takes part in; its lease serialises work across processes."""
 
     __tablename__ = "threads"
+    __table_args__ = (Index("ix_threads_team", "team_id"),)
 
     key: str = Field(primary_key=True, max_length=200)
     team_id: str = Field(max_length=32)
+    # The Enterprise Grid org of the workspace; None outside one.
+    enterprise_id: str | None = Field(default=None, max_length=32)
     channel_id: str = Field(max_length=32)
     thread_ts: str = Field(max_length=32)
     lease_owner: str | None = Field(default=None, max_length=100)
@@ -220,6 +223,7 @@ class Approval(SQLModel, table=True):
     run_id: str = Field(max_length=40, foreign_key="runs.id")
     generation: int
     team_id: str = Field(max_length=32)
+    enterprise_id: str | None = Field(default=None, max_length=32)  # its thread's
     channel_id: str = Field(max_length=32)
     thread_ts: str = Field(max_length=32)
     message_ts: str | None = Field(default=None, max_length=32)

@@ -23,6 +23,7 @@ from storage.models import (
     OutboxKind,
     Run,
     RunStatus,
+    Thread,
     utcnow,
 )
 from storage.outbox import Claimant, Owed
@@ -221,12 +222,16 @@ async def pause_run(
         run.sdk_version = saved.sdk_version
         run.state_schema_version = saved.schema_version
         run.updated_at = now
+        org = await session.scalar(
+            select(col(Thread.enterprise_id)).where(col(Thread.key) == thread.key)
+        )
         rows = [
             Approval(
                 id=new_approval_id(),
                 run_id=run_id,
                 generation=run.generation,
                 team_id=thread.team_id,
+                enterprise_id=org,
                 channel_id=thread.channel_id,
                 thread_ts=thread.thread_ts,
                 call_id=item.call_id,

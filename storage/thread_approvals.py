@@ -27,6 +27,7 @@ from storage.models import (
     DecisionKind,
     OutboxKind,
     Run,
+    Thread,
     ThreadApproval,
     utcnow,
 )
@@ -177,11 +178,15 @@ async def cover(db: Database, call: CoveredCall, *, by: Claimant | None) -> Cove
         requesters = with_requesters([run.requested_by], run.requesters)
         if not call.allow_self_approval and thread_approval.approved_by in requesters:
             return None
+        org = await session.scalar(
+            select(col(Thread.enterprise_id)).where(col(Thread.key) == thread.key)
+        )
         approval = Approval(
             id=new_approval_id(),
             run_id=run.id,
             generation=run.generation,
             team_id=thread.team_id,
+            enterprise_id=org,
             channel_id=thread.channel_id,
             thread_ts=thread.thread_ts,
             call_id=call.call_id,

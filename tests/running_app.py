@@ -88,7 +88,9 @@ async def running_bot(
         settings = bot_settings(database_url, slack, **overrides)
     config = config if config is not None else load_config(settings.threadgate_config)
     config = config.model_copy(update={"agent": config.agent.model_copy(update={"stream": live})})
-    client = build_slack_client(slack.bot_token, base_url=slack.base_url, backoff_factor=0.01)
+    # With OAuth (many workspaces) there is no one token: each comes from its installation.
+    token = slack.bot_token if settings.slack_client_id is None else None
+    client = build_slack_client(token, base_url=slack.base_url, backoff_factor=0.01)
     app = build_app(settings, config=config, slack_client=client, model=model)
     runner = web.AppRunner(build_web_app(app, serve_events=not socket), access_log=None)
     await runner.setup()

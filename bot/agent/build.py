@@ -23,7 +23,7 @@ from bot.agent.sdk_traces import route_sdk_traces
 from bot.agent.timed_model import TimedModel
 from bot.approvals.deciding import CallPolicies
 from bot.approvals.policy import CallPolicy
-from bot.config import THREAD_WITH_QUORUM, Config, ConfigError, rule_key
+from bot.config import THREAD_WITH_QUORUM, ApprovalsConfig, Config, ConfigError, rule_key
 from bot.metrics import Metrics
 from bot.settings import CoreSettings
 from bot.tracing import Tracing
@@ -76,8 +76,33 @@ def check_policy_tools(
     """Every tool a table or a rule names exists, and what a rule takes from a tool's table
     still makes sense with what the rule sets. With `elsewhere`, a name may belong to an MCP
     server that is not up yet: it is not an error (a table for a tool nobody offers decides
-    nothing)."""
-    approvals = config.approvals
+    nothing). Each `[workspaces.T…]` table is checked as its workspace's effective config."""
+    _check_policy_tools_of(config.approvals, tools, config_path=config_path, elsewhere=elsewhere)
+    for team_id, own in config.workspaces.items():
+        if own.agent is not None:
+            # Refused rather than ignored: the one agent would answer with other instructions.
+            raise ConfigError(
+                config_path,
+                f"workspaces.{team_id}.agent",
+                "a workspace's own [agent] is not supported yet (use the top-level [agent])",
+            )
+        if own.approvals is None:
+            continue
+        try:
+            _check_policy_tools_of(
+                own.approvals, tools, config_path=config_path, elsewhere=elsewhere
+            )
+        except ConfigError as exc:
+            raise ConfigError(config_path, f"workspaces.{team_id}.{exc.key}", exc.reason) from None
+
+
+def _check_policy_tools_of(
+    approvals: ApprovalsConfig,
+    tools: Mapping[str, Any],
+    *,
+    config_path: Path | None,
+    elsewhere: bool,
+) -> None:
     for name in approvals.tools:
         if name not in tools and not elsewhere:
             raise ConfigError(

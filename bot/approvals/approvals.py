@@ -47,6 +47,7 @@ from bot.runtime.outbox import Outbox
 from bot.slack import blocks, cards
 from bot.slack.replies import ThreadReplies
 from bot.slack.user_groups import UserGroups
+from bot.slack.workspace_scope import speaking_for
 from bot.tracing import Tracing
 from storage import approval_steps, decision_log
 from storage.approval_steps import Step
@@ -147,7 +148,6 @@ class Approvals:
         self.replies = replies
         self.outbox = outbox
         self.policies = policies
-        self.policy = policies.policy
         self.groups = groups
         self.kick = kick
         self.schemas = schemas
@@ -436,6 +436,11 @@ class Approvals:
         members = await self.groups.members(approvers)
         return user_id in approvers or any(user_id in m for m in members.values())
 
+    @property
+    def policy(self) -> Policy:
+        """The policy of the workspace the work at hand is for."""
+        return self.policies.policy
+
     async def take_due_steps(self) -> tuple[int, int]:
         """Remind, then escalate, every waiting call whose time for it came; each once, by
         whichever process gets there first. Returns how many were reminded and escalated."""
@@ -472,11 +477,12 @@ class Approvals:
         call; an escalation to each it adds. A user group is told as one, in the thread."""
 
         def recipients(approval: Approval, voted: Sequence[str]) -> list[str]:
-            ids = (
-                self.approvers_of(approval)
-                if step == Step.REMIND
-                else tuple(approval.escalate_to or ())
-            )
+            with speaking_for(approval.team_id, approval.enterprise_id):
+                ids = (
+                    self.approvers_of(approval)
+                    if step == Step.REMIND
+                    else tuple(approval.escalate_to or ())
+                )
             skip = {*voted, *requesters_of(approval)}
             return [i for i in ids if is_user_group(i) or i not in skip]
 
@@ -506,6 +512,12 @@ class Approvals:
         return approval
 
     async def _decide(
+        self, approval: Approval, status: ApprovalStatus, user_id: str | None, reason: str | None
+    ) -> int:
+        with speaking_for(approval.team_id, approval.enterprise_id):
+            return await self._decide_in_workspace(approval, status, user_id, reason)
+
+    async def _decide_in_workspace(
         self, approval: Approval, status: ApprovalStatus, user_id: str | None, reason: str | None
     ) -> int:
         decision = await decide_approval(

@@ -9,16 +9,35 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, 
 from typing import Any
 
 from bot.approvals.policy import CallPolicy, Policy
+from bot.slack import workspace_scope
 
 Requesters = Callable[[str], Awaitable[Sequence[str] | None]]
 Members = Callable[[Iterable[str]], Awaitable[Mapping[str, Collection[str]]]]
 
 
 class CallPolicies:
-    def __init__(self, policy: Policy, *, requesters: Requesters, members: Members) -> None:
-        self.policy = policy
+    """`by_team`: the policies of workspaces with a `[workspaces.T…]` table of their own; the
+    policy in force is that of the workspace the work at hand is for, else `policy`."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        requesters: Requesters,
+        members: Members,
+        by_team: Mapping[str, Policy] | None = None,
+    ) -> None:
+        self.default = policy
+        self.by_team = dict(by_team or {})
         self._requesters = requesters
         self._members = members
+
+    @property
+    def policy(self) -> Policy:
+        return self.for_team(workspace_scope.current_team())
+
+    def for_team(self, team_id: str | None) -> Policy:
+        return self.by_team.get(team_id or "", self.default)
 
     async def decide(
         self,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.approvals.authorization import is_user_group
-from bot.approvals.policy import Policy
+from bot.approvals.deciding import CallPolicies
 from bot.slack.feedback import FeedbackChoice
 from bot.slack.replies import ThreadReplies
 from bot.slack.user_groups import UserGroups
@@ -50,13 +50,13 @@ class AnswerFeedback:
         db: Database,
         *,
         replies: ThreadReplies,
-        policy: Policy,
+        policies: CallPolicies,
         groups: UserGroups,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.db = db
         self.replies = replies
-        self.policy = policy
+        self.policies = policies
         self.groups = groups
         self.clock = clock
 
@@ -94,7 +94,7 @@ class AnswerFeedback:
 
     async def may_count(self, user_id: str) -> bool:
         """Anyone who may approve some tool, directly or through one of the listed groups."""
-        approvers = self.policy.every_approver()
+        approvers = self.policies.policy.every_approver()
         if user_id in approvers:
             return True
         members = await self.groups.members(a for a in approvers if is_user_group(a))

@@ -23,6 +23,7 @@ class IncomingMessage:
     thread_ts: str | None
     text: str
     addressed_to_bot: bool
+    enterprise_id: str | None = None  # the workspace's Enterprise Grid org
 
     @property
     def thread(self) -> ThreadRef:
@@ -61,6 +62,7 @@ class Conversations:
                 message_ts=message.ts,
                 text=message.text,
                 only_known_thread=not message.addressed_to_bot,
+                enterprise_id=message.enterprise_id,
             )
         )
         if accepted == Accepted.QUEUED:

@@ -23,6 +23,8 @@ from bot.approvals.authorization import is_user_group
 from bot.runtime.thread_locks import ThreadLocks
 from bot.slack import blocks, cards, markdown, mirror_blocks, reminders
 from bot.slack.permalinks import Permalinks
+from bot.slack.workspace_scope import speaking_for
+from bot.slack.workspaces import NotInstalled
 from storage import decision_log, outbox
 from storage.approvals import get_approval
 from storage.database import Database
@@ -114,9 +116,11 @@ class Outbox:
 
     async def deliver(self, thread_key: str) -> None:
         """Send what this process may send in the thread now; never raises."""
+        team_id = ThreadRef.from_key(thread_key).team_id
         async with self._locks.hold(thread_key):
             try:
-                await self._deliver(thread_key)
+                with speaking_for(team_id):
+                    await self._deliver(thread_key)
             except Exception:
                 log.exception("delivery to thread %s stopped; the sweep goes on", thread_key)
 
@@ -149,6 +153,10 @@ class Outbox:
             except Transient as exc:
                 await self._failed(delivery, str(exc), permanent=False)
                 posts_stopped = posts_stopped or delivery.is_post
+                continue
+            except NotInstalled:
+                # Uninstalled: nothing can speak there any more, now or later.
+                await self._failed(delivery, "not_installed", permanent=True)
                 continue
             queue[:0] = await outbox.delivered(
                 self.db, delivery=delivery, by=self.claimant, message_ts=ts

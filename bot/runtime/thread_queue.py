@@ -16,7 +16,9 @@ from typing import Any, TypeVar
 from bot import log_context
 from bot.runtime.ack_first import AckFirst
 from bot.runtime.background import Background, new_ref
+from bot.slack.workspace_scope import speaking_for
 from storage.database import UNAVAILABLE, Database
+from storage.ids import ThreadRef
 from storage.models import JobStatus
 from storage.outbox import Owed
 from storage.queue import (
@@ -76,6 +78,10 @@ class ThreadQueue:
             self._draining.discard(thread_key)
 
     async def _drain(self, thread_key: str) -> None:
+        with speaking_for(ThreadRef.from_key(thread_key).team_id):
+            await self._drain_thread(thread_key)
+
+    async def _drain_thread(self, thread_key: str) -> None:
         try:
             # Threads beyond the cap wait their turn: their jobs are safe in the database, and
             # acks stay fast because a burst does not run everything at once on one loop.

@@ -8,6 +8,8 @@ each client is one that never retries and counts each attempt by method and HTTP
 (`threadgate_slack_api_calls_total`): a 429 that was retried is seen as such.
 """
 
+import copy
+
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -81,16 +83,12 @@ def posting_client(client: AsyncWebClient) -> AsyncWebClient:
     A post retried blindly after a dropped connection or a 5xx may post twice; the outbox
     retries those itself, first looking for the earlier post.
     """
-    return AsyncWebClient(
-        token=client.token,
-        base_url=client.base_url,
-        timeout=client.timeout,
-        session=client.session,
-        retry_handlers=[
-            *(h for h in client.retry_handlers if isinstance(h, CountingHandler)),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=MAX_ATTEMPTS),
-        ],
-    )
+    posting = copy.copy(client)  # of the same kind: one that speaks for many workspaces too
+    posting.retry_handlers = [
+        *(h for h in client.retry_handlers if isinstance(h, CountingHandler)),
+        AsyncRateLimitErrorRetryHandler(max_retry_count=MAX_ATTEMPTS),
+    ]
+    return posting
 
 
 def with_token(client: AsyncWebClient, token: str) -> AsyncWebClient:

@@ -13,6 +13,8 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.slack import workspace_scope
+
 log = logging.getLogger(__name__)
 
 _NOT_IN_A_LINK = set("<>| \n")
@@ -22,13 +24,14 @@ class Permalinks:
     def __init__(self, client: AsyncWebClient, *, size: int = 1000) -> None:
         self.client = client
         self.size = size
-        self._known: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._known: OrderedDict[tuple[str | None, str, str], str] = OrderedDict()
 
     async def of(self, channel: str, ts: str) -> str | None:
         """The message's link, or None when Slack has none for it (the message or channel is
         gone, Slack is down): whatever shows links then names the channel without one. A link
         is returned only if it can sit inside `<…|…>` as it is."""
-        key = (channel, ts)
+        workspace = workspace_scope.current()
+        key = (workspace.team_id if workspace else None, channel, ts)
         if key in self._known:
             self._known.move_to_end(key)
             return self._known[key]

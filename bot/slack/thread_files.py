@@ -22,6 +22,8 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.slack.workspaces import bearer
+
 log = logging.getLogger(__name__)
 
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
@@ -177,7 +179,7 @@ class FileReader:
 
         Redirects are not followed: Slack redirects a request it does not accept to its
         sign-in page, and the token must not travel anywhere else."""
-        headers = {"Authorization": f"Bearer {self.client.token or ''}"}
+        headers = {"Authorization": f"Bearer {await bearer(self.client) or ''}"}
         async with session.get(url, headers=headers, allow_redirects=False) as response:
             if response.status != 200:
                 log.info("download of a file answered HTTP %s", response.status)

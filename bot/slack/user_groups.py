@@ -1,4 +1,7 @@
-"""Who is in a Slack user group, cached briefly: a click must not wait on Slack every time."""
+"""Who is in a Slack user group, cached briefly: a click must not wait on Slack every time.
+
+A group id ("S…") names a group of one workspace: it is asked of, and cached for, the
+workspace the work at hand is for."""
 
 import asyncio
 import logging
@@ -7,6 +10,8 @@ from collections.abc import Callable, Iterable
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.slack import workspace_scope
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +29,7 @@ class UserGroups:
         self.client = client
         self.ttl = ttl
         self.clock = clock
-        self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+        self._cache: dict[tuple[str | None, str], tuple[float, frozenset[str]]] = {}
 
     async def members(self, group_ids: Iterable[str]) -> dict[str, frozenset[str]]:
         """A group that cannot be read has no members: as an approver it grants nothing."""
@@ -44,7 +49,9 @@ class UserGroups:
 
     async def _members(self, group_id: str) -> frozenset[str] | None:
         now = self.clock()
-        cached = self._cache.get(group_id)
+        workspace = workspace_scope.current()
+        key = (workspace.team_id if workspace else None, group_id)
+        cached = self._cache.get(key)
         if cached is not None and cached[0] > now:
             return cached[1]
         try:
@@ -53,5 +60,5 @@ class UserGroups:
             log.warning("cannot list user group %s: %s", group_id, exc.response.get("error"))
             return None
         users = frozenset(str(u) for u in response.get("users") or [])
-        self._cache[group_id] = (now + self.ttl, users)
+        self._cache[key] = (now + self.ttl, users)
         return users

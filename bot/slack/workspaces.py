@@ -11,14 +11,18 @@ came from, and a request from a workspace without one is refused by Bolt.
 """
 
 import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.slack import workspace_scope
 from bot.slack.client import oauth_v2_access, with_token
 from storage import installations
 from storage.database import Database
@@ -40,10 +44,69 @@ class NotInstalled(LookupError):
         self.enterprise_id = enterprise_id
 
 
+# A token found is reused this long (and while it is not about to rotate) before the
+# database is asked again; an uninstall in this process forgets it at once.
+TOKEN_TTL = 60.0
+CACHED_WORKSPACES = 1000
+
+
 class Workspaces(Protocol):
     async def client_for(self, team_id: str, enterprise_id: str | None = None) -> AsyncWebClient:
         """The client that speaks for this workspace; raises NotInstalled."""
         ...
+
+    async def token_for(self, team_id: str | None, enterprise_id: str | None = None) -> str:
+        """The bot token that speaks for this workspace (team_id None: for the org-wide
+        install of enterprise_id); raises NotInstalled."""
+        ...
+
+    def forget(self, team_id: str | None, enterprise_id: str | None) -> None:
+        """Drop what is cached of this workspace (it was uninstalled)."""
+        ...
+
+
+class WorkspaceClient(AsyncWebClient):
+    """A tokenless client that speaks, on each call, with the token of the workspace the work
+    at hand is for (`workspace_scope`): the one client every component holds, serving many
+    workspaces. A client given a token, or a call outside any workspace, is left alone."""
+
+    def __init__(self, *, workspaces: Workspaces, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.workspaces = workspaces
+
+    @classmethod
+    def over(cls, client: AsyncWebClient, workspaces: Workspaces) -> "WorkspaceClient":
+        return cls(
+            workspaces=workspaces,
+            base_url=client.base_url,
+            timeout=client.timeout,
+            session=client.session,
+            retry_handlers=client.retry_handlers,
+        )
+
+    async def api_call(self, api_method: str, **kwargs: Any) -> Any:
+        workspace = workspace_scope.current()
+        if self.token is not None or workspace is None or not workspace.known:
+            return await super().api_call(api_method, **kwargs)
+        token = await self.workspaces.token_for(workspace.team_id, workspace.enterprise_id)
+        speaking = AsyncWebClient(
+            token=token,
+            base_url=self.base_url,
+            timeout=self.timeout,
+            session=self.session,
+            retry_handlers=self.retry_handlers,
+        )
+        return await speaking.api_call(api_method, **kwargs)
+
+
+async def bearer(client: AsyncWebClient) -> str | None:
+    """The token `client` speaks with now, for requests made outside the Web API (files)."""
+    if client.token is not None or not isinstance(client, WorkspaceClient):
+        return client.token
+    workspace = workspace_scope.current()
+    if workspace is None or not workspace.known:
+        return None
+    return await client.workspaces.token_for(workspace.team_id, workspace.enterprise_id)
 
 
 class OneWorkspace:
@@ -54,6 +117,14 @@ class OneWorkspace:
 
     async def client_for(self, team_id: str, enterprise_id: str | None = None) -> AsyncWebClient:
         return self.client
+
+    async def token_for(self, team_id: str | None, enterprise_id: str | None = None) -> str:
+        if self.client.token is None:
+            raise NotInstalled(team_id, enterprise_id)
+        return self.client.token
+
+    def forget(self, team_id: str | None, enterprise_id: str | None) -> None:
+        return None
 
 
 class Installations:
@@ -67,10 +138,16 @@ class Installations:
         client_id: str,
         client_secret: str,
         renew_before: timedelta = RENEW_BEFORE,
+        ttl: float = TOKEN_TTL,
+        size: int = CACHED_WORKSPACES,
     ) -> None:
         self.db = db
         self.client = client  # tokenless: base URL, pooled session, retry handlers
         self.renew_before = renew_before
+        self.ttl = ttl
+        self.size = size
+        self._found: OrderedDict[tuple[str | None, str | None], tuple[float, StoredInstallation]]
+        self._found = OrderedDict()
         self._client_id = client_id
         self._client_secret = client_secret
 
@@ -98,7 +175,12 @@ class Installations:
         A refused refresh (invalid_refresh_token: the app was uninstalled or its token
         revoked) raises SlackApiError and changes nothing."""
         response = await oauth_v2_access(
-            self.client,
+            AsyncWebClient(
+                base_url=self.client.base_url,
+                timeout=self.client.timeout,
+                session=self.client.session,
+                retry_handlers=self.client.retry_handlers,
+            ),
             client_id=self._client_id,
             client_secret=self._client_secret,
             grant_type="refresh_token",
@@ -113,9 +195,48 @@ class Installations:
         )
 
     async def client_for(self, team_id: str, enterprise_id: str | None = None) -> AsyncWebClient:
-        found = await self.installation(team_id, enterprise_id)
+        return with_token(self.client, await self.token_for(team_id, enterprise_id))
+
+    async def token_for(self, team_id: str | None, enterprise_id: str | None = None) -> str:
+        key = (team_id, enterprise_id)
+        now = time.monotonic()
+        cached = self._found.get(key)
+        if (
+            cached is not None
+            and cached[0] > now
+            and not cached[1].expiring(utcnow() + self.renew_before)
+        ):
+            self._found.move_to_end(key)
+            found = cached[1]
+        else:
+            found = await self.installation(team_id, enterprise_id)
+            self._found[key] = (now + self.ttl, found)
+            self._found.move_to_end(key)
+            while len(self._found) > self.size:
+                self._found.popitem(last=False)
         assert found.bot_token is not None  # installation() checked it
-        return with_token(self.client, found.bot_token)
+        return found.bot_token
+
+    def forget(self, team_id: str | None, enterprise_id: str | None) -> None:
+        for key in list(self._found):
+            installed = self._found[key][1]
+            if (team_id is not None and team_id in (key[0], installed.team_id)) or (
+                team_id is None
+                and enterprise_id is not None
+                and enterprise_id in (key[1], installed.enterprise_id)
+            ):
+                del self._found[key]
+
+    def bolt_authorize(self) -> Callable[..., Awaitable[AuthorizeResult | None]]:
+        """`authorize` as Bolt calls it: Bolt passes arguments by the names of a function's
+        parameters, and would count a bound method's `self` among them."""
+
+        async def authorize(
+            context: AsyncBoltContext, enterprise_id: str | None, team_id: str | None
+        ) -> AuthorizeResult | None:
+            return await self.authorize(context, enterprise_id, team_id)
+
+        return authorize
 
     async def authorize(
         self, context: AsyncBoltContext, enterprise_id: str | None, team_id: str | None

@@ -923,7 +923,13 @@ class FakeSlackAPI:
         }
 
     def _usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
-        members = self.usergroups.get(str(args.get("usergroup")))
+        groups = self.usergroups
+        owner = _caller.get()
+        if owner is not None and not owner.default:
+            # A workspace's token sees that workspace's groups only (an org's, none here).
+            workspace = self.oauth.workspaces.get(owner.team_id or "")
+            groups = workspace.usergroups if workspace is not None else {}
+        members = groups.get(str(args.get("usergroup")))
         if members is None:
             return {"ok": False, "error": "no_such_subteam"}
         return {"ok": True, "users": list(members)}

@@ -63,9 +63,14 @@ class SlackRequestBuilder:
         api_app_id: str = "A0APP",
         bot_user_id: str = "UBOT",
         bot_id: str = "BBOT",
+        enterprise_id: str | None = None,
+        enterprise_install: bool = False,
     ) -> None:
         self.signing_secret = signing_secret
         self.team_id = team_id
+        # An Enterprise Grid workspace, and whether the app is installed org-wide there.
+        self.enterprise_id = enterprise_id
+        self.enterprise_install = enterprise_install
         self.api_app_id = api_app_id
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
@@ -111,6 +116,7 @@ class SlackRequestBuilder:
         now = int(time.time())
         envelope = {
             "token": self.verification_token,
+            **({"enterprise_id": self.enterprise_id} if self.enterprise_id else {}),
             "team_id": self.team_id,
             "context_team_id": self.team_id,
             "api_app_id": self.api_app_id,
@@ -120,11 +126,11 @@ class SlackRequestBuilder:
             "event_time": now,
             "authorizations": [
                 {
-                    "enterprise_id": None,
-                    "team_id": self.team_id,
+                    "enterprise_id": self.enterprise_id,
+                    "team_id": None if self.enterprise_install else self.team_id,
                     "user_id": self.bot_user_id,
                     "is_bot": True,
-                    "is_enterprise_install": False,
+                    "is_enterprise_install": self.enterprise_install,
                 }
             ],
             "is_ext_shared_channel": False,
@@ -350,7 +356,15 @@ class SlackRequestBuilder:
         return {"id": user, "username": user.lower(), "name": user.lower(), "team_id": team_id}
 
     def _team(self, team_id: str) -> dict[str, Any]:
-        return {"id": team_id, "domain": self.team_domain}
+        team: dict[str, Any] = {"id": team_id, "domain": self.team_domain}
+        if self.enterprise_id:
+            team["enterprise_id"] = self.enterprise_id
+        return team
+
+    def _enterprise(self) -> dict[str, Any] | None:
+        if not self.enterprise_id:
+            return None
+        return {"id": self.enterprise_id, "name": self.enterprise_id}
 
     def _response_url(self, team_id: str) -> str:
         return f"https://hooks.slack.com/actions/{team_id}/{uuid.uuid4().int % 10**12}/x"
@@ -405,8 +419,8 @@ class SlackRequestBuilder:
             "container": container,
             "trigger_id": trigger_id or _trigger_id(),
             "team": self._team(team),
-            "enterprise": None,
-            "is_enterprise_install": False,
+            "enterprise": self._enterprise(),
+            "is_enterprise_install": self.enterprise_install,
             "channel": {"id": channel, "name": _channel_name(channel)},
             "message": message,
             "state": {"values": {}},
@@ -468,8 +482,8 @@ class SlackRequestBuilder:
             "container": {"type": "view", "view_id": view_id},
             "trigger_id": trigger_id or _trigger_id(),
             "team": self._team(team),
-            "enterprise": None,
-            "is_enterprise_install": False,
+            "enterprise": self._enterprise(),
+            "is_enterprise_install": self.enterprise_install,
             "view": view,
             "actions": [
                 {
@@ -544,8 +558,8 @@ class SlackRequestBuilder:
                 view_id=view_id,
             ),
             "response_urls": [],
-            "is_enterprise_install": False,
-            "enterprise": None,
+            "is_enterprise_install": self.enterprise_install,
+            "enterprise": self._enterprise(),
         }
         return self._payload(payload, timestamp)
 
@@ -575,8 +589,8 @@ class SlackRequestBuilder:
                 view_id=view_id,
             ),
             "is_cleared": False,
-            "is_enterprise_install": False,
-            "enterprise": None,
+            "is_enterprise_install": self.enterprise_install,
+            "enterprise": self._enterprise(),
         }
         return self._payload(payload, timestamp)
 

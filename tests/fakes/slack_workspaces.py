@@ -29,6 +29,8 @@ class FakeWorkspace:
     name: str
     enterprise_id: str | None = None
     channels: set[str] = field(default_factory=set)
+    # User groups are a workspace's own: the same id names another group elsewhere.
+    usergroups: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def bot_user_id(self) -> str:
@@ -233,7 +235,8 @@ class FakeOAuth:
         of its org); the default token keeps reaching every other channel, as before."""
         home = next((w for w in self.workspaces.values() if channel in w.channels), None)
         if home is None:
-            return owner.default
+            # A person's id opens the DM with them; people are not split by workspace here.
+            return owner.default or channel.startswith(("U", "W"))
         if owner.team_id is None:
             return owner.enterprise_id is not None and owner.enterprise_id == home.enterprise_id
         return owner.team_id == home.team_id

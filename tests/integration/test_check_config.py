@@ -174,3 +174,52 @@ async def test_reminders_the_mirror_and_mcp_servers_are_shown(tmp_path: Path) ->
     assert "Steps(" not in out
     # A tool only the MCP server offers is shown with the policy a table gives it.
     assert '    approvers = ["UAPPROVER1"]' in tool_block(out, "close_ticket")
+
+
+async def test_each_workspace_table_gets_a_section_of_its_effective_policy(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "threadgate.toml"
+    path.write_text(
+        CONFIG
+        + """
+[workspaces.T0BETA1.approvals]
+approvers = ["UBETA0001"]
+
+[[workspaces.T0BETA1.approvals.rules]]
+tools = ["refund"]
+approvals_needed = 3
+"""
+    )
+
+    code, out, err = await check_config(tmp_path, str(path))
+
+    assert (code, err) == (0, "")
+    top, beta = out.split("\n\n[workspaces.")
+    assert '[approvals] default = always, approvers = ["UAPPROVER1", "SAPPROVERS"]' in top
+    assert beta.startswith("T0BETA1]: [approvals] of its own; the rest is the top level's\n")
+    assert '[approvals] default = always, approvers = ["UBETA0001"]' in beta
+    assert '[admin] users = ["U0ADMIN01", "S0ADMINS"]' in beta  # the top level's
+    assert "rule 1 (every call): approvals_needed = 3" in beta
+    assert "C0FINANCE" not in beta  # its rules replace the top level's
+
+
+async def test_a_bad_workspace_table_is_named_by_its_key(tmp_path: Path) -> None:
+    path = tmp_path / "threadgate.toml"
+    for table, key in {
+        '[workspaces.lowercase]\nadmin = { users = ["U0ADMIN01"] }\n': "workspaces.lowercase",
+        '[workspaces.T0BETA1.approvals]\nexpire_after = "soon"\n': (
+            "workspaces.T0BETA1.approvals.expire_after"
+        ),
+        '[[workspaces.T0BETA1.approvals.rules]]\ntools = ["no_such_tool"]\n': (
+            "workspaces.T0BETA1.approvals.rules.1.tools.0"
+        ),
+        "[workspaces.T0BETA1]\nstorage = {}\n": "workspaces.T0BETA1.storage",
+        '[workspaces.T0BETA1.agent]\nmodel = "gpt-4.1"\n': "workspaces.T0BETA1.agent",
+    }.items():
+        path.write_text(CONFIG + table)
+
+        code, _, err = await check_config(tmp_path, str(path))
+
+        assert code == 2, table
+        assert f": {key}: " in err, (table, err)

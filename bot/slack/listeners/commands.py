@@ -18,7 +18,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.agent.mcp_servers import McpServerStatus
 from bot.approvals.approvals import Approvals
-from bot.approvals.policy import Policy
+from bot.approvals.deciding import CallPolicies
 from bot.runtime.answer_feedback import AnswerFeedback
 from bot.runtime.background import Background
 from bot.slack.admins import Admins
@@ -106,7 +106,7 @@ async def respond(
 def register(
     app: AsyncApp,
     *,
-    policy: Policy,
+    policies: CallPolicies,
     tool_names: Callable[[], Sequence[str]],
     mcp_servers: Callable[[], Sequence[McpServerStatus]],
     feedback: AnswerFeedback,
@@ -125,7 +125,7 @@ def register(
             await ack(response_type="ephemeral", text=HELP)
             return None
         if subcommand == POLICY_SUBCOMMAND and not arguments:
-            text = policy_text(policy, tool_names(), mcp_servers())
+            text = policy_text(policies.policy, tool_names(), mcp_servers())
             await ack(response_type="ephemeral", text=text)
             return None
         window = parse_window(arguments) if subcommand == AUDIT_SUBCOMMAND else None

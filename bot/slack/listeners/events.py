@@ -47,6 +47,7 @@ def _incoming(
         thread_ts=slack_id(event, "thread_ts", required=False),
         text=strip_mention(text, bot),
         addressed_to_bot=addressed,
+        enterprise_id=context.enterprise_id,
     )
 
 
