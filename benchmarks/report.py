@@ -106,6 +106,43 @@ def _memory_rows(memory: Sequence[Memory]) -> list[list[str]]:
     ]
 
 
+def _sustained_rows(ms: Sequence[Measurement]) -> list[list[str]]:
+    rows = []
+    for m in ms:
+        if m.sustained is None:
+            continue
+        held = m.sustained
+        rows.append(
+            [
+                m.case,
+                m.db,
+                m.app,
+                f"{m.n}",
+                f"{m.p99:.1f}",
+                f"{held.answer_p50_ms:.1f}",
+                f"{held.first_third_ms:.1f}",
+                f"{held.last_third_ms:.1f}",
+                f"{held.missing}",
+                "GROWS" if held.grows else "no",
+            ]
+        )
+    return rows
+
+
+SUSTAINED_HEAD = [
+    "rate",
+    "db",
+    "app",
+    "mentions",
+    "ack p99 ms",
+    "answer p50 ms",
+    "answer p50, first third",
+    "last third",
+    "unanswered",
+    "backlog",
+]
+
+
 def _check_rows(checks: Sequence[Check]) -> list[list[str]]:
     return [[c.target, c.value, c.limit, "yes" if c.met else "NO"] for c in checks]
 
@@ -139,6 +176,8 @@ def text_report(
     parts = []
     if ms:
         parts.append(_plain(LATENCY_HEAD, _rows(ms)))
+    if _sustained_rows(ms):
+        parts.append(_plain(SUSTAINED_HEAD, _sustained_rows(ms)))
     if memory:
         parts.append(_plain(MEMORY_HEAD, _memory_rows(memory)))
     if checks:
@@ -251,7 +290,9 @@ def markdown_report(
     lines = [
         "# threadgate benchmarks",
         "",
-        "Latency and memory of the bot against a least-work Bolt app, on the same fakes.",
+        "Latency and memory of the bot against the bot a team would write itself on the same "
+        "Agents SDK, agent, tools and cards, keeping paused runs in memory (memory-sdk), and "
+        "against a least-work Bolt app (baseline, baseline-sdk), on the same fakes.",
         "",
         "## How to reproduce",
         "",
@@ -290,6 +331,14 @@ def markdown_report(
     ]
     if ms:
         lines += [_markdown(LATENCY_HEAD, _rows(ms)), ""]
+    if _sustained_rows(ms):
+        lines += [
+            "Scenario 11, mentions at a fixed rate: acks, and each answer's delay after its "
+            "mention (a rate an app failed is not tried higher with the same senders):",
+            "",
+            _markdown(SUSTAINED_HEAD, _sustained_rows(ms)),
+            "",
+        ]
     if memory:
         lines += [_markdown(MEMORY_HEAD, _memory_rows(memory)), ""]
     if plot:
