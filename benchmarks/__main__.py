@@ -1,9 +1,12 @@
 """uv run python -m benchmarks [--quick] [--scenario N] [--db sqlite|postgres] [--processes N]
     [--profile] [--out D]
 
-Scenarios 1 to 6 run the bot with answers posted whole (`[agent] stream = false`), as the
-baselines post theirs; 7 and 8 run it streaming, to time what a thread shows first; 9 runs
-scenario 1 with JSON logs and /metrics scraped against text logs, on the same bot.
+Scenarios 1 to 6 and 10 to 13 run the bot with answers posted whole (`[agent] stream =
+false`), as the baselines post theirs; 7 and 8 run it streaming, to time what a thread shows
+first; 9 runs scenario 1 with JSON logs and /metrics scraped against text logs, on the same bot.
+Scenario 10 comes from scenario 2's clicks (either number runs both); 11 holds mention rates;
+12 and 13 are 1 and 2 with a model whose first token takes 300 ms. The targets compare the bot
+with the in-memory SDK bot ("memory-sdk", benchmarks/memory_sdk.py).
 
 Runs the scenarios, prints the table, and writes benchmarks.md and benchmarks.png (docs/ for a
 full run or --profile; a temp dir for --quick and partial runs unless --out says where).
@@ -32,6 +35,7 @@ from benchmarks.harness import (
     Fakes,
     baseline_endpoint,
     bot_endpoint,
+    memory_sdk_endpoint,
     running_fakes,
 )
 from benchmarks.memory import measure
@@ -49,12 +53,15 @@ from benchmarks.scenarios import (
     scenario_pending,
 )
 from benchmarks.streaming import scenario_first_sign, scenario_first_token
+from benchmarks.sustained import scenario_sustained
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-APP_ORDER = {"baseline": 0, "baseline-sdk": 1, "bot": 2}  # then "bot xN"
-SPREAD_SCENARIOS = (1, 2)  # the ones --processes runs on several bot processes
+APP_ORDER = {"baseline": 0, "baseline-sdk": 1, "memory-sdk": 2, "bot": 3}  # then "bot xN"
+SPREAD_SCENARIOS = (1, 2, 12, 13)  # the ones --processes runs on several bot processes
 DB_ORDER = {"-": 0, "sqlite": 1, "postgres": 2}
-SCENARIO_NUMBERS = range(1, 10)
+SCENARIO_NUMBERS = range(1, 14)
+APART_SCENARIOS = (3, 11)  # the app alone in a child process, unless the plan says otherwise
+SLOW_MODEL = 0.3  # scenarios 12 and 13: seconds until the model's first token
 STREAMING_SCENARIOS = (7, 8)  # the bot streams its answers there
 
 
@@ -123,9 +130,16 @@ async def _one(
     number: int, endpoint: Endpoint, fakes: Fakes, plan: Plan, db: str
 ) -> list[Measurement]:
     if number == 1:
-        return [await scenario_mentions(endpoint, fakes, plan, db)]
+        return await scenario_mentions(endpoint, fakes, plan, db)
     if number == 2:
-        return [await scenario_clicks(endpoint, fakes, plan, db)]
+        return await scenario_clicks(endpoint, fakes, plan, db)
+    if number == 11:
+        return await scenario_sustained(endpoint, fakes, plan, db)
+    if number in (12, 13):
+        with fakes.paced_model(first_token_delay=SLOW_MODEL, token_delay=0.0):
+            if number == 12:
+                return await scenario_mentions(endpoint, fakes, plan, db, number=12)
+            return await scenario_clicks(endpoint, fakes, plan, db, number=13)
     if number == 3:
         return await scenario_acks(endpoint, fakes, plan, db)
     if number == 4:
@@ -159,6 +173,14 @@ async def _endpoint(
     """`apart`: the app runs in its own process; else it is served in this one. `stream`: the
     bot streams its answers, served in this process only (a child posts them whole)."""
     assert not (apart and stream)
+    if app == "memory-sdk":
+        if apart:
+            async with app_process(app, fakes, "sqlite+aiosqlite://") as child:
+                yield child.endpoint
+        else:
+            async with memory_sdk_endpoint(fakes) as endpoint:
+                yield endpoint
+        return
     if app != "bot":
         kind: BaselineKind = "openai" if app == "baseline" else "agents"
         if apart:
@@ -204,12 +226,13 @@ async def _latency(run: Run, fakes: Fakes, plan: Plan, wanted: set[int], workdir
         ("baseline-sdk", None, 1),
         ("baseline-sdk", None, 2),
     ]
-    jobs += [("bot", db, n) for db in run.dbs for n in (1, 2, 3, 4, 5, 9)]
+    jobs += [("memory-sdk", None, n) for n in (1, 2, 3, 7, 11, 12, 13)]
+    jobs += [("bot", db, n) for db in run.dbs for n in (1, 2, 3, 4, 5, 9, 11, 12, 13)]
     for app, db, number in jobs:
         if number not in wanted:
             continue
         started = time.monotonic()
-        apart = number == 3 and plan.acks_apart
+        apart = number in APART_SCENARIOS and plan.acks_apart
         async with _endpoint(app, apart, fakes, db, workdir) as endpoint:
             found = await _one(number, endpoint, fakes, plan, db or "-")
         _say(f"S{number} {app}{f' on {db}' if db else ''}: {_summary(found, started)}")
@@ -240,6 +263,8 @@ async def _streaming(run: Run, fakes: Fakes, plan: Plan, wanted: set[int], workd
 async def collect(args: argparse.Namespace, workdir: Path) -> Run:
     plan = QUICK if args.quick else FULL
     wanted = set(args.scenario or SCENARIO_NUMBERS)
+    if 10 in wanted:
+        wanted.add(2)  # scenario 10 is timed on scenario 2's clicks
     run = Run(postgres=await postgres_version())
     run.dbs = [args.db] if args.db else ["sqlite", "postgres"]
     if "postgres" in run.dbs and run.postgres is None:

@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from pydantic import SecretStr
@@ -33,6 +33,11 @@ from tests.fakes.model_server import (
 )
 from tests.fakes.slack_api import FakeSlackAPI, RecordedCall
 from tests.fakes.slack_requests import SignedRequest, SlackRequestBuilder
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+    from benchmarks.memory_sdk import InMemoryBot
 
 ASKER = "U0ASKER"
 APPROVER = "UAPPROVER1"
@@ -273,3 +278,27 @@ async def baseline_endpoint(fakes: Fakes, kind: BaselineKind = "openai") -> Asyn
     )
     async with served(baseline.web_app()) as url, aiohttp.ClientSession() as http:
         yield Endpoint(baseline_name(kind), url, http, request_builder(fakes.slack), baseline.idle)
+
+
+def build_memory_sdk(*, slack_url: str, bot_token: str, model: "AsyncOpenAI") -> "InMemoryBot":
+    """The in-memory bot on the bot's own config (tools, policy, agent), streaming off."""
+    from benchmarks.memory_sdk import InMemoryBot
+
+    return InMemoryBot(
+        slack_url=slack_url,
+        bot_token=bot_token,
+        signing_secret=SIGNING_SECRET,
+        model=model,
+        config=bot_config(),
+    )
+
+
+@asynccontextmanager
+async def memory_sdk_endpoint(fakes: Fakes) -> AsyncIterator[Endpoint]:
+    from benchmarks.memory_sdk import NAME
+
+    app = build_memory_sdk(
+        slack_url=fakes.slack.base_url, bot_token=fakes.slack.bot_token, model=fakes.model.client()
+    )
+    async with served(app.web_app()) as url, aiohttp.ClientSession() as http:
+        yield Endpoint(NAME, url, http, request_builder(fakes.slack), app.idle, approvals=True)

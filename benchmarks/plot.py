@@ -1,4 +1,4 @@
-"""docs/benchmarks.png: scenarios 3 to 5 side by side, each with its target drawn in."""
+"""docs/benchmarks.png: scenarios 3, 4, 5 and 11 side by side, each with its target drawn in."""
 
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,10 +10,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
-from benchmarks.results import ACK_P99_MS, GROWTH, Measurement
+from benchmarks.results import ACK_P99_MS, GROWTH, SUSTAINED_ACK_P99_MS, Measurement
 from bot.config import AgentConfig
 
 COLORS = {"sqlite": "tab:blue", "postgres": "tab:orange", "-": "tab:gray"}
+APP_COLORS = {"memory-sdk": "tab:green", "baseline": "tab:gray"}
 
 
 def _series(ms: Sequence[Measurement], scenario: int) -> dict[tuple[str, str], list[Measurement]]:
@@ -31,7 +32,7 @@ def _label(app: str, db: str) -> str:
 def _lines(ax: Axes, series: dict[tuple[str, str], list[Measurement]]) -> None:
     for (app, db), points in series.items():
         xs = [m.x or 0 for m in points]
-        color = COLORS.get(db, "tab:green")
+        color = APP_COLORS.get(app) or COLORS.get(db, "tab:purple")
         name = _label(app, db)
         ax.plot(xs, [m.p50 for m in points], "o-", color=color, label=f"{name} p50")
         ax.plot(xs, [m.p99 for m in points], "s--", color=color, alpha=0.5, label=f"{name} p99")
@@ -88,11 +89,48 @@ def _growth(ax: Axes, ms: Sequence[Measurement], scenario: int, title: str, xlab
     ax.set_ylim(bottom=0)
 
 
+def _sustained(ax: Axes, ms: Sequence[Measurement]) -> None:
+    title = "11. Mentions at a fixed rate: ack p99"
+    rows = [m for m in ms if m.scenario == 11 and m.sustained is not None and m.x]
+    if not rows:
+        return _not_run(ax, title)
+    series: dict[tuple[str, str, int], list[Measurement]] = {}
+    for m in rows:
+        assert m.sustained is not None
+        series.setdefault((m.app, m.db, m.sustained.senders), []).append(m)
+    for (app, db, senders), points in series.items():
+        points.sort(key=lambda m: m.x or 0)
+        color = APP_COLORS.get(app) or COLORS.get(db, "tab:purple")
+        style = "o-" if senders == 1 else "s--"
+        who = "1 sender" if senders == 1 else f"{senders} at once"
+        ax.plot(
+            [m.x or 0 for m in points],
+            [m.p99 for m in points],
+            style,
+            color=color,
+            label=f"{_label(app, db)}, {who}",
+        )
+        for m in points:
+            assert m.sustained is not None
+            if m.sustained.grows:
+                ax.annotate("backlog", (m.x or 0, m.p99), fontsize=7, color=color)
+    ax.axhline(
+        SUSTAINED_ACK_P99_MS,
+        color="tab:red",
+        linestyle=":",
+        label=f"target: p99 < {SUSTAINED_ACK_P99_MS:.0f} ms",
+    )
+    ax.set_title(title + "\n(a rate failed is not tried higher)", fontsize=10)
+    ax.set_xlabel("mentions per second")
+    ax.set_ylabel("HTTP response time p99 (ms), log scale")
+    ax.set_yscale("log")
+
+
 def write_plot(path: Path, ms: Sequence[Measurement]) -> bool:
-    """False, and no file, when none of scenarios 3 to 5 ran."""
-    if not any(m.scenario in (3, 4, 5) for m in ms):
+    """False, and no file, when none of scenarios 3 to 5 and 11 ran."""
+    if not any(m.scenario in (3, 4, 5, 11) for m in ms):
         return False
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5.5))
+    fig, axes = plt.subplots(1, 4, figsize=(22, 5.5))
     _acks(axes[0], ms)
     _growth(
         axes[1],
@@ -105,6 +143,7 @@ def write_plot(path: Path, ms: Sequence[Measurement]) -> bool:
     if axes[2].has_data():
         limit = AgentConfig().history_limit
         axes[2].axvline(limit, color="tab:gray", linestyle=":", label=f"history_limit ({limit})")
+    _sustained(axes[3], ms)
     for ax in axes:
         if ax.has_data():
             ax.grid(True, alpha=0.3)

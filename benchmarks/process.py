@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from bot.container import Threadgate
 
 ROOT = Path(__file__).resolve().parents[1]
-AppName = Literal["bot", "baseline", "baseline-sdk"]
-APPS: tuple[AppName, ...] = ("bot", "baseline", "baseline-sdk")
+AppName = Literal["bot", "baseline", "baseline-sdk", "memory-sdk"]
+APPS: tuple[AppName, ...] = ("bot", "baseline", "baseline-sdk", "memory-sdk")
 IDLE_PATH = "/benchmark/idle"
 
 
@@ -81,6 +81,10 @@ async def serve(
             return Response(text="idle")
 
         web_app.router.add_get(IDLE_PATH, idle)
+    elif app == "memory-sdk":
+        from benchmarks.harness import build_memory_sdk
+
+        web_app = build_memory_sdk(slack_url=slack_url, bot_token=token, model=model).web_app()
     else:
         kind: BaselineKind = "agents" if app == "baseline-sdk" else "openai"
         web_app = Baseline(
@@ -145,7 +149,12 @@ async def app_process(app: AppName, fakes: "Fakes", database_url: str) -> AsyncI
         url = str(json.loads(line)["url"])
         async with aiohttp.ClientSession() as http:
             endpoint = Endpoint(
-                app, url, http, request_builder(fakes.slack), _nothing, approvals=app == "bot"
+                app,
+                url,
+                http,
+                request_builder(fakes.slack),
+                _nothing,
+                approvals=app in ("bot", "memory-sdk"),
             )
             yield AppProcess(endpoint, child.pid)
     finally:

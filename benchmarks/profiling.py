@@ -119,10 +119,10 @@ async def profile(fakes: Fakes, plan: Plan, dbs: list[DbKind], workdir: Path) ->
             window = partial(_sampling, profiler)
             async with scratch_database(db, workdir) as url, bot_endpoint(fakes, url) as bot:
                 if scenario == 1:
-                    m = await scenario_mentions(bot, fakes, plan, db, window)
+                    m = (await scenario_mentions(bot, fakes, plan, db, window))[0]
                     title = f"Scenario 1, mention → answer, bot on {db}"
                 else:
-                    m = await scenario_clicks(bot, fakes, plan, db, window)
+                    m = (await scenario_clicks(bot, fakes, plan, db, window))[0]
                     title = f"Scenario 2, click → resumed answer, bot on {db}"
             written[f"profile-scenario{scenario}-{db}.txt"] = _text(profiler, title, m)
     return written

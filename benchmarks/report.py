@@ -106,6 +106,43 @@ def _memory_rows(memory: Sequence[Memory]) -> list[list[str]]:
     ]
 
 
+def _sustained_rows(ms: Sequence[Measurement]) -> list[list[str]]:
+    rows = []
+    for m in ms:
+        if m.sustained is None:
+            continue
+        held = m.sustained
+        rows.append(
+            [
+                m.case,
+                m.db,
+                m.app,
+                f"{m.n}",
+                f"{m.p99:.1f}",
+                f"{held.answer_p50_ms:.1f}",
+                f"{held.first_third_ms:.1f}",
+                f"{held.last_third_ms:.1f}",
+                f"{held.missing}",
+                "GROWS" if held.grows else "no",
+            ]
+        )
+    return rows
+
+
+SUSTAINED_HEAD = [
+    "rate",
+    "db",
+    "app",
+    "mentions",
+    "ack p99 ms",
+    "answer p50 ms",
+    "answer p50, first third",
+    "last third",
+    "unanswered",
+    "backlog",
+]
+
+
 def _check_rows(checks: Sequence[Check]) -> list[list[str]]:
     return [[c.target, c.value, c.limit, "yes" if c.met else "NO"] for c in checks]
 
@@ -139,6 +176,8 @@ def text_report(
     parts = []
     if ms:
         parts.append(_plain(LATENCY_HEAD, _rows(ms)))
+    if _sustained_rows(ms):
+        parts.append(_plain(SUSTAINED_HEAD, _sustained_rows(ms)))
     if memory:
         parts.append(_plain(MEMORY_HEAD, _memory_rows(memory)))
     if checks:
@@ -187,6 +226,24 @@ METHOD = """\
 - Scenarios 1 to 6 measure answers posted whole: the bot runs with `[agent] stream = false`
   there, as the baselines post each answer with one `chat.postMessage`. It still sets its
   "is thinking…" status on the way (`assistant.threads.setStatus`), which the baselines do not.
+- **memory-sdk**: `benchmarks/memory_sdk.py`, the bot a team would write itself, and the app
+  the targets compare with: a Bolt `AsyncApp` running the agent `bot.agent.build.build_agent`
+  builds from the same config (same tools, same approval policy) on the same model client,
+  posting the same cards (`bot.slack.blocks`). A paused run's `RunState` waits in a dict; a click
+  updates the card with the decision, approves the call on that state and resumes it. No
+  database, no queue, no leases, no outbox, no status, no streaming.
+- **10 concurrent senders** (scenarios 1 and 2): rounds of 10 mentions (or 10 clicks on 10
+  paused runs) sent at once; each sample is one thread's time to its answer, read off the fake
+  Slack's record of the call (`RecordedCall.at`, the sender's clock).
+- **10. click → the card shows the decision**: on scenario 2's single clicks, from sending the
+  click to the fake Slack receiving the `chat.update` whose text reads "<tool>: approved".
+- **11. sustained**: `benchmarks/sustained.py`, an open loop at 10, 50 and 100 mentions a
+  second for 30 s, spread evenly (1 sender) or 10 at once (10 senders); the app in its own
+  process as in scenario 3. A rate is held when the ack p99 stays under 300 ms and the backlog
+  does not grow (last third's answer delay p50 at most twice the first third's, or within 50 ms
+  of it, and every answer in within 60 s of the last mention).
+- **12 and 13**: scenarios 1 and 2 at one sender with the fake model's first token after 300 ms
+  (`FakeModelServer.first_token_delay`), for every app with a model.
 - **baseline**: `benchmarks/baseline.py`, a least-work Bolt `AsyncApp` (no database, no queue):
   ack, one plain `openai` `AsyncOpenAI.responses.create`, one `chat.postMessage` in the thread,
   for a mention and for a click alike. The targets compare with it. **baseline-sdk** is the same
@@ -251,7 +308,9 @@ def markdown_report(
     lines = [
         "# threadgate benchmarks",
         "",
-        "Latency and memory of the bot against a least-work Bolt app, on the same fakes.",
+        "Latency and memory of the bot against the bot a team would write itself on the same "
+        "Agents SDK, agent, tools and cards, keeping paused runs in memory (memory-sdk), and "
+        "against a least-work Bolt app (baseline, baseline-sdk), on the same fakes.",
         "",
         "## How to reproduce",
         "",
@@ -290,10 +349,18 @@ def markdown_report(
     ]
     if ms:
         lines += [_markdown(LATENCY_HEAD, _rows(ms)), ""]
+    if _sustained_rows(ms):
+        lines += [
+            "Scenario 11, mentions at a fixed rate: acks, and each answer's delay after its "
+            "mention (a rate an app failed is not tried higher with the same senders):",
+            "",
+            _markdown(SUSTAINED_HEAD, _sustained_rows(ms)),
+            "",
+        ]
     if memory:
         lines += [_markdown(MEMORY_HEAD, _memory_rows(memory)), ""]
     if plot:
-        lines += [f"![Scenarios 3 to 5]({plot})", ""]
+        lines += [f"![Scenarios 3, 4, 5 and 11]({plot})", ""]
     if profiles:
         lines += ["Profiles (pyinstrument): " + ", ".join(f"[{p}]({p})" for p in profiles), ""]
     lines += ["## Method", "", METHOD, "", "## Findings", "", KEEP_START]

@@ -27,7 +27,6 @@ from storage.models import (
     utcnow,
 )
 from storage.outbox import Claimant, Owed
-from storage.statements import rowcount
 
 # How many earlier runs of a thread are asked who wrote what a new run reads; older history
 # is outside any run's window anyway.
@@ -137,14 +136,14 @@ class BegunResume:
 async def begin_resume(
     session: AsyncSession, *, run_id: str, history_limit: int | None
 ) -> BegunResume | None:
-    result = await session.execute(
+    # The run comes back with the UPDATE that hands it over (RETURNING), not read again.
+    run = await session.scalar(
         update(Run)
         .where(col(Run.id) == run_id, col(Run.status) == RunStatus.RESUMING)
         .values(status=RunStatus.RUNNING, updated_at=utcnow())
+        .returning(Run),
+        execution_options={"populate_existing": True},
     )
-    if rowcount(result) != 1:
-        return None
-    run = await session.get(Run, run_id, populate_existing=True)
     if run is None:
         return None
     approvals = await session.scalars(
@@ -213,15 +212,26 @@ async def pause_run(
     any older snapshot of the run; the thread is owed `owed`, then one card per approval."""
     now = utcnow()
     async with db.write() as session:
-        run = await session.get(Run, run_id, with_for_update=True)
-        if run is None or run.status != RunStatus.RUNNING:
+        # One compare-and-set UPDATE with RETURNING, where a locked read and the ORM's flush
+        # of the changed row took two statements.
+        found = (
+            await session.execute(
+                update(Run)
+                .where(col(Run.id) == run_id, col(Run.status) == RunStatus.RUNNING)
+                .values(
+                    generation=col(Run.generation) + 1,
+                    status=RunStatus.WAITING,
+                    state=saved.state,
+                    sdk_version=saved.sdk_version,
+                    state_schema_version=saved.schema_version,
+                    updated_at=now,
+                )
+                .returning(col(Run.generation), col(Run.requesters), col(Run.thread_key))
+            )
+        ).first()
+        if found is None:
             raise LookupError(f"run {run_id} is not running")
-        run.generation += 1
-        run.status = RunStatus.WAITING
-        run.state = saved.state
-        run.sdk_version = saved.sdk_version
-        run.state_schema_version = saved.schema_version
-        run.updated_at = now
+        generation, requesters, thread_key = found
         org = await session.scalar(
             select(col(Thread.enterprise_id)).where(col(Thread.key) == thread.key)
         )
@@ -229,7 +239,7 @@ async def pause_run(
             Approval(
                 id=new_approval_id(),
                 run_id=run_id,
-                generation=run.generation,
+                generation=generation,
                 team_id=thread.team_id,
                 enterprise_id=org,
                 channel_id=thread.channel_id,
@@ -238,7 +248,7 @@ async def pause_run(
                 tool_name=item.tool_name,
                 arguments=item.arguments,
                 requested_by=requested_by,
-                requesters=with_requesters([requested_by], run.requesters),
+                requesters=with_requesters([requested_by], requesters),
                 approvers=item.approvers,
                 approvals_needed=item.approvals_needed,
                 rule_index=item.rule_index,
@@ -265,9 +275,9 @@ async def pause_run(
         ]
         session.add_all(rows)
         await audit.append_requests(session, rows)
-        await history.append(session, thread_key=run.thread_key, items=new_history)
+        await history.append(session, thread_key=thread_key, items=new_history)
         cards = [Owed(OutboxKind.CARD, approval_id=row.id) for row in rows]
-        await outbox.add(session, thread_key=run.thread_key, owed=[*owed, *cards], by=by)
+        await outbox.add(session, thread_key=thread_key, owed=[*owed, *cards], by=by)
         return rows
 
 
