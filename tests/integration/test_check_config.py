@@ -229,7 +229,7 @@ message = "Which tickets are open?"
     assert beta.startswith("T0BETA1]: [agent] of its own; the rest is the top level's\n")
     [agent] = [line for line in beta.splitlines() if line.startswith("[agent] ")]
     assert agent == (
-        '[agent] name = beta-helper, model = gpt-4.1, api = responses, max_turns = 10, '
+        "[agent] name = beta-helper, model = gpt-4.1, api = responses, max_turns = 10, "
         "history_limit = 100, stream = false, max_file_bytes = 100000, accepts_images = true, "
         'max_image_bytes = 1000000, suggested_prompts = ["Open tickets"]'
     )
