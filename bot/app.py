@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any, cast
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.agent.build import build_mcp_servers, build_runs, configured_tools
+from bot.agent.build import build_agents, build_mcp_servers, configured_tools
 from bot.agent.builtin_tools import SENSITIVE, slack_tools
 from bot.approvals.approvals import Approvals
 from bot.approvals.deciding import CallPolicies
 from bot.approvals.inbox import HomeInbox
 from bot.approvals.policy import Policy
 from bot.approvals.thread_approvals import ThreadApprovals
-from bot.config import Config, load_config
+from bot.config import AgentConfig, Config, load_config
 from bot.container import Threadgate
 from bot.log_redaction import quiet_model_errors
 from bot.metrics import Metrics
@@ -137,6 +137,8 @@ def build_app(
     )
     background = Background()
     ack_first = AckFirst()
+    # `[workspaces.T….agent]`: each workspace with an agent of its own, by team id.
+    own_agents = {team: own.agent for team, own in config.workspaces.items() if own.agent}
     owner = process_owner()
     lease = timedelta(seconds=settings.lease_seconds)
     permalinks = Permalinks(client)
@@ -147,6 +149,7 @@ def build_app(
         owner=owner,
         lease=lease,
         history_limit=config.agent.history_limit,
+        history_limits={team: agent.history_limit for team, agent in own_agents.items()},
         ack_first=ack_first,
         max_workers=settings.max_workers,
     )
@@ -169,7 +172,7 @@ def build_app(
     )
     approvals.on_change = inbox.changed
     threads = ThreadApprovals(db, approvals=approvals, outbox=outbox)
-    runs = build_runs(
+    agents = build_agents(
         config,
         tools,
         policies,
@@ -194,29 +197,35 @@ def build_app(
         background.spawn(status, name=f"status {thread.key}")
 
     conversations = Conversations(db, kick=queue.kick, on_queued=thinking)
-    agent = config.agent
-    reader = ThreadReader(
-        client,
-        files=FileReader(
+
+    def reader(agent: AgentConfig) -> ThreadReader:
+        limits = FileLimits(
+            max_file_bytes=agent.max_file_bytes,
+            max_image_bytes=agent.max_image_bytes,
+            accepts_images=agent.accepts_images,
+        )
+        return ThreadReader(
             client,
-            FileLimits(
-                max_file_bytes=agent.max_file_bytes,
-                max_image_bytes=agent.max_image_bytes,
-                accepts_images=agent.accepts_images,
-            ),
-        ),
-        history_limit=agent.history_limit,
-        own_event_type=EVENT_TYPE,
+            files=FileReader(client, limits),
+            history_limit=agent.history_limit,
+            own_event_type=EVENT_TYPE,
+        )
+
+    context_reader = ThreadContextReader(
+        db,
+        reader(config.agent),
+        by_team={team: reader(agent) for team, agent in own_agents.items()},
     )
     worker = ThreadWorker(
         db,
-        runs=runs,
+        runs=agents,
         approvals=approvals,
         outbox=outbox,
         signs=signs,
         feedback=lambda run_id: [feedback_block(run_id)],
         stream=config.agent.stream,
-        context_reader=ThreadContextReader(db, reader),
+        stream_by_team={team: agent.stream for team, agent in own_agents.items()},
+        context_reader=context_reader,
         metrics=metrics,
         tracing=tracing,
     )
@@ -263,7 +272,7 @@ def build_app(
     commands.register(
         bolt,
         policies=policies,
-        tool_names=lambda: runs.tool_names,
+        tool_names=lambda: agents.default.tool_names,
         mcp_servers=mcp.status,
         feedback=answer_feedback,
         approvals=approvals,
@@ -276,7 +285,10 @@ def build_app(
         permalinks=permalinks,
     )
     prompts = SuggestedPrompts(
-        client, config.agent.suggested_prompts, config.agent.suggested_prompts_title
+        client,
+        config.agent.suggested_prompts,
+        config.agent.suggested_prompts_title,
+        by_team=own_agents,
     )
     agent_surface.register(bolt, prompts=prompts, background=background, home=inbox.publish)
     bolt.error(on_bolt_error)
@@ -289,7 +301,8 @@ def build_app(
         background=background,
         queue=queue,
         conversations=conversations,
-        runs=runs,
+        runs=agents.default,
+        agents=agents,
         approvals=approvals,
         interruptions=interruptions,
         outbox=outbox,

@@ -17,7 +17,7 @@ from bot.agent.build import check_policy_tools, load_tool_modules
 from bot.agent.builtin_tools import SENSITIVE
 from bot.approvals.policy import Policy
 from bot.approvals.rules import CallRule
-from bot.config import Config, load_config
+from bot.config import AgentConfig, Config, load_config
 
 # Field names of the policy's data that the config spells otherwise.
 _CONFIG_NAMES = {"required": "require"}
@@ -45,9 +45,18 @@ def check(path: Path | None) -> list[str]:
             + " of its own; the rest is the top level's",
         ]
         if own.agent is not None:
-            lines.append("[agent] " + _settings({"name": own.agent.name, "model": own.agent.model}))
+            lines.append("[agent] " + _agent_settings(own.agent))
         lines += _policy_report(effective_config, _policy(effective_config), tools)
     return lines
+
+
+def _agent_settings(agent: AgentConfig) -> str:
+    """Its settings but the instructions and the prompts' text, which are prose."""
+    values = agent.model_dump(exclude={"instructions", "suggested_prompts"})
+    values["suggested_prompts"] = tuple(prompt.title for prompt in agent.suggested_prompts)
+    if values["suggested_prompts_title"] is None:
+        del values["suggested_prompts_title"]
+    return _settings(values)
 
 
 def _policy(config: Config) -> Policy:

@@ -15,6 +15,7 @@ import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.agent.agents_by_team import AgentsByTeam
 from bot.agent.build import check_policy_tools
 from bot.agent.mcp_servers import McpServers
 from bot.agent.runs import AgentRuns
@@ -76,7 +77,7 @@ class Threadgate:
     queue: ThreadQueue
     conversations: Conversations
     outbox: Outbox
-    runs: AgentRuns
+    runs: AgentRuns  # the top-level [agent]'s
     approvals: Approvals
     interruptions: Interruptions
     sweeper: Sweeper
@@ -85,6 +86,8 @@ class Threadgate:
     mcp: McpServers
     function_tools: Mapping[str, Any]
     workspaces: Workspaces
+    # Each workspace's agent: its own [workspaces.T….agent], else `runs`.
+    agents: AgentsByTeam
     metrics: Metrics = field(default_factory=Metrics)
     tracing: Tracing = field(default_factory=Tracing)
     # The "Add to Slack" flow; None with SLACK_BOT_TOKEN (one workspace, nothing to install).
@@ -147,7 +150,7 @@ class Threadgate:
                 await self._sweeper_task
         await self.conversations.inbox.close()
         await self.mcp.stop()
-        await self.runs.close()
+        await self.agents.close()
         if self.client.session is not None:
             await self.client.session.close()
         await self.db.dispose()

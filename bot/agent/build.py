@@ -17,6 +17,7 @@ from openai import AsyncOpenAI
 
 from bot.agent import ledger as ledgers
 from bot.agent import openai_request_transform
+from bot.agent.agents_by_team import AgentsByTeam
 from bot.agent.mcp_servers import McpConnection, McpServers, ToolNames, resolve_servers
 from bot.agent.runs import AgentRuns
 from bot.agent.sdk_traces import route_sdk_traces
@@ -79,13 +80,6 @@ def check_policy_tools(
     nothing). Each `[workspaces.T…]` table is checked as its workspace's effective config."""
     _check_policy_tools_of(config.approvals, tools, config_path=config_path, elsewhere=elsewhere)
     for team_id, own in config.workspaces.items():
-        if own.agent is not None:
-            # Refused rather than ignored: the one agent would answer with other instructions.
-            raise ConfigError(
-                config_path,
-                f"workspaces.{team_id}.agent",
-                "a workspace's own [agent] is not supported yet (use the top-level [agent])",
-            )
         if own.approvals is None:
             continue
         try:
@@ -393,9 +387,39 @@ def build_runs(
     metrics: Metrics | None = None,
     tracing: Tracing | None = None,
 ) -> AgentRuns:
-    """Approved calls are claimed in `db`'s ledger. The SDK's own tracing never exports: it
-    would send conversation content to OpenAI. Its spans reach the operator's collector only,
-    and only when `tracing` exports."""
+    """The top-level `[agent]`'s runs (see `build_agents` for each workspace's own)."""
+    return build_agents(
+        config,
+        tools,
+        policies,
+        db=db,
+        settings=settings,
+        model=model,
+        thread_cover=thread_cover,
+        mcp=mcp,
+        metrics=metrics,
+        tracing=tracing,
+    ).default
+
+
+def build_agents(
+    config: Config,
+    tools: Mapping[str, FunctionTool],
+    policies: CallPolicies,
+    *,
+    db: Database,
+    settings: CoreSettings,
+    model: Model | None,
+    thread_cover: ThreadCover | None = None,
+    mcp: McpServers | None = None,
+    metrics: Metrics | None = None,
+    tracing: Tracing | None = None,
+) -> AgentsByTeam:
+    """One agent for the top-level `[agent]`, and one for each workspace with an `[agent]` of
+    its own, sharing the tools, servers, ledger and model client. Approved calls are claimed
+    in `db`'s ledger. The SDK's own tracing never exports: it would send conversation content
+    to OpenAI. Its spans reach the operator's collector only, and only when `tracing` exports.
+    A `model` given (tests) answers for every agent."""
     tracing = tracing or Tracing()
     route_sdk_traces(tracing.enabled)
     client = None
@@ -406,16 +430,32 @@ def build_runs(
             api_key=key.get_secret_value() if key is not None else "unset",
             base_url=settings.openai_base_url,
         )
-        model = build_model(config, client)
-    if metrics is not None:
-        model = TimedModel(model, metrics=metrics, tracing=tracing)
     ledger = ledgers.ExecutionLedger(db)
-    return AgentRuns(
-        build_agent(config, tools, policies, model, ledger, thread_cover, mcp, metrics, tracing),
-        max_turns=config.agent.max_turns,
-        db=db,
-        history_limit=config.agent.history_limit,
-        client=client,
-        cipher=db.cipher,
-        mcp=mcp,
+
+    def runs_of(effective: Config, *, owns_client: bool) -> AgentRuns:
+        agent_model = model
+        if agent_model is None:
+            assert client is not None
+            agent_model = build_model(effective, client)
+        if metrics is not None:
+            agent_model = TimedModel(agent_model, metrics=metrics, tracing=tracing)
+        return AgentRuns(
+            build_agent(
+                effective, tools, policies, agent_model, ledger, thread_cover, mcp, metrics, tracing
+            ),
+            max_turns=effective.agent.max_turns,
+            db=db,
+            history_limit=effective.agent.history_limit,
+            client=client if owns_client else None,
+            cipher=db.cipher,
+            mcp=mcp,
+        )
+
+    return AgentsByTeam(
+        runs_of(config, owns_client=True),
+        {
+            team_id: runs_of(config.for_team(team_id), owns_client=False)
+            for team_id, own in config.workspaces.items()
+            if own.agent is not None
+        },
     )

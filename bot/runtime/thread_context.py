@@ -6,6 +6,7 @@ authors of what is read become requesters of the run before the run can pause, s
 approval it asks for names them and the self-approval rule holds them too.
 """
 
+from collections.abc import Mapping
 from typing import Any
 
 from bot.slack.thread_reader import ThreadReader
@@ -17,9 +18,13 @@ from storage.runs import add_requesters
 
 
 class ThreadContextReader:
-    def __init__(self, db: Database, reader: ThreadReader) -> None:
+    def __init__(
+        self, db: Database, reader: ThreadReader, by_team: Mapping[str, ThreadReader] | None = None
+    ) -> None:
         self.db = db
         self.reader = reader
+        # A workspace with its own `[agent]` reads with its own history and file limits.
+        self.by_team = dict(by_team or {})
 
     async def read(self, job: Job, run_id: str) -> list[dict[str, Any]]:
         """Input items for the run `job` starts, to go before its message."""
@@ -28,8 +33,10 @@ class ThreadContextReader:
         after = await newest_message_taken(
             self.db, thread_key=job.thread_key, before_ts=job.message_ts, except_job=job.id
         )
-        context = await self.reader.read(
-            ThreadRef.from_key(job.thread_key),
+        thread = ThreadRef.from_key(job.thread_key)
+        reader = self.by_team.get(thread.team_id, self.reader)
+        context = await reader.read(
+            thread,
             message_ts=job.message_ts,
             user_id=job.user_id,
             after_ts=after,

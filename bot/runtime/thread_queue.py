@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -48,6 +48,7 @@ class ThreadQueue:
         lease: timedelta,
         history_limit: int | None,
         ack_first: AckFirst,
+        history_limits: Mapping[str, int] | None = None,
         max_workers: int = 16,
     ) -> None:
         self.db = db
@@ -56,6 +57,8 @@ class ThreadQueue:
         self.lease = lease
         # The history window a run reads in the step that starts it.
         self.history_limit = history_limit
+        # …or the one of the thread's workspace's own `[agent]`.
+        self.history_limits = dict(history_limits or {})
         # Each step first lets the Slack requests in flight have their acks.
         self.ack_first = ack_first
         self.handler: StepHandler | None = None
@@ -139,7 +142,9 @@ class ThreadQueue:
                 thread_key=thread_key,
                 owner=self.owner,
                 ttl=self.lease,
-                history_limit=self.history_limit,
+                history_limit=self.history_limits.get(
+                    ThreadRef.from_key(thread_key).team_id, self.history_limit
+                ),
                 finished=finished,
                 parked_note=self.parked_note,
             ),

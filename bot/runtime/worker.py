@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
+from bot.agent.agents_by_team import AgentsByTeam
 from bot.agent.failures import describe, logged_stop, turn_limit_note
-from bot.agent.runs import AgentRuns, RunOutcome, StateLoadError, thread_context
+from bot.agent.runs import RunOutcome, StateLoadError, thread_context
 from bot.approvals.approvals import Approvals
 from bot.metrics import Metrics
 from bot.runtime import outbox as owed
@@ -45,13 +46,14 @@ class ThreadWorker:
         self,
         db: Database,
         *,
-        runs: AgentRuns,
+        runs: AgentsByTeam,
         approvals: Approvals,
         outbox: Outbox,
         signs: ThreadSigns,
         context_reader: ThreadContextReader,
         feedback: Callable[[str], Sequence[Block]],
         stream: bool = True,
+        stream_by_team: Mapping[str, bool] | None = None,
         pace: float | None = None,
         metrics: Metrics | None = None,
         tracing: Tracing | None = None,
@@ -65,7 +67,7 @@ class ThreadWorker:
         self.signs = signs
         self.context_reader = context_reader
         self.feedback = feedback
-        self.surfaces = LiveSurfaces(stream=stream)
+        self.surfaces = LiveSurfaces(stream=stream, by_team=stream_by_team)
         self._signals: dict[str, set[asyncio.Task[None]]] = {}
         self.pace = pace
 
@@ -119,13 +121,14 @@ class ThreadWorker:
             await self.signs.unreact(thread, message_ts=job.message_ts)
             return JobStatus.DEFERRED
         run = begun.run
-        history = self.runs.history(job.thread_key, stored=begun.history)
+        runs = self.runs.runs_for(thread.team_id)
+        history = runs.history(job.thread_key, stored=begun.history)
         live = self._live(thread, job.user_id)
         try:
             with self._running("start", run.id):
                 # Earlier messages and files of the thread; their authors become requesters.
                 context_items = await self.context_reader.read(job, run.id)
-                outcome = await self.runs.start(
+                outcome = await runs.start(
                     job.text or "",
                     history=history,
                     context_items=context_items,
@@ -155,7 +158,9 @@ class ThreadWorker:
             await self._resume_failed(run, thread, deferred, "The paused run is gone")
             return JobStatus.FAILED
         decisions = {a.call_id: self.approvals.decision_for(a) for a in approvals}
-        history = self.runs.history(job.thread_key, stored=begun.history)
+        # The workspace's own agent: the one the state was paused with, by its name.
+        runs = self.runs.runs_for(thread.team_id)
+        history = runs.history(job.thread_key, stored=begun.history)
         await self.signs.show(
             thread, thread_signs.THINKING, message_ts=None, loading=thread_signs.THINKING_MESSAGES
         )
@@ -167,7 +172,7 @@ class ThreadWorker:
                 live.rejected(approval.call_id, approval.tool_name)
         try:
             with self._running("resume", run.id):
-                outcome, refused = await self.runs.resume(
+                outcome, refused = await runs.resume(
                     run.state,
                     decisions=decisions,
                     new_messages=[message.text or "" for message in deferred],

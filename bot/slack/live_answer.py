@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -71,12 +71,16 @@ class Leftover:
 class LiveSurfaces:
     """Which threads stream: a workspace or channel that refused once is not asked again."""
 
-    def __init__(self, *, stream: bool = True) -> None:
+    def __init__(self, *, stream: bool = True, by_team: Mapping[str, bool] | None = None) -> None:
         self._default = Mode.STREAM if stream else Mode.OFF
+        # A workspace's own `[agent] stream`, over the top level's.
+        self._teams = {
+            team: Mode.STREAM if on else Mode.OFF for team, on in (by_team or {}).items()
+        }
         self._modes: dict[str, Mode] = {}
 
     def mode(self, thread: ThreadRef) -> Mode:
-        return self._modes.get(thread.channel_id, self._default)
+        return self._modes.get(thread.channel_id, self._teams.get(thread.team_id, self._default))
 
     def downgrade(self, thread: ThreadRef, mode: Mode) -> None:
         if len(self._modes) > 5000:

@@ -10,32 +10,52 @@ A failure is logged and dropped: prompts are a courtesy, and the person can alwa
 """
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.config import SuggestedPrompt
+from bot.config import AgentConfig, SuggestedPrompt
 
 log = logging.getLogger(__name__)
 
 
-class SuggestedPrompts:
-    def __init__(
-        self, client: AsyncWebClient, prompts: Sequence[SuggestedPrompt], title: str | None
-    ) -> None:
-        self.client = client
+class _Offered:
+    def __init__(self, prompts: Sequence[SuggestedPrompt], title: str | None) -> None:
         self.prompts = [{"title": p.title, "message": p.message} for p in prompts]
         self.title = title
 
-    async def offer(self, *, channel_id: str, thread_ts: str | None) -> None:
-        """Set the prompts in the conversation (or the assistant thread); none configured: no
-        call, since Slack refuses an empty list."""
-        if not self.prompts:
+
+class SuggestedPrompts:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        prompts: Sequence[SuggestedPrompt],
+        title: str | None,
+        by_team: Mapping[str, AgentConfig] | None = None,
+    ) -> None:
+        """`by_team`: the `[agent]` of each workspace that has its own, prompts and title."""
+        self.client = client
+        self.default = _Offered(prompts, title)
+        self.by_team = {
+            team: _Offered(agent.suggested_prompts, agent.suggested_prompts_title)
+            for team, agent in (by_team or {}).items()
+        }
+
+    async def offer(
+        self, *, channel_id: str, thread_ts: str | None, team_id: str | None = None
+    ) -> None:
+        """Set the workspace's prompts in the conversation (or the assistant thread); none
+        configured: no call, since Slack refuses an empty list."""
+        offered = self.by_team.get(team_id or "", self.default)
+        if not offered.prompts:
             return
         try:
             await self.client.assistant_threads_setSuggestedPrompts(
-                channel_id=channel_id, thread_ts=thread_ts, prompts=self.prompts, title=self.title
+                channel_id=channel_id,
+                thread_ts=thread_ts,
+                prompts=offered.prompts,
+                title=offered.title,
             )
         except SlackApiError as exc:
             log.warning("could not set suggested prompts: %s", exc.response.get("error"))

@@ -204,6 +204,39 @@ approvals_needed = 3
     assert "C0FINANCE" not in beta  # its rules replace the top level's
 
 
+async def test_a_workspace_agent_is_shown_in_its_section(tmp_path: Path) -> None:
+    path = tmp_path / "threadgate.toml"
+    path.write_text(
+        CONFIG
+        + """
+[workspaces.T0BETA1.agent]
+name = "beta-helper"
+instructions = "Answer in French."
+model = "gpt-4.1"
+stream = false
+
+[[workspaces.T0BETA1.agent.suggested_prompts]]
+title = "Open tickets"
+message = "Which tickets are open?"
+"""
+    )
+
+    code, out, err = await check_config(tmp_path, str(path))
+
+    assert (code, err) == (0, "")
+    top, beta = out.split("\n\n[workspaces.")
+    assert "beta-helper" not in top
+    assert beta.startswith("T0BETA1]: [agent] of its own; the rest is the top level's\n")
+    [agent] = [line for line in beta.splitlines() if line.startswith("[agent] ")]
+    assert agent == (
+        "[agent] name = beta-helper, model = gpt-4.1, api = responses, max_turns = 10, "
+        "history_limit = 100, stream = false, max_file_bytes = 100000, accepts_images = true, "
+        'max_image_bytes = 1000000, suggested_prompts = ["Open tickets"]'
+    )
+    assert "French" not in out  # instructions are prose, not settings
+    assert '[approvals] default = always, approvers = ["UAPPROVER1", "SAPPROVERS"]' in beta
+
+
 async def test_a_bad_workspace_table_is_named_by_its_key(tmp_path: Path) -> None:
     path = tmp_path / "threadgate.toml"
     for table, key in {
@@ -215,7 +248,7 @@ async def test_a_bad_workspace_table_is_named_by_its_key(tmp_path: Path) -> None
             "workspaces.T0BETA1.approvals.rules.1.tools.0"
         ),
         "[workspaces.T0BETA1]\nstorage = {}\n": "workspaces.T0BETA1.storage",
-        '[workspaces.T0BETA1.agent]\nmodel = "gpt-4.1"\n': "workspaces.T0BETA1.agent",
+        "[workspaces.T0BETA1.agent]\nmax_turns = 0\n": "workspaces.T0BETA1.agent.max_turns",
     }.items():
         path.write_text(CONFIG + table)
 

@@ -90,13 +90,25 @@ async def install(bot: RunningBot, team_id: str) -> str:
 
 @asynccontextmanager
 async def two_workspaces(
-    database_url: str, slack: FakeSlackAPI, *, config: Config, model: Any
+    database_url: str,
+    slack: FakeSlackAPI,
+    *,
+    config: Config,
+    model: Any,
+    live: bool = False,
+    **overrides: Any,
 ) -> AsyncIterator[tuple[RunningBot, dict[str, str]]]:
+    """`live` and `overrides` (settings) as `running_bot` and `oauth_settings` take them."""
     slack.oauth.add_workspace(ALPHA, name="Alpha", channels=(ALPHA_CHANNEL,))
     slack.oauth.add_workspace(BETA, name="Beta", channels=(BETA_CHANNEL,))
-    settings = oauth_settings(database_url, slack)
+    settings = oauth_settings(database_url, slack, **overrides)
     async with running_bot(
-        database_url=database_url, slack=slack, config=config, model=model, settings=settings
+        database_url=database_url,
+        slack=slack,
+        config=config,
+        model=model,
+        settings=settings,
+        live=live,
     ) as bot:
         slack.oauth.redirect_url = f"{bot.url}/slack/oauth_redirect"
         tokens = {ALPHA: await install(bot, ALPHA), BETA: await install(bot, BETA)}

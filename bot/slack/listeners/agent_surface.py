@@ -21,6 +21,7 @@ from bot.slack.listeners.parsing import (
     slack_id,
 )
 from bot.slack.suggested_prompts import SuggestedPrompts
+from bot.slack.workspace_scope import current_team
 
 
 def _event(body: dict[str, Any]) -> dict[str, Any]:
@@ -38,8 +39,10 @@ def register(
     home: Callable[[str, str], Coroutine[Any, Any, None]],
 ) -> None:
     def offer(channel_id: str, thread_ts: str | None) -> None:
+        team_id = current_team()  # the request's workspace, whose prompts these are
         background.spawn(
-            prompts.offer(channel_id=channel_id, thread_ts=thread_ts), name="suggested prompts"
+            prompts.offer(channel_id=channel_id, thread_ts=thread_ts, team_id=team_id),
+            name="suggested prompts",
         )
 
     @app.event("app_home_opened")
