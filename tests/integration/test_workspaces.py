@@ -488,3 +488,35 @@ async def test_an_org_wide_install_answers_every_workspace_of_the_org_with_its_o
         entries = await audit.entries(bot.app.db, approval_id=approval_id)
         assert {e.event for e in entries} >= {"requested", "approved"}
         assert {(e.team, e.enterprise) for e in entries} == {(delta, org)}
+
+
+async def test_a_revoked_bot_token_forgets_its_workspace_and_a_revoked_user_token_does_not(
+    database_url: str, slack: FakeSlackAPI, executions: Counter[str]
+) -> None:
+    config = approval_config(approvers=[APPROVER])
+    async with two_workspaces(database_url, slack, config=config, model=delete_then_answer()) as (
+        bot,
+        _tokens,
+    ):
+        db = bot.app.db
+        await mention(bot, ALPHA, ALPHA_CHANNEL, "please delete customer c42", THREAD_TS)
+        [approval_id] = approval_ids(cards_in(slack, ALPHA_CHANNEL)[0])
+
+        people_only = {"type": "tokens_revoked", "tokens": {"oauth": [ASKER]}}
+        status, _ = await bot.send(requests_from(BETA).event(people_only))
+        assert status == 200
+        await bot.settle()
+        assert await installations.find(db, enterprise_id=None, team_id=BETA) is not None
+
+        bot_revoked = {"type": "tokens_revoked", "tokens": {"oauth": [], "bot": ["UBOTALPHA"]}}
+        status, _ = await bot.send(requests_from(ALPHA).event(bot_revoked))
+        assert status == 200
+        await bot.settle()
+        assert await installations.find(db, enterprise_id=None, team_id=ALPHA) is None
+        assert await installations.find(db, enterprise_id=None, team_id=BETA) is not None
+        assert await status_of(bot, approval_id) == ApprovalStatus.EXPIRED
+        [expired] = [
+            e for e in await audit.entries(db, approval_id=approval_id) if e.event == "expired"
+        ]
+        assert expired.detail == f"bot token revoked in {ALPHA}"
+        assert not executions
