@@ -15,7 +15,7 @@ from tests.fakes.slack_requests import SlackRequestBuilder
 from tests.integration.conftest import APPROVER, CHANNEL, approval_ids, approval_messages
 from tests.running_app import SIGNING_SECRET
 
-ASKED = "please delete the customer c7 named Zebulon"
+ASKED = "please delete the customer cust-Zq7 named Zebulon"
 ANSWER = "Zebulon is gone for good."
 
 
@@ -24,7 +24,7 @@ async def test_json_lines_carry_the_ids_of_their_run_and_no_content(
 ) -> None:
     requests = SlackRequestBuilder(SIGNING_SECRET, team_id=slack.team_id)
     async with FakeModelServer() as model:
-        model.reply_tool_calls(("delete_customer", {"customer_id": "c7"}))
+        model.reply_tool_calls(("delete_customer", {"customer_id": "cust-Zq7"}))
         model.reply_text(ANSWER)
         async with bot_process(
             database_url, slack, model, tmp_path, LOG_FORMAT="json", LOG_LEVEL="DEBUG"
@@ -66,7 +66,8 @@ async def test_json_lines_carry_the_ids_of_their_run_and_no_content(
             assert line["thread_ts"] == "2.5"
             assert "job_id" in line
     text = "".join(bot.log)
-    for content in ("Zebulon", "c7", ASKED, ANSWER):
+    # Ids are hex: the customer id is one no id can contain.
+    for content in ("Zebulon", "cust-Zq7", ASKED, ANSWER):
         assert content not in text
     for secret in (slack.bot_token, SIGNING_SECRET, "sk-test-key"):
         assert secret not in text
