@@ -128,58 +128,65 @@ async def claim(db: Database, *, thread_key: str, by: Claimant) -> list[Delivery
     Rows are ours when we wrote them or when their claim ran out. New posts are taken in
     order and stop at the first that somebody else holds; updates are taken regardless.
     """
-    now, owner = utcnow(), by.owner
     async with db.write() as session:
-        rows = (
-            await session.scalars(
-                select(OutboxMessage)
-                .where(
-                    col(OutboxMessage.thread_key) == thread_key,
-                    col(OutboxMessage.status) == OutboxStatus.PENDING,
-                )
-                .order_by(col(OutboxMessage.id))
+        return await claim_in(session, thread_key=thread_key, by=by)
+
+
+async def claim_in(session: AsyncSession, *, thread_key: str, by: Claimant) -> list[Delivery]:
+    """`claim` in the transaction of the change that owes the messages: one transaction less
+    between a change and its delivery. The caller must keep this process's other deliveries
+    of the thread out until it has delivered what this returns."""
+    now, owner = utcnow(), by.owner
+    rows = (
+        await session.scalars(
+            select(OutboxMessage)
+            .where(
+                col(OutboxMessage.thread_key) == thread_key,
+                col(OutboxMessage.status) == OutboxStatus.PENDING,
             )
-        ).all()
-        card_ts = await _card_messages(session, [r.approval_id for r in rows if r.approval_id])
-        claimed: list[Delivery] = []
-        posts_blocked = False
-        unposted: set[tuple[OutboxKind, str]] = set()
-        for row in rows:
-            delivery = _delivery(row, card_ts.get((row.kind, row.approval_id or "")))
-            if delivery.is_first_post:
-                assert row.approval_id is not None
-                if (row.kind, row.approval_id) in unposted:
-                    continue  # whoever posts the card sends its later versions (`delivered`)
-                unposted.add((row.kind, row.approval_id))
-            ours = row.claimed_by == owner or row.next_attempt_at <= now
-            if delivery.is_post and (posts_blocked or not ours):
-                posts_blocked = True
-                continue
-            if not ours:
-                continue
-            if row.claimed_by != owner or row.next_attempt_at <= now:
-                result = await session.execute(
-                    update(OutboxMessage)
-                    .where(
-                        col(OutboxMessage.id) == row.id,
-                        col(OutboxMessage.status) == OutboxStatus.PENDING,
-                        or_(
-                            col(OutboxMessage.claimed_by) == owner,
-                            col(OutboxMessage.next_attempt_at) <= now,
-                        ),
-                    )
-                    .values(
-                        claimed_by=owner,
-                        attempts=row.attempts + 1,
-                        next_attempt_at=now + by.ttl,
-                    )
+            .order_by(col(OutboxMessage.id))
+        )
+    ).all()
+    card_ts = await _card_messages(session, [r.approval_id for r in rows if r.approval_id])
+    claimed: list[Delivery] = []
+    posts_blocked = False
+    unposted: set[tuple[OutboxKind, str]] = set()
+    for row in rows:
+        delivery = _delivery(row, card_ts.get((row.kind, row.approval_id or "")))
+        if delivery.is_first_post:
+            assert row.approval_id is not None
+            if (row.kind, row.approval_id) in unposted:
+                continue  # whoever posts the card sends its later versions (`delivered`)
+            unposted.add((row.kind, row.approval_id))
+        ours = row.claimed_by == owner or row.next_attempt_at <= now
+        if delivery.is_post and (posts_blocked or not ours):
+            posts_blocked = True
+            continue
+        if not ours:
+            continue
+        if row.claimed_by != owner or row.next_attempt_at <= now:
+            result = await session.execute(
+                update(OutboxMessage)
+                .where(
+                    col(OutboxMessage.id) == row.id,
+                    col(OutboxMessage.status) == OutboxStatus.PENDING,
+                    or_(
+                        col(OutboxMessage.claimed_by) == owner,
+                        col(OutboxMessage.next_attempt_at) <= now,
+                    ),
                 )
-                if rowcount(result) != 1:
-                    posts_blocked = posts_blocked or delivery.is_post
-                    continue
-                delivery = _delivery(row, delivery.card_ts, attempts=row.attempts + 1)
-            claimed.append(delivery)
-        return claimed
+                .values(
+                    claimed_by=owner,
+                    attempts=row.attempts + 1,
+                    next_attempt_at=now + by.ttl,
+                )
+            )
+            if rowcount(result) != 1:
+                posts_blocked = posts_blocked or delivery.is_post
+                continue
+            delivery = _delivery(row, delivery.card_ts, attempts=row.attempts + 1)
+        claimed.append(delivery)
+    return claimed
 
 
 async def _card_messages(

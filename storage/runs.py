@@ -26,7 +26,7 @@ from storage.models import (
     Thread,
     utcnow,
 )
-from storage.outbox import Claimant, Owed
+from storage.outbox import Claimant, Delivery, Owed
 
 # How many earlier runs of a thread are asked who wrote what a new run reads; older history
 # is outside any run's window anyway.
@@ -290,10 +290,12 @@ async def finish_run(
     new_history: Sequence[str] = (),
     owed: Sequence[Owed] = (),
     by: Claimant | None = None,
-) -> bool:
+    claim: bool = False,
+) -> list[Delivery] | None:
     """End a running run, with the thread's new history items and the messages it owes the
     thread (its answer, or the note that it failed). A completed run drops its state; a
-    failed one keeps it.
+    failed one keeps it. Returns what the thread is owed that `by` may deliver now, claimed in
+    the same transaction, when `claim` (else nothing); None when the run was not running.
 
     Only a running run ends here: one that recovery already marked interrupted stays so, and
     its items are not kept, as its retry will produce them again.
@@ -309,10 +311,12 @@ async def finish_run(
             .returning(col(Run.thread_key))
         )
         if thread_key is None:
-            return False
+            return None
         await history.append(session, thread_key=thread_key, items=new_history)
         await outbox.add(session, thread_key=thread_key, owed=owed, by=by)
-        return True
+        if not claim or by is None:
+            return []
+        return await outbox.claim_in(session, thread_key=thread_key, by=by)
 
 
 async def add_requesters(db: Database, *, run_id: str, user_ids: Sequence[str]) -> list[str]:

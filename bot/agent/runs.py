@@ -6,7 +6,8 @@ stored in one transaction.
 """
 
 import json
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Any, Protocol
@@ -16,14 +17,18 @@ from agents import (
     MaxTurnsExceeded,
     RawResponsesStreamEvent,
     RunContextWrapper,
+    RunHooks,
     RunItemStreamEvent,
     Runner,
     RunResultStreaming,
     RunState,
+    Tool,
     ToolApprovalItem,
 )
 from agents.memory import SessionSettings
+from agents.result import RunResult
 from agents.run_state import CURRENT_SCHEMA_VERSION
+from agents.tool_context import ToolContext
 from openai import AsyncOpenAI
 
 from bot.agent.mcp_servers import McpServers
@@ -35,6 +40,8 @@ from storage.ids import ThreadRef
 from storage.runs import SavedState
 
 SDK_VERSION = version("openai-agents")
+# Paused states this process produced, kept to resume without parsing them back (LRU).
+PAUSED_KEPT = 256
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,7 @@ class RunOutcome:
     saved: SavedState | None = None
     # Set when the run stopped at `max_turns`: what it did so far is in its history.
     turn_limit: int | None = None
+    state: RunState[Any, Agent[Any]] | None = field(default=None, repr=False, compare=False)
 
 
 class RunObserver(Protocol):
@@ -117,6 +125,8 @@ class AgentRuns:
         self.max_turns = max_turns
         self.db = db
         self.history_limit = history_limit
+        # run id → (the stored state, the object it was serialized from)
+        self._paused: OrderedDict[str, tuple[str, RunState[Any, Agent[Any]]]] = OrderedDict()
 
     def history(self, thread_key: str, *, stored: list[str] | None = None) -> RunHistory:
         """A run's session; `stored` is the thread's newest `history_limit` rows, if read."""
@@ -146,11 +156,27 @@ class AgentRuns:
         context: Mapping[str, str],
         context_items: Sequence[Mapping[str, Any]] = (),
         observer: RunObserver | None = None,
+        streamed: bool = True,
     ) -> RunOutcome:
         """The run's new history items stay in `history` until its outcome is stored.
 
         `context_items` (what the thread said that the history lacks) go before the message.
+        Unless `streamed`, the observer sees the tool calls but no text as it comes.
         """
+        run_id = str(context.get("run_id") or "")
+        watcher = observer or Unobserved()
+        if not streamed:
+            return await self._whole(
+                Runner.run(
+                    self.agent,
+                    run_input(text, context_items),
+                    session=history,
+                    context=dict(context),
+                    max_turns=self.max_turns,
+                    hooks=_ToolHooks(watcher),
+                ),
+                run_id,
+            )
         result = Runner.run_streamed(
             self.agent,
             run_input(text, context_items),
@@ -158,7 +184,7 @@ class AgentRuns:
             context=dict(context),
             max_turns=self.max_turns,
         )
-        return await self._follow(result, observer or Unobserved())
+        return await self._follow(result, watcher, run_id)
 
     async def load(self, saved_state: str) -> RunState[Any, Agent[Any]]:
         try:
@@ -181,6 +207,8 @@ class AgentRuns:
         new_messages: Sequence[str],
         history: RunHistory,
         observer: RunObserver | None = None,
+        run_id: str = "",
+        streamed: bool = True,
     ) -> tuple[RunOutcome, list[int]]:
         """Apply the decisions and go on; returns the outcome and the indexes of the messages
         that the paused state could not take (they go back to the thread's queue).
@@ -188,7 +216,7 @@ class AgentRuns:
         Every pending call must have a decision: resuming with an undecided call would pause
         again on the same call and strand it.
         """
-        state = await self.load(saved_state)
+        state = self._kept(run_id, saved_state) or await self.load(saved_state)
         offered = {tool.name for tool in await self.agent.get_all_tools(RunContextWrapper({}))}
         for item in state.get_interruptions():
             decision = decisions.get(item.call_id or "")
@@ -211,16 +239,55 @@ class AgentRuns:
             except Exception:
                 refused.append(index)
         # The state keeps the run's turn count: `max_turns` holds across every pause.
+        watcher = observer or Unobserved()
+        if not streamed:
+            run = Runner.run(
+                self.agent,
+                state,
+                session=history,
+                max_turns=self.max_turns,
+                hooks=_ToolHooks(watcher),
+            )
+            return await self._whole(run, run_id), refused
         result = Runner.run_streamed(self.agent, state, session=history, max_turns=self.max_turns)
-        return await self._follow(result, observer or Unobserved()), refused
+        return await self._follow(result, watcher, run_id), refused
 
-    async def _follow(self, result: RunResultStreaming, observer: RunObserver) -> RunOutcome:
+    async def _follow(
+        self, result: RunResultStreaming, observer: RunObserver, run_id: str
+    ) -> RunOutcome:
         try:
             async for event in result.stream_events():
                 _tell(observer, event)
         except MaxTurnsExceeded:
             return RunOutcome(final_text=None, turn_limit=self.max_turns)
-        return _outcome(result)
+        return self._outcome(result, run_id)
+
+    async def _whole(self, run: Awaitable[RunResult], run_id: str) -> RunOutcome:
+        """A run nobody watches as it streams: the SDK's plain run, with no server-sent events
+        to parse."""
+        try:
+            result = await run
+        except MaxTurnsExceeded:
+            return RunOutcome(final_text=None, turn_limit=self.max_turns)
+        return self._outcome(result, run_id)
+
+    def _outcome(self, result: RunResult | RunResultStreaming, run_id: str) -> RunOutcome:
+        outcome = _outcome(result)
+        if outcome.saved is not None and outcome.state is not None and run_id:
+            self._paused[run_id] = (outcome.saved.state, outcome.state)
+            self._paused.move_to_end(run_id)
+            while len(self._paused) > PAUSED_KEPT:
+                self._paused.popitem(last=False)
+        return outcome
+
+    def _kept(self, run_id: str, saved_state: str) -> RunState[Any, Agent[Any]] | None:
+        """The state object this process paused the run with, if what is stored is exactly what
+        it was serialized to: then parsing it back would only rebuild the same object. Taken
+        once: a resume that fails half-way and is tried again parses the stored state."""
+        kept = self._paused.pop(run_id, None) if run_id else None
+        if kept is None or kept[0] != saved_state:
+            return None
+        return kept[1]
 
 
 def _short(exc: BaseException) -> str:
@@ -251,16 +318,39 @@ def _call_of(raw: object) -> tuple[str, str]:
     return str(call_id), str(getattr(raw, "name", None) or "")
 
 
-def _outcome(result: RunResultStreaming) -> RunOutcome:
+class _ToolHooks(RunHooks[Any]):
+    """The observer's tool calls, for a run that is not streamed."""
+
+    def __init__(self, observer: RunObserver) -> None:
+        self.observer = observer
+
+    async def on_tool_start(
+        self, context: RunContextWrapper[Any], agent: Agent[Any], tool: Tool
+    ) -> None:
+        self.observer.tool_started(_call_id(context), tool.name)
+
+    async def on_tool_end(
+        self, context: RunContextWrapper[Any], agent: Agent[Any], tool: Tool, result: object
+    ) -> None:
+        self.observer.tool_finished(_call_id(context), tool.name)
+
+
+def _call_id(context: RunContextWrapper[Any]) -> str:
+    return context.tool_call_id if isinstance(context, ToolContext) else ""
+
+
+def _outcome(result: RunResult | RunResultStreaming) -> RunOutcome:
     if result.interruptions:
+        state = result.to_state()
         return RunOutcome(
             final_text=None,
             pending=[_pending(item) for item in result.interruptions],
             saved=SavedState(
-                state=result.to_state().to_string(),
+                state=state.to_string(),
                 sdk_version=SDK_VERSION,
                 schema_version=CURRENT_SCHEMA_VERSION,
             ),
+            state=state,
         )
     final = result.final_output
     return RunOutcome(

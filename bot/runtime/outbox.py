@@ -10,7 +10,7 @@ now is tried again by the sweep, later and later.
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -124,6 +124,25 @@ class Outbox:
             except Exception:
                 log.exception("delivery to thread %s stopped; the sweep goes on", thread_key)
 
+    async def after(
+        self, thread_key: str, change: Callable[[Claimant], Awaitable[list[Delivery] | None]]
+    ) -> bool:
+        """Commit `change`, which stores what it owes the thread and claims it in the same
+        transaction, then deliver that. This process's other deliveries of the thread wait
+        from before the claim to the end, so none of them can take the same rows. False when
+        the change made none (it returned None)."""
+        team_id = ThreadRef.from_key(thread_key).team_id
+        async with self._locks.hold(thread_key):
+            claimed = await change(self.claimant)
+            if claimed is None:
+                return False
+            try:
+                with speaking_for(team_id):
+                    await self._deliver(thread_key, claimed)
+            except Exception:
+                log.exception("delivery to thread %s stopped; the sweep goes on", thread_key)
+            return True
+
     async def sweep(self) -> int:
         threads = await outbox.threads_with_due_messages(self.db)
         for thread_key in threads:
@@ -131,8 +150,12 @@ class Outbox:
         await outbox.purge_delivered(self.db)
         return len(threads)
 
-    async def _deliver(self, thread_key: str) -> None:
-        queue = await outbox.claim(self.db, thread_key=thread_key, by=self.claimant)
+    async def _deliver(self, thread_key: str, claimed: list[Delivery] | None = None) -> None:
+        queue = (
+            claimed
+            if claimed is not None
+            else await outbox.claim(self.db, thread_key=thread_key, by=self.claimant)
+        )
         posts_stopped = False
         done: set[int] = set()
         while queue:

@@ -68,7 +68,7 @@ class ThreadWorker:
         self.context_reader = context_reader
         self.feedback = feedback
         self.surfaces = LiveSurfaces(stream=stream, by_team=stream_by_team)
-        self._signals: dict[str, set[asyncio.Task[None]]] = {}
+        self._signals: dict[str, asyncio.Task[None]] = {}  # each thread's newest status change
         self.pace = pace
 
     def _live(self, thread: ThreadRef, recipient: str | None) -> LiveAnswer:
@@ -82,17 +82,38 @@ class ThreadWorker:
             **extra,
         )
 
-    def _signal(self, thread: ThreadRef, status: str) -> None:
-        """A status change the run does not wait for; `_signalled` waits for it before the
-        thread's last word on its status, so a late one cannot undo it."""
-        task = asyncio.create_task(self.signs.show(thread, status, message_ts=None))
-        pending = self._signals.setdefault(thread.key, set())
-        pending.add(task)
-        task.add_done_callback(pending.discard)
+    def _signal(self, thread: ThreadRef, status: str, *, loading: Sequence[str] = ()) -> None:
+        """A status change the run does not wait for: each waits for the thread's one before,
+        so they reach Slack in order, and `_signalled` waits for them before the thread's last
+        word on its status, so a late one cannot undo it."""
+        previous = self._signals.get(thread.key)
+        task = asyncio.create_task(self._show_after(previous, thread, status, loading))
+        self._signals[thread.key] = task
+
+        def forget(done: asyncio.Task[None], key: str = thread.key) -> None:
+            if self._signals.get(key) is done:
+                del self._signals[key]
+
+        task.add_done_callback(forget)
+
+    async def _show_after(
+        self,
+        previous: asyncio.Task[None] | None,
+        thread: ThreadRef,
+        status: str,
+        loading: Sequence[str],
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        try:
+            await self.signs.show(thread, status, message_ts=None, loading=loading)
+        except Exception:
+            log.exception("status of thread %s not shown", thread.key)
 
     async def _signalled(self, thread: ThreadRef) -> None:
-        pending = self._signals.pop(thread.key, set())
-        await asyncio.gather(*pending, return_exceptions=True)
+        last = self._signals.pop(thread.key, None)
+        if last is not None:
+            await asyncio.wait([last])
 
     @contextlib.contextmanager
     def _running(self, kind: str, run_id: str) -> Iterator[None]:
@@ -134,6 +155,7 @@ class ThreadWorker:
                     context_items=context_items,
                     context=thread_context(thread, run_id=run.id, user_id=job.user_id or "unknown"),
                     observer=live,
+                    streamed=live.live,
                 )
         except Exception as exc:
             await self._failed(run, thread, exc, await live.abort(), history.new_rows())
@@ -161,9 +183,8 @@ class ThreadWorker:
         # The workspace's own agent: the one the state was paused with, by its name.
         runs = self.runs.runs_for(thread.team_id)
         history = runs.history(job.thread_key, stored=begun.history)
-        await self.signs.show(
-            thread, thread_signs.THINKING, message_ts=None, loading=thread_signs.THINKING_MESSAGES
-        )
+        # Shown while the run goes on: the resume does not wait for Slack to take it.
+        self._signal(thread, thread_signs.THINKING, loading=thread_signs.THINKING_MESSAGES)
         live = self._live(thread, run.requested_by)
         for approval in approvals:
             if approval.status == ApprovalStatus.APPROVED:
@@ -178,6 +199,8 @@ class ThreadWorker:
                     new_messages=[message.text or "" for message in deferred],
                     history=history,
                     observer=live,
+                    run_id=run.id,
+                    streamed=live.live,
                 )
         except StateLoadError as exc:
             await self._resume_failed(
@@ -249,17 +272,21 @@ class ThreadWorker:
         else:
             leftover = await live.finish(outcome.final_text, feedback=self.feedback(run.id))
             said = _owed_text(leftover, answer=True, feedback=self.feedback(run.id))
-        if await finish_run(
-            self.db,
-            run_id=run.id,
-            status=RunStatus.COMPLETED,
-            new_history=new_history,
-            owed=[*said, *then],
-            by=self.outbox.claimant,
+        owed_now = [*said, *then]
+        if await self.outbox.after(
+            thread.key,
+            lambda by: finish_run(
+                self.db,
+                run_id=run.id,
+                status=RunStatus.COMPLETED,
+                new_history=new_history,
+                owed=owed_now,
+                by=by,
+                claim=True,
+            ),
         ):
             self.metrics.ran("answered")
             log.info("run %s answered", run.id)
-            await self.outbox.deliver(thread.key)
         else:
             log.warning("run %s finished after it was marked interrupted", run.id)
 
@@ -295,6 +322,7 @@ class ThreadWorker:
         expected: bool = False,
     ) -> None:
         """The decisions stay on record and the run ends; nothing that ran is run again."""
+        await self._signalled(thread)
         await self._stop(
             run,
             thread,

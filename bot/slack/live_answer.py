@@ -123,6 +123,11 @@ class LiveAnswer:
         self._pump: asyncio.Task[None] | None = None
         self._sending = asyncio.Lock()
 
+    @property
+    def live(self) -> bool:
+        """Whether the thread is shown the text as it comes (else only the whole answer)."""
+        return self._mode is not Mode.OFF
+
     # -- RunObserver -----------------------------------------------------------------------
 
     def text(self, delta: str) -> None:

@@ -146,7 +146,7 @@ class Builder:
         step = await self.step(thread)
         assert step.resume is not None
         resume = step.job
-        assert await finish_run(self.db, run_id=run.id, status=RunStatus.COMPLETED)
+        assert await finish_run(self.db, run_id=run.id, status=RunStatus.COMPLETED) is not None
         await self.finish(resume)
         seen.runs[ts] = run.id
         for index, approval in enumerate(approvals):

@@ -1,0 +1,77 @@
+"""Where answers are not streamed, a run is the SDK's plain run (no server-sent events to
+parse), and the process that paused a run resumes it from the state object it stored rather
+than parsing the stored copy back; what is stored stays the only truth."""
+
+from typing import Any
+
+import pytest
+from agents import RunState
+from agents.testing import ScriptedModel, assistant_message, function_call
+
+from tests.fakes.slack_api import FakeSlackAPI
+from tests.integration.conftest import CHANNEL, approval_config, approval_ids, texts
+from tests.integration.test_approvals import THREAD_TS, ask, click
+from tests.running_app import running_bot
+
+
+@pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every stored state the SDK is asked to parse."""
+    parsed: list[str] = []
+    original = RunState.from_string
+
+    async def counting(agent: Any, state: str, **kwargs: Any) -> Any:
+        parsed.append(state)
+        return await original(agent, state, **kwargs)
+
+    monkeypatch.setattr(RunState, "from_string", staticmethod(counting))
+    return parsed
+
+
+def _model() -> ScriptedModel:
+    return ScriptedModel(
+        [
+            [function_call("lookup_order", {"order_id": "o1"}, call_id="look_1")],
+            [function_call("refund", {"order_id": "o1", "amount": 5}, call_id="refund_1")],
+            [assistant_message("Refunded.")],
+        ]
+    )
+
+
+def _config() -> Any:
+    return approval_config(tools={"lookup_order": {"require": "never"}})
+
+
+async def test_an_unstreamed_run_shows_its_tool_calls_in_the_status(
+    database_url: str, slack: FakeSlackAPI, parses: list[str]
+) -> None:
+    async with running_bot(
+        database_url=database_url, slack=slack, model=_model(), config=_config()
+    ) as bot:
+        await ask(bot, "refund o1")
+        statuses = slack.statuses(CHANNEL, THREAD_TS)
+        assert "is running lookup_order…" in statuses
+        assert statuses[-1].startswith("is waiting for approval by")
+        assert not slack.streams
+        [card] = [c for c in slack.calls_to("chat.postMessage") if approval_ids(c)]
+        await click(bot, approval_ids(card)[0])
+    assert texts(slack.messages_in_thread(CHANNEL, THREAD_TS))[-1] == "Refunded."
+    # This process paused the run and stored exactly the state it kept: nothing to parse.
+    assert parses == []
+
+
+async def test_a_restarted_process_resumes_from_the_stored_state(
+    database_url: str, slack: FakeSlackAPI, parses: list[str]
+) -> None:
+    model = _model()
+    async with running_bot(
+        database_url=database_url, slack=slack, model=model, config=_config()
+    ) as bot:
+        await ask(bot, "refund o1")
+        [card] = [c for c in slack.calls_to("chat.postMessage") if approval_ids(c)]
+    async with running_bot(
+        database_url=database_url, slack=slack, model=model, config=_config()
+    ) as bot:
+        await click(bot, approval_ids(card)[0])
+    assert len(parses) == 1
+    assert texts(slack.messages_in_thread(CHANNEL, THREAD_TS))[-1] == "Refunded."
