@@ -59,14 +59,17 @@ async def mention(
     user: str = ASKER,
     files: list[dict[str, Any]] | None = None,
 ) -> None:
-    """As Slack does: the message is in the thread by the time its event arrives."""
+    """As Slack does: the message is in the thread by the time its event arrives, and the
+    event lists the files the message carries."""
     message: dict[str, Any] = {"user": user, "text": f"<@UBOT> {text}", "ts": ts}
     if files is not None:
         message["files"] = files
         message["subtype"] = "file_share"
     bot.slack.seed_thread(CHANNEL, THREAD, [message])
     status, _ = await bot.send(
-        bot.requests.mention(text=text, user=user, channel=CHANNEL, ts=ts, thread_ts=THREAD)
+        bot.requests.mention(
+            text=text, user=user, channel=CHANNEL, ts=ts, thread_ts=THREAD, files=files
+        )
     )
     assert status == 200
     await bot.settle()
