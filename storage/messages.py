@@ -36,6 +36,7 @@ class IncomingRow:
     text: str
     only_known_thread: bool
     enterprise_id: str | None = None  # the workspace's Enterprise Grid org
+    has_files: bool | None = None  # the event carried files; None: not known
 
 
 async def accept_messages(db: Database, rows: Sequence[IncomingRow]) -> list[Accepted]:
@@ -122,6 +123,7 @@ async def accept_messages(db: Database, rows: Sequence[IncomingRow]) -> list[Acc
                     "user_id": rows[index].user_id,
                     "message_ts": rows[index].message_ts,
                     "text": rows[index].text,
+                    "has_files": rows[index].has_files,
                     "created_at": now,
                 }
                 for dedupe, index in first_of_message.items()

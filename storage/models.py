@@ -173,6 +173,9 @@ class Job(SQLModel, table=True):
     user_id: str | None = Field(default=None, max_length=32)
     message_ts: str | None = Field(default=None, max_length=32)
     text: str | None = Field(default=None, sa_column=Column(SealedText, nullable=True))
+    # Whether the message's event carried files; None when not known (rows from before, the
+    # console). A thread's first message without files needs no read of the thread.
+    has_files: bool | None = Field(default=None, sa_type=Boolean)
     run_id: str | None = Field(default=None, max_length=40)
     owner: str | None = Field(default=None, max_length=100)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # The newest migration's revision; tests/db/test_migrations.py holds it to Alembic's head.
-HEAD_REVISION = "0015"
+HEAD_REVISION = "0016"
 _MIGRATION_LOCK_ID = 0x7468_7267  # "thrg"
 
 

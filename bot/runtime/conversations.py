@@ -24,6 +24,7 @@ class IncomingMessage:
     text: str
     addressed_to_bot: bool
     enterprise_id: str | None = None  # the workspace's Enterprise Grid org
+    has_files: bool | None = None  # the event carried files; None: not known
 
     @property
     def thread(self) -> ThreadRef:
@@ -63,6 +64,7 @@ class Conversations:
                 text=message.text,
                 only_known_thread=not message.addressed_to_bot,
                 enterprise_id=message.enterprise_id,
+                has_files=message.has_files,
             )
         )
         if accepted == Accepted.QUEUED:

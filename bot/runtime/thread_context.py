@@ -4,6 +4,10 @@ The database says where the bot's record of the thread ends (the newest message 
 took); the thread reader (bot.slack.thread_reader) reads what people wrote after it. The
 authors of what is read become requesters of the run before the run can pause, so every
 approval it asks for names them and the self-approval rule holds them too.
+
+A thread's first message (a top-level mention, a DM) has nothing before it: its run asks the
+database nothing, and asks Slack nothing either when the message's event carried no files
+(`jobs.has_files` false; unknown, as for jobs stored before it was recorded, reads).
 """
 
 from collections.abc import Mapping
@@ -30,10 +34,17 @@ class ThreadContextReader:
         """Input items for the run `job` starts, to go before its message."""
         if not job.message_ts or not job.user_id:
             return []
-        after = await newest_message_taken(
-            self.db, thread_key=job.thread_key, before_ts=job.message_ts, except_job=job.id
-        )
         thread = ThreadRef.from_key(job.thread_key)
+        if thread.thread_ts == job.message_ts:
+            # The thread's first message: nothing came before it, so there is nothing taken
+            # to look up, and Slack has only the message's own files to give.
+            if job.has_files is False:
+                return []
+            after = None
+        else:
+            after = await newest_message_taken(
+                self.db, thread_key=job.thread_key, before_ts=job.message_ts, except_job=job.id
+            )
         reader = self.by_team.get(thread.team_id, self.reader)
         context = await reader.read(
             thread,

@@ -157,6 +157,8 @@ async def test_upgrading_from_the_first_migration_keeps_every_row(empty_db: Data
         message = await conn.scalar(text("SELECT message_data FROM agent_messages"))
         assert "hello" in message
         assert await conn.scalar(text("SELECT approvals_needed FROM approvals")) == 1
+        # Unknown, not "no files": the job's run reads its thread as it always did.
+        assert await conn.scalar(text("SELECT has_files FROM jobs")) is None
 
 
 async def test_approvals_waiting_before_quorums_need_one_approver(empty_db: Database) -> None:

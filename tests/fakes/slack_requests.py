@@ -152,8 +152,12 @@ class SlackRequestBuilder:
         thread_ts: str | None = None,
         channel_type: str = "channel",
         event_type: str = "message",
+        files: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """The raw event, so one message can be sent as both app_mention and message."""
+        """The raw event, so one message can be sent as both app_mention and message.
+
+        With `files` it is a message a person attached files to: both events list them, and
+        the `message` one has the subtype `file_share`."""
         event: dict[str, Any] = {
             "type": event_type,
             "user": user,
@@ -165,6 +169,11 @@ class SlackRequestBuilder:
         }
         if event_type == "message":
             event["channel_type"] = channel_type
+        if files is not None:
+            event["files"] = files
+            event["upload"] = False
+            if event_type == "message":
+                event["subtype"] = "file_share"
         if thread_ts is not None:
             event["thread_ts"] = thread_ts
         return event
@@ -177,6 +186,7 @@ class SlackRequestBuilder:
         channel: str = "C0CHAN",
         ts: str | None = None,
         thread_ts: str | None = None,
+        files: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         mention = f"<@{self.bot_user_id}>"
         if mention not in text:
@@ -188,6 +198,7 @@ class SlackRequestBuilder:
             ts=ts,
             thread_ts=thread_ts,
             event_type="app_mention",
+            files=files,
         )
 
     def mention(
@@ -200,9 +211,10 @@ class SlackRequestBuilder:
         thread_ts: str | None = None,
         event_id: str | None = None,
         timestamp: int | None = None,
+        files: list[dict[str, Any]] | None = None,
     ) -> SignedRequest:
         event = self.mention_event(
-            text=text, user=user, channel=channel, ts=ts, thread_ts=thread_ts
+            text=text, user=user, channel=channel, ts=ts, thread_ts=thread_ts, files=files
         )
         return self.event(event, event_id=event_id, timestamp=timestamp)
 
@@ -232,9 +244,16 @@ class SlackRequestBuilder:
         thread_ts: str | None = None,
         event_id: str | None = None,
         timestamp: int | None = None,
+        files: list[dict[str, Any]] | None = None,
     ) -> SignedRequest:
         event = self.message_event(
-            text=text, user=user, channel=channel, ts=ts, thread_ts=thread_ts, channel_type="im"
+            text=text,
+            user=user,
+            channel=channel,
+            ts=ts,
+            thread_ts=thread_ts,
+            channel_type="im",
+            files=files,
         )
         return self.event(event, event_id=event_id, timestamp=timestamp)
 

@@ -147,3 +147,30 @@ async def test_requests_no_listener_takes_get_a_quiet_404(
             status, _ = await bot.send(bot.requests.slash_command(command="/not-ours"))
             assert status == 404
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize(
+    ("name", "reads_thread"),
+    [
+        # A thread's first message, its event listing no files: nothing to read from Slack.
+        ("event-app_mention__bolt-app-L334", False),
+        ("event-message__bolt-attaching_conversation_kwargs-L21", False),
+        # A first message of subtype file_share whose event lists no file: read all the same.
+        ("event-message-file_share__bolt-attaching_conversation_kwargs-L49", True),
+        # A reply in a thread, with a file.
+        ("event-message-file_share__bolt-payload_utils-L32", True),
+        # A reply in a thread without files: the earlier messages are read, as always.
+        ("event-message__bolt-events_assistant-L303", True),
+    ],
+)
+async def test_a_thread_is_read_from_slack_unless_the_event_starts_it_without_files(
+    database_url: str, slack: FakeSlackAPI, name: str, reads_thread: bool
+) -> None:
+    [payload] = [p for p in _real_payloads() if p["name"] == name]
+    model = ScriptedModel([[assistant_message("ok")]])
+    async with running_bot(database_url=database_url, slack=slack, model=model) as bot:
+        status, _ = await bot.send(_signed(bot.requests, payload))
+        assert status == 200
+        await bot.settle()
+        assert model.last_call is not None  # answered either way
+        assert bool(slack.calls_to("conversations.replies")) == reads_thread

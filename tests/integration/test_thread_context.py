@@ -13,9 +13,11 @@ from sqlmodel import col, select
 from bot.config import AgentConfig, Config
 from bot.slack.client import build_slack_client
 from bot.slack.thread_files import FileLimits, FileReader
+from storage.ids import ThreadRef
+from storage.messages import Accepted, IncomingRow, accept_messages
 from storage.models import Job, Run
 from tests.fakes.slack_api import FakeSlackAPI
-from tests.integration.conftest import ASKER, CHANNEL, OUTSIDER
+from tests.integration.conftest import ASKER, CHANNEL, OUTSIDER, texts
 from tests.running_app import RunningBot, running_bot
 
 THREAD = "1700000100.000100"
@@ -59,14 +61,17 @@ async def mention(
     user: str = ASKER,
     files: list[dict[str, Any]] | None = None,
 ) -> None:
-    """As Slack does: the message is in the thread by the time its event arrives."""
+    """As Slack does: the message is in the thread by the time its event arrives, and the
+    event lists the files the message carries."""
     message: dict[str, Any] = {"user": user, "text": f"<@UBOT> {text}", "ts": ts}
     if files is not None:
         message["files"] = files
         message["subtype"] = "file_share"
     bot.slack.seed_thread(CHANNEL, THREAD, [message])
     status, _ = await bot.send(
-        bot.requests.mention(text=text, user=user, channel=CHANNEL, ts=ts, thread_ts=THREAD)
+        bot.requests.mention(
+            text=text, user=user, channel=CHANNEL, ts=ts, thread_ts=THREAD, files=files
+        )
     )
     assert status == 200
     await bot.settle()
@@ -108,6 +113,104 @@ async def test_a_mention_mid_thread_reads_what_people_wrote_before_it(
         assert answer.args["text"] == "The order id is A-77."
         [run] = await _runs(bot)
         assert run.requesters == [ASKER, BOB, CAROL]
+
+
+def replies_read(slack: FakeSlackAPI, channel: str, thread_ts: str) -> int:
+    """How often the bot read the thread from Slack."""
+    return sum(
+        1
+        for c in slack.calls_to("conversations.replies")
+        if c.args.get("channel") == channel and c.args.get("ts") == thread_ts
+    )
+
+
+@pytest.mark.parametrize("where", ["channel", "dm"])
+async def test_a_thread_started_without_files_is_answered_without_reading_it_from_slack(
+    database_url: str, slack: FakeSlackAPI, where: str
+) -> None:
+    """Nothing came before a thread's first message, and its event says it carries no files:
+    Slack has nothing to give its run. A later message of the thread still reads what people
+    wrote in between."""
+    channel = CHANNEL if where == "channel" else "D0DM"
+    model = answers("Hello.", "A-77, then.")
+    async with running_bot(database_url=database_url, slack=slack, model=model) as bot:
+        slack.seed_thread(channel, THREAD, [{"user": ASKER, "text": "hello", "ts": THREAD}])
+        send = bot.requests.mention if where == "channel" else bot.requests.dm
+        # A top-level message: no thread_ts, as Slack sends it.
+        assert (await bot.send(send(text="hello", channel=channel, ts=THREAD)))[0] == 200
+        await bot.settle()
+
+        assert replies_read(slack, channel, THREAD) == 0
+        assert texts(slack.messages_in_thread(channel, THREAD)) == ["Hello."]
+        assert context_texts(model.last_call) == []
+
+        slack.seed_thread(
+            channel,
+            THREAD,
+            [
+                {"user": BOB, "text": "it is order A-77", "ts": "1800000000.000100"},
+                {"user": ASKER, "text": "which order?", "ts": "1800000001.000100"},
+            ],
+        )
+        reply = send(text="which order?", channel=channel, ts="1800000001.000100", thread_ts=THREAD)
+        assert (await bot.send(reply))[0] == 200
+        await bot.settle()
+
+        assert replies_read(slack, channel, THREAD) == 1
+        assert context_texts(model.last_call) == [
+            f"Earlier in this thread, <@{BOB}> wrote:\nit is order A-77"
+        ]
+        assert texts(slack.messages_in_thread(channel, THREAD))[-1] == "A-77, then."
+        runs = await _runs(bot)
+        assert runs[-1].requesters == [ASKER, BOB]
+
+
+async def test_a_direct_message_that_starts_a_thread_with_a_file_reads_the_file(
+    database_url: str, slack: FakeSlackAPI
+) -> None:
+    """A `message` event of subtype `file_share`: the thread is read for the message's files."""
+    notes = slack.add_file("notes.txt", "text/plain", b"order A-91: customer wants a refund\n")
+    model = answers("A-91.")
+    async with running_bot(database_url=database_url, slack=slack, model=model) as bot:
+        slack.seed_thread(
+            "D0DM",
+            THREAD,
+            [{"user": ASKER, "text": "which order?", "ts": THREAD, "files": [notes]}],
+        )
+        request = bot.requests.dm(text="which order?", channel="D0DM", ts=THREAD, files=[notes])
+        assert (await bot.send(request))[0] == 200
+        await bot.settle()
+
+        assert replies_read(slack, "D0DM", THREAD) == 1
+        [header, body] = context_texts(model.last_call)
+        assert header == f"<@{ASKER}> attached to the message below:"
+        assert "order A-91: customer wants a refund" in body
+        assert texts(slack.messages_in_thread("D0DM", THREAD)) == ["A-91."]
+
+
+async def test_a_first_message_queued_before_files_were_recorded_still_reads_its_files(
+    database_url: str, slack: FakeSlackAPI
+) -> None:
+    """A job stored by a version that did not record whether its event carried files (the
+    column is NULL) is read as it was then: unknown is never taken for "no files"."""
+    notes = slack.add_file("notes.txt", "text/plain", b"order A-91: customer wants a refund\n")
+    slack.seed_thread(
+        CHANNEL,
+        THREAD,
+        [{"user": ASKER, "text": "<@UBOT> which order?", "ts": THREAD, "files": [notes]}],
+    )
+    model = answers("A-91.")
+    async with running_bot(database_url=database_url, slack=slack, model=model) as bot:
+        thread = ThreadRef(slack.team_id, CHANNEL, THREAD)
+        row = IncomingRow("Ev0OLDJOB", thread, ASKER, THREAD, "which order?", False)
+        assert row.has_files is None
+        assert await accept_messages(bot.app.db, [row]) == [Accepted.QUEUED]
+        bot.app.queue.kick(thread.key)
+        await bot.settle()
+
+        assert replies_read(slack, CHANNEL, THREAD) == 1
+        assert "order A-91: customer wants a refund" in context_texts(model.last_call)[-1]
+        assert texts(slack.messages_in_thread(CHANNEL, THREAD)) == ["A-91."]
 
 
 async def test_only_the_newest_history_limit_messages_are_read(

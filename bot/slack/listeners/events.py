@@ -48,7 +48,16 @@ def _incoming(
         text=strip_mention(text, bot),
         addressed_to_bot=addressed,
         enterprise_id=context.enterprise_id,
+        has_files=_has_files(event),
     )
+
+
+def _has_files(event: dict[str, Any]) -> bool:
+    """Whether the message carries files, as its event says; false lets the run of a thread's
+    first message skip reading the thread. `app_mention` events carry `files` as `message`
+    events do, so either of a mention's two events tells the same. A `files` of any odd shape
+    counts as files: the read then happens, as it did before this was recorded."""
+    return event.get("subtype") == "file_share" or bool(event.get("files"))
 
 
 def register(app: AsyncApp, *, conversations: Conversations) -> None:
