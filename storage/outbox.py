@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import Table, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -22,6 +22,7 @@ from storage.database import Database
 from storage.models import Approval, OutboxKind, OutboxMessage, OutboxStatus, utcnow
 from storage.statements import rowcount
 
+OUTBOX: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
 CLAIM = timedelta(seconds=60)
 MAX_ATTEMPTS = 12
 FIRST_PAUSE = 5.0  # seconds before a failed delivery is tried again; doubles each time
@@ -85,22 +86,25 @@ async def add(
         raise ValueError("owed messages need somebody to deliver them")
     owed = await _with_mirrors(session, owed)
     now = utcnow()
-    rows = [
-        OutboxMessage(
-            thread_key=thread_key,
-            kind=item.kind,
-            approval_id=item.approval_id,
-            payload=json.dumps(item.payload) if item.payload is not None else None,
-            claimed_by=by.owner,
-            attempts=1,
-            next_attempt_at=now + by.ttl,
-            created_at=now,
-        )
-        for item in owed
-    ]
-    session.add_all(rows)
-    await session.flush()
-    return [row.id for row in rows if row.id is not None]
+    # Core, not the unit of work: one multi-row INSERT … RETURNING, ids in the rows' order.
+    ids = await session.scalars(
+        insert(OUTBOX).returning(OUTBOX.c.id, sort_by_parameter_order=True),
+        [
+            {
+                "thread_key": thread_key,
+                "kind": item.kind,
+                "status": OutboxStatus.PENDING,
+                "approval_id": item.approval_id,
+                "payload": json.dumps(item.payload) if item.payload is not None else None,
+                "claimed_by": by.owner,
+                "attempts": 1,
+                "next_attempt_at": now + by.ttl,
+                "created_at": now,
+            }
+            for item in owed
+        ],
+    )
+    return list(ids)
 
 
 async def _with_mirrors(session: AsyncSession, owed: Sequence[Owed]) -> list[Owed]:
@@ -138,13 +142,10 @@ async def claim_in(session: AsyncSession, *, thread_key: str, by: Claimant) -> l
     of the thread out until it has delivered what this returns."""
     now, owner = utcnow(), by.owner
     rows = (
-        await session.scalars(
-            select(OutboxMessage)
-            .where(
-                col(OutboxMessage.thread_key) == thread_key,
-                col(OutboxMessage.status) == OutboxStatus.PENDING,
-            )
-            .order_by(col(OutboxMessage.id))
+        await session.execute(
+            select(OUTBOX)
+            .where(OUTBOX.c.thread_key == thread_key, OUTBOX.c.status == OutboxStatus.PENDING)
+            .order_by(OUTBOX.c.id)
         )
     ).all()
     card_ts = await _card_messages(session, [r.approval_id for r in rows if r.approval_id])
@@ -209,12 +210,13 @@ async def _card_messages(
     return messages
 
 
-def _delivery(row: OutboxMessage, card_ts: str | None, attempts: int | None = None) -> Delivery:
+def _delivery(row: Any, card_ts: str | None, attempts: int | None = None) -> Delivery:
+    """`row` is an `OutboxMessage` or a row of the table read with Core."""
     assert row.id is not None
     return Delivery(
         id=row.id,
         thread_key=row.thread_key,
-        kind=row.kind,
+        kind=OutboxKind(row.kind),
         payload=json.loads(row.payload) if row.payload else None,
         approval_id=row.approval_id,
         attempts=row.attempts if attempts is None else attempts,
