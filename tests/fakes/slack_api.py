@@ -152,6 +152,7 @@ class FakeSlackAPI:
         self.calls: list[RecordedCall] = []
         self.faults: list[RecordedFault] = []
         self._pending: defaultdict[str, deque[_Fault]] = defaultdict(deque)
+        self._slow: defaultdict[str, deque[float]] = defaultdict(deque)
         self._changed = asyncio.Condition()
         self._stopping = asyncio.Event()
         self._ts_counter = 0
@@ -262,6 +263,7 @@ class FakeSlackAPI:
         self.calls.clear()
         self.faults.clear()
         self._pending.clear()
+        self._slow.clear()
         self._refusals.clear()
         self._rate_limits.clear()
         self._accepted_at.clear()
@@ -314,6 +316,11 @@ class FakeSlackAPI:
     ) -> None:
         """Queues behind earlier faults for the same method, so mixed sequences play in order."""
         self._pending[method].extend(_Fault(status, retry_after) for _ in range(times))
+
+    def slow(self, method: str, seconds: float, *, times: int = 1) -> None:
+        """The next calls reach Slack only after `seconds`, as over a slow network: what a
+        caller sent later can arrive first."""
+        self._slow[method].extend(seconds for _ in range(times))
 
     def drop(self, method: str, times: int = 1) -> None:
         self._pending[method].extend(_Fault(None) for _ in range(times))
@@ -555,6 +562,8 @@ class FakeSlackAPI:
 
     async def _handle_api(self, request: web.Request) -> web.StreamResponse:
         method = request.match_info["method"]
+        if self._slow[method]:
+            await asyncio.sleep(self._slow[method].popleft())
         args, token, error = await _read_args(request)
         call = RecordedCall(method, args, token, request.path)
         fault = self._next_fault(method)

@@ -54,8 +54,17 @@ async def test_an_unstreamed_run_shows_its_tool_calls_in_the_status(
         assert statuses[-1].startswith("is waiting for approval by")
         assert not slack.streams
         [card] = [c for c in slack.calls_to("chat.postMessage") if approval_ids(c)]
+        # The resume's "thinking" reaches Slack late: the run does not wait for it, and the
+        # statuses after it still land in order, the clear last.
+        slack.slow("assistant.threads.setStatus", 0.3)
         await click(bot, approval_ids(card)[0])
     assert texts(slack.messages_in_thread(CHANNEL, THREAD_TS))[-1] == "Refunded."
+    after_click = slack.statuses(CHANNEL, THREAD_TS)[len(statuses) :]
+    assert after_click == ["is thinking…", "is running refund…", ""]
+    calls = list(enumerate(slack.calls))
+    answered_at = next(i for i, c in calls if c.args.get("text") == "Refunded.")
+    thinking_at = max(i for i, c in calls if c.args.get("status") == "is thinking…")
+    assert answered_at < thinking_at  # the run went on while its status was on the way
     # This process paused the run and stored exactly the state it kept: nothing to parse.
     assert parses == []
 
