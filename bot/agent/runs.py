@@ -7,7 +7,7 @@ stored in one transaction.
 
 import json
 from collections import OrderedDict
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Any, Protocol
@@ -25,6 +25,7 @@ from agents import (
     Tool,
     ToolApprovalItem,
 )
+from agents.items import TResponseInputItem
 from agents.memory import SessionSettings
 from agents.result import RunResult
 from agents.run_state import CURRENT_SCHEMA_VERSION
@@ -163,28 +164,14 @@ class AgentRuns:
         `context_items` (what the thread said that the history lacks) go before the message.
         Unless `streamed`, the observer sees the tool calls but no text as it comes.
         """
-        run_id = str(context.get("run_id") or "")
-        watcher = observer or Unobserved()
-        if not streamed:
-            return await self._whole(
-                Runner.run(
-                    self.agent,
-                    run_input(text, context_items),
-                    session=history,
-                    context=dict(context),
-                    max_turns=self.max_turns,
-                    hooks=_ToolHooks(watcher),
-                ),
-                run_id,
-            )
-        result = Runner.run_streamed(
-            self.agent,
+        return await self._run(
             run_input(text, context_items),
-            session=history,
+            history=history,
             context=dict(context),
-            max_turns=self.max_turns,
+            observer=observer,
+            run_id=str(context.get("run_id") or ""),
+            streamed=streamed,
         )
-        return await self._follow(result, watcher, run_id)
 
     async def load(self, saved_state: str) -> RunState[Any, Agent[Any]]:
         try:
@@ -239,34 +226,42 @@ class AgentRuns:
             except Exception:
                 refused.append(index)
         # The state keeps the run's turn count: `max_turns` holds across every pause.
-        watcher = observer or Unobserved()
-        if not streamed:
-            run = Runner.run(
-                self.agent,
-                state,
-                session=history,
-                max_turns=self.max_turns,
-                hooks=_ToolHooks(watcher),
-            )
-            return await self._whole(run, run_id), refused
-        result = Runner.run_streamed(self.agent, state, session=history, max_turns=self.max_turns)
-        return await self._follow(result, watcher, run_id), refused
+        outcome = await self._run(
+            state, history=history, observer=observer, run_id=run_id, streamed=streamed
+        )
+        return outcome, refused
 
-    async def _follow(
-        self, result: RunResultStreaming, observer: RunObserver, run_id: str
+    async def _run(
+        self,
+        start: str | list[TResponseInputItem] | RunState[Any, Agent[Any]],
+        *,
+        history: RunHistory,
+        observer: RunObserver | None,
+        run_id: str,
+        streamed: bool,
+        context: dict[str, str] | None = None,
     ) -> RunOutcome:
+        """The SDK's streamed run, whose events the observer follows; or, where nobody watches
+        the text as it comes, its plain run, with no server-sent events to parse and the tool
+        calls told through hooks. A resumed state brings its own context."""
+        watcher = observer or Unobserved()
+        result: RunResult | RunResultStreaming
         try:
-            async for event in result.stream_events():
-                _tell(observer, event)
-        except MaxTurnsExceeded:
-            return RunOutcome(final_text=None, turn_limit=self.max_turns)
-        return self._outcome(result, run_id)
-
-    async def _whole(self, run: Awaitable[RunResult], run_id: str) -> RunOutcome:
-        """A run nobody watches as it streams: the SDK's plain run, with no server-sent events
-        to parse."""
-        try:
-            result = await run
+            if streamed:
+                result = Runner.run_streamed(
+                    self.agent, start, session=history, context=context, max_turns=self.max_turns
+                )
+                async for event in result.stream_events():
+                    _tell(watcher, event)
+            else:
+                result = await Runner.run(
+                    self.agent,
+                    start,
+                    session=history,
+                    context=context,
+                    max_turns=self.max_turns,
+                    hooks=_ToolHooks(watcher),
+                )
         except MaxTurnsExceeded:
             return RunOutcome(final_text=None, turn_limit=self.max_turns)
         return self._outcome(result, run_id)
