@@ -116,13 +116,8 @@ class Outbox:
 
     async def deliver(self, thread_key: str) -> None:
         """Send what this process may send in the thread now; never raises."""
-        team_id = ThreadRef.from_key(thread_key).team_id
         async with self._locks.hold(thread_key):
-            try:
-                with speaking_for(team_id):
-                    await self._deliver(thread_key)
-            except Exception:
-                log.exception("delivery to thread %s stopped; the sweep goes on", thread_key)
+            await self._deliver_held(thread_key)
 
     async def after(
         self, thread_key: str, change: Callable[[Claimant], Awaitable[list[Delivery] | None]]
@@ -131,17 +126,20 @@ class Outbox:
         transaction, then deliver that. This process's other deliveries of the thread wait
         from before the claim to the end, so none of them can take the same rows. False when
         the change made none (it returned None)."""
-        team_id = ThreadRef.from_key(thread_key).team_id
         async with self._locks.hold(thread_key):
             claimed = await change(self.claimant)
             if claimed is None:
                 return False
-            try:
-                with speaking_for(team_id):
-                    await self._deliver(thread_key, claimed)
-            except Exception:
-                log.exception("delivery to thread %s stopped; the sweep goes on", thread_key)
+            await self._deliver_held(thread_key, claimed)
             return True
+
+    async def _deliver_held(self, thread_key: str, claimed: list[Delivery] | None = None) -> None:
+        """Under the thread's lock: send `claimed`, or what a claim finds now; never raises."""
+        try:
+            with speaking_for(ThreadRef.from_key(thread_key).team_id):
+                await self._deliver(thread_key, claimed)
+        except Exception:
+            log.exception("delivery to thread %s stopped; the sweep goes on", thread_key)
 
     async def sweep(self) -> int:
         threads = await outbox.threads_with_due_messages(self.db)
