@@ -374,34 +374,6 @@ def build_agent(
     )
 
 
-def build_runs(
-    config: Config,
-    tools: Mapping[str, FunctionTool],
-    policies: CallPolicies,
-    *,
-    db: Database,
-    settings: CoreSettings,
-    model: Model | None,
-    thread_cover: ThreadCover | None = None,
-    mcp: McpServers | None = None,
-    metrics: Metrics | None = None,
-    tracing: Tracing | None = None,
-) -> AgentRuns:
-    """The top-level `[agent]`'s runs (see `build_agents` for each workspace's own)."""
-    return build_agents(
-        config,
-        tools,
-        policies,
-        db=db,
-        settings=settings,
-        model=model,
-        thread_cover=thread_cover,
-        mcp=mcp,
-        metrics=metrics,
-        tracing=tracing,
-    ).default
-
-
 def build_agents(
     config: Config,
     tools: Mapping[str, FunctionTool],

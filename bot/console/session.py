@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.agent.build import build_runs, configured_tools
+from bot.agent.build import build_agents, configured_tools
 from bot.agent.builtin_tools import SENSITIVE, slack_tools_unavailable
 from bot.agent.runs import AgentRuns
 from bot.app import process_owner
@@ -132,7 +132,8 @@ def build_console(settings: ConsoleSettings, config: Config, terminal: Terminal)
     policies = CallPolicies(
         policy, requesters=functools.partial(run_requesters, db), members=no_group_members
     )
-    runs = build_runs(config, tools, policies, db=db, settings=settings, model=None)
+    # The console speaks as the top-level `[agent]`.
+    runs = build_agents(config, tools, policies, db=db, settings=settings, model=None).default
     owner = process_owner()
     lease = timedelta(seconds=settings.lease_seconds)
     claimant = Claimant(owner, lease)
