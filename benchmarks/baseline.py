@@ -10,16 +10,13 @@ does: with Bolt's default `process_before_response=False` an action's ack waits 
 for it every 10 ms, which would slow the baseline for a reason that is not work.
 """
 
-import asyncio
-from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Literal
 
-from aiohttp import web
 from openai import AsyncOpenAI
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck
 from slack_sdk.web.async_client import AsyncWebClient
 
+from benchmarks.served_bolt import ServedBolt
 from bot.slack.blocks import APPROVE_ACTION
 
 if TYPE_CHECKING:
@@ -29,7 +26,7 @@ MODEL = "gpt-test"
 BaselineKind = Literal["openai", "agents"]
 
 
-class Baseline:
+class Baseline(ServedBolt):
     def __init__(
         self,
         *,
@@ -49,12 +46,7 @@ class Baseline:
             set_tracing_disabled(True)  # as the bot does
 
             self.agent = SdkAgent(name="baseline", model=OpenAIResponsesModel(MODEL, model))
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.bolt = AsyncApp(
-            client=AsyncWebClient(token=bot_token, base_url=slack_url),
-            signing_secret=signing_secret,
-            process_before_response=True,
-        )
+        super().__init__(slack_url=slack_url, bot_token=bot_token, signing_secret=signing_secret)
         self.bolt.event("app_mention")(self.handle_app_mention)
         self.bolt.action(APPROVE_ACTION)(self.handle_approve)
 
@@ -81,23 +73,3 @@ class Baseline:
         else:
             answer = (await self.model.responses.create(model=MODEL, input=text)).output_text
         await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=answer)
-
-    def later(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def idle(self) -> None:
-        while self.tasks:
-            await asyncio.wait(set(self.tasks))
-
-    def web_app(self) -> web.Application:
-        """Bolt's own aiohttp adapter behind `POST /slack/events`, where the bot serves it."""
-
-        async def slack_events(request: web.Request) -> web.Response:
-            bolt_request = await to_bolt_request(request)
-            return await to_aiohttp_response(await self.bolt.async_dispatch(bolt_request))
-
-        app = web.Application()
-        app.router.add_post("/slack/events", slack_events)
-        return app

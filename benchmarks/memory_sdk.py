@@ -13,21 +13,19 @@ It checks that the clicker is an approver, as the least a team would do; it keep
 sets no status, and does not stream.
 """
 
-import asyncio
 import itertools
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from agents import Agent, Runner, RunResult, RunState, ToolApprovalItem
 from agents.items import ToolCallOutputItem
-from aiohttp import web
 from openai import AsyncOpenAI
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck
 from slack_sdk.web.async_client import AsyncWebClient
 
+from benchmarks.served_bolt import ServedBolt
 from bot.agent import openai_request_transform
 from bot.agent.build import build_agent, build_model, configured_tools
 from bot.agent.sdk_traces import route_sdk_traces
@@ -53,7 +51,7 @@ class Paused:
     approved: set[str] = field(default_factory=set)
 
 
-class InMemoryBot:
+class InMemoryBot(ServedBolt):
     def __init__(
         self,
         *,
@@ -78,12 +76,7 @@ class InMemoryBot:
         self.history: dict[str, list[Any]] = {}  # thread → its items so far
         self.requester_of: dict[str, str] = {}  # run id → who asked
         self.ids = itertools.count(1)
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.bolt = AsyncApp(
-            client=AsyncWebClient(token=bot_token, base_url=slack_url),
-            signing_secret=signing_secret,
-            process_before_response=True,
-        )
+        super().__init__(slack_url=slack_url, bot_token=bot_token, signing_secret=signing_secret)
         self.bolt.event("app_mention")(self.handle_app_mention)
         self.bolt.action(blocks.APPROVE_ACTION)(self.handle_approve)
 
@@ -226,21 +219,3 @@ class InMemoryBot:
 
     def _turns(self) -> int:
         return self.config.agent.max_turns
-
-    def later(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def idle(self) -> None:
-        while self.tasks:
-            await asyncio.wait(set(self.tasks))
-
-    def web_app(self) -> web.Application:
-        async def slack_events(request: web.Request) -> web.Response:
-            bolt_request = await to_bolt_request(request)
-            return await to_aiohttp_response(await self.bolt.async_dispatch(bolt_request))
-
-        app = web.Application()
-        app.router.add_post("/slack/events", slack_events)
-        return app
