@@ -35,11 +35,22 @@ async def get_approval(db: Database, approval_id: str) -> Approval | None:
         return await session.get(Approval, approval_id)
 
 
-async def claim_execution(db: Database, *, run_id: str, call_id: str) -> tuple[bool, str | None]:
+@dataclass(frozen=True)
+class ExecutionClaim:
+    """What `claim_execution` found: whether the call may start now; if not, the output its
+    earlier start recorded (None when it never recorded one); if so, the arguments an approver
+    put in place of the model's, if any (what the tool runs with)."""
+
+    may_run: bool
+    recorded: str | None = None
+    edited_arguments: str | None = None
+
+
+async def claim_execution(db: Database, *, run_id: str, call_id: str) -> ExecutionClaim:
     """May this approved call start now? Once per call, whatever resumes the run, however often.
 
-    Returns (True, None) to run it, or (False, recorded output or None when the earlier start
-    never recorded one). A call with no approval row is not ours to guard: it runs.
+    A call with no approval row is not ours to guard: it runs, with the model's arguments. The
+    edited arguments come back with the claim, so the claim still makes the edited call once.
     """
     async with db.write() as session:
         started = await session.scalars(
@@ -53,10 +64,10 @@ async def claim_execution(db: Database, *, run_id: str, call_id: str) -> tuple[b
             .values(executed_at=utcnow())
             .returning(Approval)
         )
-        claimed = list(started)
+        claimed = sorted(started, key=lambda approval: approval.generation)
         if claimed:
-            await audit.append(session, AuditEvent.STARTED, claimed[0], user=None)
-            return True, None
+            await audit.append(session, AuditEvent.STARTED, claimed[-1], user=None)
+            return ExecutionClaim(True, edited_arguments=claimed[-1].edited_arguments)
         row = await session.scalar(
             select(Approval)
             .where(col(Approval.run_id) == run_id, col(Approval.call_id) == call_id)
@@ -64,24 +75,8 @@ async def claim_execution(db: Database, *, run_id: str, call_id: str) -> tuple[b
             .limit(1)
         )
         if row is None or row.status != ApprovalStatus.APPROVED:
-            return True, None
-        return False, row.outcome
-
-
-async def edited_arguments(db: Database, *, run_id: str, call_id: str) -> str | None:
-    """The arguments an approver put in place of the model's for this approved call, if any:
-    what the tool runs with."""
-    async with db.read() as session:
-        return await session.scalar(
-            select(col(Approval.edited_arguments))
-            .where(
-                col(Approval.run_id) == run_id,
-                col(Approval.call_id) == call_id,
-                col(Approval.status) == ApprovalStatus.APPROVED,
-            )
-            .order_by(col(Approval.generation).desc())
-            .limit(1)
-        )
+            return ExecutionClaim(True)
+        return ExecutionClaim(False, recorded=row.outcome)
 
 
 async def record_outcome(db: Database, *, run_id: str, call_id: str, outcome: str) -> None:

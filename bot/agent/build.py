@@ -28,6 +28,7 @@ from bot.config import THREAD_WITH_QUORUM, ApprovalsConfig, Config, ConfigError,
 from bot.metrics import Metrics
 from bot.settings import CoreSettings
 from bot.tracing import Tracing
+from storage.approvals import ExecutionClaim
 from storage.database import Database
 
 
@@ -147,11 +148,9 @@ class ThreadCover(Protocol):
 class ExecutionLedger(Protocol):
     """Where approved calls are claimed before they start and their output is recorded."""
 
-    async def claim(self, *, run_id: str, call_id: str) -> tuple[bool, str | None]: ...
+    async def claim(self, *, run_id: str, call_id: str) -> ExecutionClaim: ...
 
     async def record(self, *, run_id: str, call_id: str, output: str) -> None: ...
-
-    async def edited(self, *, run_id: str, call_id: str) -> str | None: ...
 
 
 def not_run_again(recorded: str | None) -> str:
@@ -198,8 +197,8 @@ def with_policy(
 
     With a ledger, an approved call starts at most once: the SDK would run it again on a
     second resume of the same state, so the claim in the database is what makes it once. An
-    approver may have edited the call's arguments: those run instead of the model's (looked up
-    after the claim, so the claim still makes it once), and the output says so.
+    approver may have edited the call's arguments: those run instead of the model's (they come
+    back with the claim, so the claim still makes it once), and the output says so.
 
     `gate` is asked first: for an MCP tool it is the SDK's own `require_approval` answer
     (which our policy gives per tool); the policy then decides the call with its arguments.
@@ -247,10 +246,10 @@ def with_policy(
         run_id = _context(ctx).get("run_id")
         if ledger is None or not run_id or not policy.may_need_approval(name):
             return await invoke_tool(ctx, arguments)
-        may_run, recorded = await ledger.claim(run_id=run_id, call_id=ctx.tool_call_id)
-        if not may_run:
-            return not_run_again(recorded)
-        edited = await ledger.edited(run_id=run_id, call_id=ctx.tool_call_id)
+        claim = await ledger.claim(run_id=run_id, call_id=ctx.tool_call_id)
+        if not claim.may_run:
+            return not_run_again(claim.recorded)
+        edited = claim.edited_arguments
         if edited is not None:
             output = ran_with_edits(edited, await invoke_tool(ctx, edited))
         else:

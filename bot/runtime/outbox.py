@@ -25,14 +25,14 @@ from bot.slack import blocks, cards, markdown, mirror_blocks, reminders
 from bot.slack.permalinks import Permalinks
 from bot.slack.workspace_scope import speaking_for
 from bot.slack.workspaces import NotInstalled
-from storage import decision_log, outbox
+from storage import outbox
 from storage.approvals import get_approval
+from storage.card_views import card_view
 from storage.database import Database
 from storage.ids import ThreadRef
 from storage.models import ApprovalStatus, OutboxKind
 from storage.outbox import Claimant, Delivery, Owed
 from storage.runs import requesters_of
-from storage.thread_approvals import of_approval
 
 log = logging.getLogger(__name__)
 
@@ -214,11 +214,11 @@ class Outbox:
     async def _send_mirror(self, delivery: Delivery, thread: ThreadRef) -> str | None:
         """The card's copy in the approvals channel: a message of its own there (not in a
         thread), with a link to the thread it was asked in."""
-        approval = await get_approval(self.db, delivery.approval_id or "")
-        if approval is None or not approval.mirror_channel_id:
+        view = await card_view(self.db, delivery.approval_id or "")
+        if view is None or not view.approval.mirror_channel_id:
             return None  # retention removed it: nothing left to show
-        channel = approval.mirror_channel_id
-        text, body = await self._render(delivery)
+        channel = view.approval.mirror_channel_id
+        text, body = cards.card(view.approval, view.approved_by, view.thread_approval)
         link = await self.permalinks.of(thread.channel_id, thread.thread_ts)
         body = mirror_blocks.mirrored(body, thread.channel_id, link)
         if delivery.card_ts is not None:
@@ -357,17 +357,11 @@ class Outbox:
 
     async def _render(self, delivery: Delivery) -> tuple[str, list[blocks.Block]]:
         payload = delivery.payload or {}
-        if delivery.kind in (OutboxKind.CARD, OutboxKind.MIRROR):
-            approval = await get_approval(self.db, delivery.approval_id or "")
-            if approval is None:
+        if delivery.kind == OutboxKind.CARD:
+            view = await card_view(self.db, delivery.approval_id or "")
+            if view is None:
                 return blocks.plain("This approval request is no longer stored.")
-            approved_by = await decision_log.approved_by(self.db, approval.id)
-            thread_approval = (
-                await of_approval(self.db, approval)
-                if approval.allow_for_thread or approval.thread_approval_id
-                else None
-            )
-            return cards.card(approval, approved_by, thread_approval)
+            return cards.card(view.approval, view.approved_by, view.thread_approval)
         if delivery.kind == OutboxKind.INTERRUPTED:
             doing = (
                 "while resuming after an approval"

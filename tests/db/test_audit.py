@@ -52,8 +52,8 @@ async def test_a_call_s_story_is_told_in_order_with_the_people_who_acted(db: Dat
     await vote_to_approve(db, approval_id=approval.id, user_id="U9", by=BY)
     await vote_to_approve(db, approval_id=approval.id, user_id="U9", by=BY)  # changes nothing
     await vote_to_approve(db, approval_id=approval.id, user_id="U8", by=BY)
-    assert await claim_execution(db, run_id=approval.run_id, call_id="call_1") == (True, None)
-    assert (await claim_execution(db, run_id=approval.run_id, call_id="call_1"))[0] is False
+    assert (await claim_execution(db, run_id=approval.run_id, call_id="call_1")).may_run
+    assert not (await claim_execution(db, run_id=approval.run_id, call_id="call_1")).may_run
     await record_outcome(db, run_id=approval.run_id, call_id="call_1", outcome="refunded 120")
 
     story = await audit.entries(db, approval_id=approval.id)

@@ -202,7 +202,7 @@ async def test_the_interrupted_note_shows_the_call_in_flight_as_text(
         )
         async with db.read() as session:
             run = (await session.scalars(select(Run))).one()
-        assert await claim_execution(db, run_id=run.id, call_id="call_1") == (True, None)
+        assert (await claim_execution(db, run_id=run.id, call_id="call_1")).may_run
         await _take_the_resume_and_die(db)
 
         await bot.app.sweeper.sweep()

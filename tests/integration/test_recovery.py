@@ -161,7 +161,7 @@ async def test_an_interrupted_resume_names_the_call_in_flight_and_never_runs_it_
         assert decision is not None
         assert decision.resume_queued
         run = await _only(db, Run)
-        assert await claim_execution(db, run_id=run.id, call_id="call_1") == (True, None)
+        assert (await claim_execution(db, run_id=run.id, call_id="call_1")).may_run
         step = await next_step(db, thread_key=THREAD.key, owner="dead:1", ttl=LEASE)
         assert step is not None
         assert step.resume is not None
