@@ -96,7 +96,7 @@ async def take(
         told = list(dict.fromkeys(recipients(approval, voted)))
         owed = [reminder(approval.id, to, step) for to in told]
         if step == Step.ESCALATE:  # the card names whom it was escalated to
-            owed.append(Owed(OutboxKind.CARD, approval_id=approval.id))
+            owed.append(outbox.card_of(approval))
         thread_key = ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts).key
         await outbox.add(session, thread_key=thread_key, owed=owed, by=by)
         await audit.append(session, _AUDITED[step], approval, user=None, detail=", ".join(told))

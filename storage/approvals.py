@@ -1,12 +1,13 @@
 """Approvals: voted on, decided once by a compare-and-set, and the ledger of approved calls'
 starts."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
 from storage import audit, decision_log, outbox
@@ -21,12 +22,11 @@ from storage.models import (
     Job,
     JobKind,
     JobStatus,
-    OutboxKind,
     Run,
     RunStatus,
     utcnow,
 )
-from storage.outbox import Claimant, Owed
+from storage.outbox import Claimant, Delivery
 from storage.statements import insert_unless_taken, rowcount
 
 
@@ -99,6 +99,7 @@ class Decision:
     approval: Approval
     won: bool
     resume_queued: bool
+    claimed: list[Delivery] | None = None  # with `claim`: what the thread is owed, claimed
 
 
 # What each decision is in the log.
@@ -117,10 +118,13 @@ async def decide_approval(
     decided_by: str | None,
     reason: str | None = None,
     by: Claimant | None = None,
+    claim: bool = False,
 ) -> Decision | None:
     """Decide a pending approval once, whatever votes it has (a rejection, an expiry); queue
     the resume when it was the run's last one. The card owes the thread its new look, and the
-    log its entry, stored with the decision. Approvals by people go through `vote_to_approve`.
+    log its entry, stored with the decision; with `claim`, what the thread is owed is claimed
+    for `by` in the same transaction (`outbox.claim_in`). Approvals by people go through
+    `vote_to_approve`.
     """
     async with db.write() as session:
         approval = await session.get(Approval, approval_id)
@@ -130,10 +134,13 @@ async def decide_approval(
         decision = await _decide(
             session, approval, run, status=status, decided_by=decided_by, reason=reason, by=by
         )
-        if decision.won:
-            await decision_log.record(
-                session, approval, kind=_LOGGED_AS[status], user_id=decided_by, reason=reason
-            )
+        if not decision.won:
+            return decision
+        await decision_log.record(
+            session, approval, kind=_LOGGED_AS[status], user_id=decided_by, reason=reason
+        )
+        if claim:
+            return replace(decision, claimed=await _claim(session, approval, by))
         return decision
 
 
@@ -150,10 +157,16 @@ class Vote:
     outcome: VoteOutcome
     approvers: list[str]  # who has approved the call, in order, this vote included
     resume_queued: bool = False
+    claimed: list[Delivery] | None = None  # with `claim`: what the thread is owed, claimed
 
 
 async def vote_to_approve(
-    db: Database, *, approval_id: str, user_id: str, by: Claimant | None = None
+    db: Database,
+    *,
+    approval_id: str,
+    user_id: str,
+    by: Claimant | None = None,
+    claim: bool = False,
 ) -> Vote | None:
     """One person approves: the vote is logged once, and the vote that brings the distinct
     approvers to `approvals_needed` approves the call, in the same transaction.
@@ -162,7 +175,8 @@ async def vote_to_approve(
     turns: the vote that completes the quorum sees every vote before it, and two votes can
     never both see themselves one short and leave a call with enough approvals pending. The
     approval itself is still the compare-and-set on `status = 'pending'`. A vote that does not
-    complete the quorum owes the thread the card's new count.
+    complete the quorum owes the thread the card's new count. With `claim`, what a vote that
+    changed something owes is claimed for `by` in the same transaction.
     """
     async with db.write() as session:
         approval = await session.get(Approval, approval_id)
@@ -172,7 +186,10 @@ async def vote_to_approve(
         if approval.status != ApprovalStatus.PENDING:
             approvers = await decision_log.approvers_of(session, approval.id)
             return Vote(approval, VoteOutcome.TOO_LATE, approvers)
-        return await _vote(session, approval, run, user_id=user_id, by=by)
+        vote = await _vote(session, approval, run, user_id=user_id, by=by)
+        if claim and vote.outcome in (VoteOutcome.COUNTED, VoteOutcome.DECIDED):
+            return replace(vote, claimed=await _claim(session, vote.approval, by))
+        return vote
 
 
 async def _vote(
@@ -277,8 +294,15 @@ async def lock_call(session: AsyncSession, approval: Approval) -> Run | None:
     return run
 
 
+async def _claim(session: AsyncSession, approval: Approval, by: Claimant | None) -> list[Delivery]:
+    if by is None:
+        raise ValueError("a claim needs somebody to deliver what it takes")
+    thread_key = ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts).key
+    return await outbox.claim_in(session, thread_key=thread_key, by=by)
+
+
 async def _owe_card(session: AsyncSession, approval: Approval, by: Claimant | None) -> None:
-    card = Owed(OutboxKind.CARD, approval_id=approval.id)
+    card = outbox.card_of(approval)
     thread_key = ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts).key
     await outbox.add(session, thread_key=thread_key, owed=[card], by=by)
 
@@ -296,13 +320,18 @@ async def _decide(
     """The compare-and-set, under the caller's locks; the run's last decision queues its
     resume, so that two approvals of one run decided at once cannot both see the other still
     pending and leave the run waiting forever."""
+    decided = {"status": status, "decided_by": decided_by, "decided_at": utcnow(), "reason": reason}
     result = await session.execute(
         update(Approval)
         .where(col(Approval.id) == approval.id, col(Approval.status) == ApprovalStatus.PENDING)
-        .values(status=status, decided_by=decided_by, decided_at=utcnow(), reason=reason)
+        .values(decided)
     )
     won = rowcount(result) == 1
-    await session.refresh(approval)
+    if won:  # the row is what was read under the lock plus what was just written
+        for key, value in decided.items():
+            set_committed_value(approval, key, value)
+    else:
+        await session.refresh(approval)
     if won:
         await _owe_card(session, approval, by)
     if not won or run is None or run.status != RunStatus.WAITING:

@@ -44,6 +44,8 @@ class Owed:
     kind: OutboxKind
     payload: dict[str, Any] | None = None
     approval_id: str | None = None
+    # A card: does its approval have a mirror? None: not known to the caller, so `add` reads it.
+    mirrored: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,13 @@ class Delivery:
     def is_first_post(self) -> bool:
         """The first post of a card or of its mirror: later versions wait for its message."""
         return self.kind in (OutboxKind.CARD, OutboxKind.MIRROR) and self.card_ts is None
+
+
+def card_of(approval: Approval) -> Owed:
+    """The card of an approval in hand: whether it has a mirror is known, not read again."""
+    return Owed(
+        OutboxKind.CARD, approval_id=approval.id, mirrored=approval.mirror_channel_id is not None
+    )
 
 
 async def add(
@@ -108,16 +117,19 @@ async def add(
 
 
 async def _with_mirrors(session: AsyncSession, owed: Sequence[Owed]) -> list[Owed]:
-    card_ids = {o.approval_id for o in owed if o.kind == OutboxKind.CARD and o.approval_id}
-    if not card_ids:
+    cards = [o for o in owed if o.kind == OutboxKind.CARD and o.approval_id]
+    if not cards:
         return list(owed)
-    mirrored = set(
-        await session.scalars(
-            select(col(Approval.id)).where(
-                col(Approval.id).in_(card_ids), col(Approval.mirror_channel_id).is_not(None)
+    mirrored = {o.approval_id for o in cards if o.mirrored}
+    unknown = {o.approval_id for o in cards if o.mirrored is None}
+    if unknown:
+        mirrored |= set(
+            await session.scalars(
+                select(col(Approval.id)).where(
+                    col(Approval.id).in_(unknown), col(Approval.mirror_channel_id).is_not(None)
+                )
             )
         )
-    )
     result: list[Owed] = []
     for item in owed:
         result.append(item)

@@ -20,7 +20,6 @@ from storage.models import (
     Approval,
     Job,
     JobStatus,
-    OutboxKind,
     Run,
     RunStatus,
     Thread,
@@ -195,6 +194,12 @@ class SavedState:
     schema_version: str
 
 
+@dataclass(frozen=True)
+class Paused:
+    approvals: list[Approval]  # one per call, in the calls' order
+    claimed: list[Delivery] | None = None  # with `claim`: what the thread is owed, claimed
+
+
 async def pause_run(
     db: Database,
     *,
@@ -207,9 +212,11 @@ async def pause_run(
     new_history: Sequence[str] = (),
     owed: Sequence[Owed] = (),
     by: Claimant | None = None,
-) -> list[Approval]:
+    claim: bool = False,
+) -> Paused:
     """Store the state, its approvals and the thread's new history items together, replacing
-    any older snapshot of the run; the thread is owed `owed`, then one card per approval."""
+    any older snapshot of the run; the thread is owed `owed`, then one card per approval.
+    With `claim`, what the thread is owed is claimed for `by` in the same transaction."""
     now = utcnow()
     async with db.write() as session:
         # One compare-and-set UPDATE with RETURNING, where a locked read and the ORM's flush
@@ -276,9 +283,13 @@ async def pause_run(
         session.add_all(rows)
         await audit.append_requests(session, rows)
         await history.append(session, thread_key=thread_key, items=new_history)
-        cards = [Owed(OutboxKind.CARD, approval_id=row.id) for row in rows]
+        cards = [outbox.card_of(row) for row in rows]
         await outbox.add(session, thread_key=thread_key, owed=[*owed, *cards], by=by)
-        return rows
+        if not claim:
+            return Paused(rows)
+        if by is None:
+            raise ValueError("a claim needs somebody to deliver what it takes")
+        return Paused(rows, await outbox.claim_in(session, thread_key=thread_key, by=by))
 
 
 async def finish_run(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -135,40 +135,23 @@ async def cover(db: Database, call: CoveredCall, *, by: Claimant | None) -> Cove
     """Let the call through under an active thread approval of its thread, tool and rule, or
     say None: it needs a card. A call asked about again (the SDK may ask more than once) is
     answered from its row, without a second post; a call that already has a card is not
-    covered, so the decision on that card stands."""
+    covered, so the decision on that card stands.
+
+    Most calls have nothing to cover them: a read says so without taking the write lock. A
+    thread approval that appears just after that read covers the next call, not this one."""
     now = utcnow()
     thread = call.thread
-    async with db.write() as session:
-        existing = await session.scalar(
-            select(Approval)
-            .where(col(Approval.run_id) == call.run_id, col(Approval.call_id) == call.call_id)
-            .order_by(col(Approval.generation).desc())
-            .limit(1)
-        )
+    async with db.read() as session:
+        existing = await session.scalar(_call_row(call))
         if existing is not None:
-            if existing.thread_approval_id is None:
-                return None
-            return Cover(existing, existing.thread_approval_id, new=False)
-        rule = (
-            col(ThreadApproval.rule_index).is_(None)
-            if call.rule_index is None
-            else col(ThreadApproval.rule_index) == call.rule_index
-        )
-        thread_approval = await session.scalar(
-            select(ThreadApproval)
-            .where(
-                col(ThreadApproval.team_id) == thread.team_id,
-                col(ThreadApproval.channel_id) == thread.channel_id,
-                col(ThreadApproval.thread_ts) == thread.thread_ts,
-                col(ThreadApproval.tool_name) == call.tool_name,
-                rule,
-                col(ThreadApproval.revoked_at).is_(None),
-                col(ThreadApproval.expires_at) > now,
-            )
-            .order_by(col(ThreadApproval.created_at).desc())
-            .limit(1)
-            .with_for_update()
-        )
+            return _already_asked(existing)
+        if await session.scalar(_active_thread_approval(call, now)) is None:
+            return None
+    async with db.write() as session:
+        existing = await session.scalar(_call_row(call))
+        if existing is not None:
+            return _already_asked(existing)
+        thread_approval = await session.scalar(_active_thread_approval(call, now).with_for_update())
         if thread_approval is None:
             return None
         run = await session.get(Run, call.run_id)
@@ -209,9 +192,48 @@ async def cover(db: Database, call: CoveredCall, *, by: Claimant | None) -> Cove
         await decision_log.record(
             session, approval, kind=DecisionKind.AUTO_APPROVAL, user_id=thread_approval.approved_by
         )
-        post = Owed(OutboxKind.CARD, approval_id=approval.id)
+        post = outbox.card_of(approval)
         await outbox.add(session, thread_key=thread.key, owed=[post], by=by)
         return Cover(approval, thread_approval.id, new=True)
+
+
+def _already_asked(existing: Approval) -> Cover | None:
+    """A call asked about again: covered if its row was let through, else its card stands."""
+    if existing.thread_approval_id is None:
+        return None
+    return Cover(existing, existing.thread_approval_id, new=False)
+
+
+def _call_row(call: CoveredCall) -> Select[Approval]:
+    return (
+        select(Approval)
+        .where(col(Approval.run_id) == call.run_id, col(Approval.call_id) == call.call_id)
+        .order_by(col(Approval.generation).desc())
+        .limit(1)
+    )
+
+
+def _active_thread_approval(call: CoveredCall, now: datetime) -> Select[ThreadApproval]:
+    thread = call.thread
+    rule = (
+        col(ThreadApproval.rule_index).is_(None)
+        if call.rule_index is None
+        else col(ThreadApproval.rule_index) == call.rule_index
+    )
+    return (
+        select(ThreadApproval)
+        .where(
+            col(ThreadApproval.team_id) == thread.team_id,
+            col(ThreadApproval.channel_id) == thread.channel_id,
+            col(ThreadApproval.thread_ts) == thread.thread_ts,
+            col(ThreadApproval.tool_name) == call.tool_name,
+            rule,
+            col(ThreadApproval.revoked_at).is_(None),
+            col(ThreadApproval.expires_at) > now,
+        )
+        .order_by(col(ThreadApproval.created_at).desc())
+        .limit(1)
+    )
 
 
 class RevokeOutcome(StrEnum):

@@ -70,14 +70,16 @@ async def paused_on(
     step = await next_step(db, thread_key=thread.key, owner="w", ttl=timedelta(seconds=30))
     assert step is not None
     assert step.run is not None
-    [approval] = await pause_run(
-        db,
-        by=by,
-        run_id=step.run.run.id,
-        saved=SavedState(state="{}", sdk_version="x", schema_version="1.21"),
-        approvals=[call],
-        thread=thread,
-        requested_by="U1",
-        expire_after=timedelta(hours=1),
-    )
+    [approval] = (
+        await pause_run(
+            db,
+            by=by,
+            run_id=step.run.run.id,
+            saved=SavedState(state="{}", sdk_version="x", schema_version="1.21"),
+            approvals=[call],
+            thread=thread,
+            requested_by="U1",
+            expire_after=timedelta(hours=1),
+        )
+    ).approvals
     return approval

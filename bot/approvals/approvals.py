@@ -52,6 +52,7 @@ from bot.tracing import Tracing
 from storage import approval_steps, decision_log
 from storage.approval_steps import Step
 from storage.approvals import (
+    Decision,
     EditOutcome,
     Requirement,
     Vote,
@@ -65,8 +66,8 @@ from storage.approvals import (
 from storage.database import Database
 from storage.ids import ThreadRef
 from storage.models import Approval, ApprovalStatus, Run, utcnow
-from storage.outbox import Owed
-from storage.runs import requesters_of
+from storage.outbox import Claimant, Delivery, Owed
+from storage.runs import Paused, requesters_of
 
 log = logging.getLogger(__name__)
 
@@ -170,23 +171,32 @@ class Approvals:
         """Store the pause with one approval per call, with the cards it owes the thread
         (after `before`), then deliver them. Returns the policy's decisions of the calls, or
         nothing when the run was interrupted meanwhile."""
-        paused = await store_pause(
-            self.db,
-            self.policies,
-            run=run,
-            thread=thread,
-            outcome=outcome,
-            new_history=new_history,
-            owed=before,
-            by=self.outbox.claimant,
-            mirror_to=self.mirror_to,
-        )
-        if paused is None:
+        stored: list[tuple[list[CallPolicy], Paused]] = []
+
+        async def pause(by: Claimant) -> list[Delivery] | None:
+            paused = await store_pause(
+                self.db,
+                self.policies,
+                run=run,
+                thread=thread,
+                outcome=outcome,
+                new_history=new_history,
+                owed=before,
+                by=by,
+                mirror_to=self.mirror_to,
+                claim=True,
+            )
+            if paused is None:
+                return None
+            stored.append(paused)
+            self.metrics.requested(call.tool_name for call in outcome.pending)
+            return paused[1].claimed
+
+        await self.outbox.after(thread.key, pause)
+        if not stored:
             return []
-        decided, stored = paused
-        self.metrics.requested(call.tool_name for call in outcome.pending)
-        await self.outbox.deliver(thread.key)
-        self.on_change(stored)
+        decided, paused = stored[0]
+        self.on_change(paused.approvals)
         return decided
 
     # --- a person clicks -------------------------------------------------------------------
@@ -520,41 +530,72 @@ class Approvals:
     async def _decide_in_workspace(
         self, approval: Approval, status: ApprovalStatus, user_id: str | None, reason: str | None
     ) -> int:
-        decision = await decide_approval(
-            self.db,
-            approval_id=approval.id,
-            status=status,
-            decided_by=user_id,
-            reason=reason,
-            by=self.outbox.claimant,
-        )
-        if decision is None:
+        thread = ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts)
+        decided: list[Decision] = []
+
+        async def decide(by: Claimant) -> list[Delivery] | None:
+            decision = await decide_approval(
+                self.db,
+                approval_id=approval.id,
+                status=status,
+                decided_by=user_id,
+                reason=reason,
+                by=by,
+                claim=True,
+            )
+            if decision is None:
+                return None
+            decided.append(decision)
+            self._resume_queued(thread, decision.resume_queued)
+            return decision.claimed
+
+        await self.outbox.after(thread.key, decide)
+        if not decided:
             return 0
+        decision = decided[0]
         if not decision.won:
             if user_id is not None:
                 await self._tell_already(decision.approval, user_id)
             return 0
         self._observe_decided(approval, status)
-        thread = ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts)
-        if decision.resume_queued:  # the resume need not wait for the card's update
-            self.metrics.jobs_queued.labels(kind="resume").inc()
-            self.kick(thread.key)
-        await self.outbox.deliver(thread.key)
         self.on_change([decision.approval])
         return 1
 
+    def _resume_queued(self, thread: ThreadRef, queued: bool) -> None:
+        """Wake the thread's worker as soon as the decision is stored: the resume need not
+        wait for the card's update."""
+        if queued:
+            self.metrics.jobs_queued.labels(kind="resume").inc()
+            self.kick(thread.key)
+
     async def _approve(self, approval: Approval, user_id: str) -> None:
-        vote = await vote_to_approve(
-            self.db, approval_id=approval.id, user_id=user_id, by=self.outbox.claimant
-        )
-        if vote is None:
+        """The vote, and the claim of what it owes the thread, are one transaction; the card
+        is delivered right after it, while the resume (if the vote queued it) goes on."""
+        thread = ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts)
+        votes: list[Vote] = []
+
+        async def vote(by: Claimant) -> list[Delivery] | None:
+            counted = await vote_to_approve(
+                self.db, approval_id=approval.id, user_id=user_id, by=by, claim=True
+            )
+            if counted is None:
+                return None
+            votes.append(counted)
+            self._resume_queued(thread, counted.resume_queued)
+            return counted.claimed
+
+        await self.outbox.after(thread.key, vote)
+        if not votes:
             await self._tell(approval.channel_id, user_id, approval.thread_ts, NOT_FOUND)
             return
-        await self._counted(approval, user_id, vote)
+        await self._counted(approval, user_id, votes[0], delivered=True)
 
-    async def _counted(self, approval: Approval, user_id: str, vote: Vote) -> None:
+    async def _counted(
+        self, approval: Approval, user_id: str, vote: Vote, *, delivered: bool = False
+    ) -> None:
         """Say what a vote did, to whom it concerns: the voter, privately, when it changed
-        nothing; the thread otherwise (the resume, the card)."""
+        nothing; the thread otherwise (the resume, the card), unless `delivered` says the
+        vote's claim was delivered already."""
         if vote.outcome == VoteOutcome.TOO_LATE:
             await self._tell_already(vote.approval, user_id, vote.approvers)
             return
@@ -563,11 +604,10 @@ class Approvals:
             return
         if vote.outcome == VoteOutcome.DECIDED:
             self._observe_decided(approval, ApprovalStatus.APPROVED)
-        thread = ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts)
-        if vote.resume_queued:  # the resume need not wait for the card's update
-            self.metrics.jobs_queued.labels(kind="resume").inc()
-            self.kick(thread.key)
-        await self.outbox.deliver(thread.key)
+        if not delivered:
+            thread = ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts)
+            self._resume_queued(thread, vote.resume_queued)
+            await self.outbox.deliver(thread.key)
         self.on_change([vote.approval])
 
     def _observe_decided(self, approval: Approval, status: ApprovalStatus) -> None:

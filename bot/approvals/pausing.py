@@ -12,9 +12,9 @@ from bot.approvals.deciding import CallPolicies
 from bot.approvals.policy import CallPolicy
 from storage.database import Database
 from storage.ids import ThreadRef
-from storage.models import Approval, Run
+from storage.models import Run
 from storage.outbox import Claimant, Owed
-from storage.runs import NewApproval, pause_run
+from storage.runs import NewApproval, Paused, pause_run
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +30,13 @@ async def store_pause(
     owed: Sequence[Owed],
     by: Claimant,
     mirror_to: str | None = None,
-) -> tuple[list[CallPolicy], list[Approval]] | None:
+    claim: bool = False,
+) -> tuple[list[CallPolicy], Paused] | None:
     """Each call is decided again here, as the SDK decided it, for the rule and approvers to
     record with it; `mirror_to` is the approvals channel its cards are copied to, if any.
-    Returns those decisions and the stored approvals, in the calls' order, or None when the
-    run is no longer running (it was interrupted meanwhile)."""
+    Returns those decisions and the stored pause (its approvals in the calls' order, and with
+    `claim` what the thread is owed, claimed for `by`), or None when the run is no longer
+    running (it was interrupted meanwhile)."""
     assert outcome.saved is not None
     decided = [
         await policies.decide(
@@ -43,7 +45,7 @@ async def store_pause(
         for call in outcome.pending
     ]
     try:
-        rows = await pause_run(
+        paused = await pause_run(
             db,
             run_id=run.id,
             saved=outcome.saved,
@@ -78,8 +80,9 @@ async def store_pause(
             expire_after=policies.policy.expire_after,
             owed=owed,
             by=by,
+            claim=claim,
         )
     except LookupError:
         log.warning("run %s paused after it was marked interrupted", run.id)
         return None
-    return decided, rows
+    return decided, paused

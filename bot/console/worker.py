@@ -106,8 +106,8 @@ class ConsoleWorker:
             )
             if paused is None:
                 return
-            _decided, approvals = paused
-            for approval in approvals:
+            _decided, stored = paused
+            for approval in stored.approvals:
                 if not await self.approver.ask(approval):
                     break
             await self._shown(thread.key)

@@ -47,21 +47,25 @@ async def _paused_run(db: Database, calls: int = 2) -> tuple[str, list[Approval]
     begun = step.run
     assert not begun.parked
     run = begun.run
-    approvals = await pause_run(
-        db,
-        by=Claimant("test"),
-        run_id=run.id,
-        saved=SavedState(
-            state='{"$schemaVersion": "1.21"}', sdk_version="x", schema_version="1.21"
-        ),
-        approvals=[
-            NewApproval(call_id=f"call_{i}", tool_name="delete", arguments="{}", approvers=["U9"])
-            for i in range(calls)
-        ],
-        thread=THREAD,
-        requested_by="U1",
-        expire_after=timedelta(hours=1),
-    )
+    approvals = (
+        await pause_run(
+            db,
+            by=Claimant("test"),
+            run_id=run.id,
+            saved=SavedState(
+                state='{"$schemaVersion": "1.21"}', sdk_version="x", schema_version="1.21"
+            ),
+            approvals=[
+                NewApproval(
+                    call_id=f"call_{i}", tool_name="delete", arguments="{}", approvers=["U9"]
+                )
+                for i in range(calls)
+            ],
+            thread=THREAD,
+            requested_by="U1",
+            expire_after=timedelta(hours=1),
+        )
+    ).approvals
     return run.id, approvals
 
 
@@ -173,16 +177,20 @@ async def test_pausing_again_replaces_the_state_and_bumps_the_generation(db: Dat
         decided_by="U9",
     )
     await claim_resume(db, run_id=run_id)
-    second = await pause_run(
-        db,
-        by=Claimant("test"),
-        run_id=run_id,
-        saved=SavedState(state='{"new": true}', sdk_version="x", schema_version="1.21"),
-        approvals=[NewApproval(call_id="call_b", tool_name="delete", arguments="{}", approvers=[])],
-        thread=THREAD,
-        requested_by="U1",
-        expire_after=timedelta(hours=1),
-    )
+    second = (
+        await pause_run(
+            db,
+            by=Claimant("test"),
+            run_id=run_id,
+            saved=SavedState(state='{"new": true}', sdk_version="x", schema_version="1.21"),
+            approvals=[
+                NewApproval(call_id="call_b", tool_name="delete", arguments="{}", approvers=[])
+            ],
+            thread=THREAD,
+            requested_by="U1",
+            expire_after=timedelta(hours=1),
+        )
+    ).approvals
     run = await get_run(db, run_id)
     assert run is not None
     assert run.state == '{"new": true}'

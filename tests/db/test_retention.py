@@ -105,21 +105,23 @@ class Builder:
         return step.job, step.run.run
 
     async def pause(self, thread: ThreadRef, run_id: str, calls: int = 1) -> list[Approval]:
-        return await pause_run(
-            self.db,
-            by=Claimant("test"),
-            run_id=run_id,
-            saved=SavedState(state="{}", sdk_version="x", schema_version="1.21"),
-            approvals=[
-                NewApproval(
-                    call_id=f"call_{i}", tool_name="delete", arguments="{}", approvers=["U9"]
-                )
-                for i in range(calls)
-            ],
-            thread=thread,
-            requested_by="U1",
-            expire_after=timedelta(hours=1),
-        )
+        return (
+            await pause_run(
+                self.db,
+                by=Claimant("test"),
+                run_id=run_id,
+                saved=SavedState(state="{}", sdk_version="x", schema_version="1.21"),
+                approvals=[
+                    NewApproval(
+                        call_id=f"call_{i}", tool_name="delete", arguments="{}", approvers=["U9"]
+                    )
+                    for i in range(calls)
+                ],
+                thread=thread,
+                requested_by="U1",
+                expire_after=timedelta(hours=1),
+            )
+        ).approvals
 
     async def decide_all(self, approvals: list[Approval]) -> None:
         for approval in approvals:

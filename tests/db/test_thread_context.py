@@ -72,16 +72,18 @@ async def test_added_requesters_reach_the_approvals_of_the_runs_pause(db: Databa
         "U3",
     ]
     assert await add_requesters(db, run_id=run_id, user_ids=[]) == ["U1", "U2", "U3"]
-    [approval] = await pause_run(
-        db,
-        run_id=run_id,
-        saved=SavedState(state="{}", sdk_version="x", schema_version="1"),
-        approvals=[NewApproval("call_1", "delete", "{}", approvers=["U9"])],
-        thread=THREAD,
-        requested_by="U1",
-        expire_after=timedelta(hours=1),
-        by=Claimant("test"),
-    )
+    [approval] = (
+        await pause_run(
+            db,
+            run_id=run_id,
+            saved=SavedState(state="{}", sdk_version="x", schema_version="1"),
+            approvals=[NewApproval("call_1", "delete", "{}", approvers=["U9"])],
+            thread=THREAD,
+            requested_by="U1",
+            expire_after=timedelta(hours=1),
+            by=Claimant("test"),
+        )
+    ).approvals
 
     assert approval.requesters == ["U1", "U2", "U3"]
     run = await get_run(db, run_id)
