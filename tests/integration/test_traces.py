@@ -97,7 +97,9 @@ async def test_an_approval_round_trip_is_traced(database_url: str, slack: FakeSl
         assert span.attributes["threadgate.run_id"] == run_id
     # Database transactions, under what they served.
     writes = collector.named("db.write")
-    assert any(runs["start"] in collector.ancestors(w) for w in writes)
+    transactions = [*writes, *collector.named("db.read")]
+    assert any(runs["start"] in collector.ancestors(t) for t in transactions)
+    assert any(runs["resume"] in collector.ancestors(w) for w in writes)
     assert any(kinds["event_callback"] in collector.ancestors(w) for w in writes)
     assert {span.service for span in collector.spans} == {"threadgate"}
     for span in collector.spans:
