@@ -10,13 +10,14 @@ compare-and-set updates do the work there.
 import asyncio
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from functools import partial
 from typing import Any
 
 from opentelemetry.trace import Status, StatusCode, Tracer
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
@@ -28,6 +29,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from storage import sqlite_driver
 from storage.crypto import Cipher
 from storage.models import CIPHER_ATTRIBUTE
 
@@ -35,7 +37,7 @@ SQLITE_BUSY_TIMEOUT_MS = 15_000
 # What a query raises when the database cannot be reached or fails under it.
 UNAVAILABLE = (SQLAlchemyError, OSError)
 REACHABLE_WITHIN = 2.0  # seconds a health check waits for the database
-DRIVER_THREAD_GRACE = 2.0  # seconds each aiosqlite worker thread gets to finish at exit
+DRIVER_THREAD_GRACE = 2.0  # seconds each SQLite driver thread gets to finish at exit
 _WRITE_OPTION = "threadgate_write"
 
 
@@ -61,7 +63,9 @@ class Database:
         # A statement's parameters are conversation content: keep them out of echo output and
         # out of the text of every error SQLAlchemy raises (and so out of logged tracebacks).
         kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": False, "hide_parameters": True}
-        if not url.startswith("sqlite"):
+        if url.startswith("sqlite"):
+            kwargs["async_creator"] = _one_trip_creator(url)
+        else:
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = pool_size
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
@@ -191,6 +195,14 @@ async def driver_threads_finished() -> None:
     ]
     for thread in workers:
         await asyncio.to_thread(thread.join, DRIVER_THREAD_GRACE)
+
+
+def _one_trip_creator(url: str) -> Callable[[], Awaitable[sqlite_driver.OneTripConnection]]:
+    """Connections as SQLAlchemy's aiosqlite dialect would open them (the same file, URI and
+    thread arguments), whose statements each make one trip to the driver's thread."""
+    parsed = make_url(url)
+    args, options = parsed.get_dialect()().create_connect_args(parsed)
+    return partial(sqlite_driver.connect, *args, **options)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
