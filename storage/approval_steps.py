@@ -76,10 +76,10 @@ async def take(
     """Take the step once: None when it was not ours to take (taken already, the call was
     decided). Otherwise the call, and whom it owes a reminder, stored with the step."""
     async with db.write() as session:
-        approval = await session.get(Approval, approval_id)
-        if approval is None:
+        locked = await lock_call(session, approval_id)
+        if locked is None:
             return None
-        await lock_call(session, approval)
+        approval, _run = locked
         result = await session.execute(
             update(Approval)
             .where(

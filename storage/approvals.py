@@ -114,6 +114,7 @@ async def decide_approval(
     db: Database,
     *,
     approval_id: str,
+    run_id: str | None = None,
     status: ApprovalStatus,
     decided_by: str | None,
     reason: str | None = None,
@@ -127,10 +128,10 @@ async def decide_approval(
     `vote_to_approve`.
     """
     async with db.write() as session:
-        approval = await session.get(Approval, approval_id)
-        if approval is None:
+        locked = await lock_call(session, approval_id, run_id=run_id)
+        if locked is None:
             return None
-        run = await lock_call(session, approval)
+        approval, run = locked
         decision = await _decide(
             session, approval, run, status=status, decided_by=decided_by, reason=reason, by=by
         )
@@ -164,6 +165,7 @@ async def vote_to_approve(
     db: Database,
     *,
     approval_id: str,
+    run_id: str | None = None,
     user_id: str,
     by: Claimant | None = None,
     claim: bool = False,
@@ -179,10 +181,10 @@ async def vote_to_approve(
     changed something owes is claimed for `by` in the same transaction.
     """
     async with db.write() as session:
-        approval = await session.get(Approval, approval_id)
-        if approval is None:
+        locked = await lock_call(session, approval_id, run_id=run_id)
+        if locked is None:
             return None
-        run = await lock_call(session, approval)
+        approval, run = locked
         if approval.status != ApprovalStatus.PENDING:
             approvers = await decision_log.approvers_of(session, approval.id)
             return Vote(approval, VoteOutcome.TOO_LATE, approvers)
@@ -246,6 +248,7 @@ async def edit_arguments(
     db: Database,
     *,
     approval_id: str,
+    run_id: str | None = None,
     user_id: str,
     arguments: str,
     requirement: Requirement | None,
@@ -261,10 +264,10 @@ async def edit_arguments(
     not edited: the vote would otherwise carry over to arguments nobody approved.
     """
     async with db.write() as session:
-        approval = await session.get(Approval, approval_id)
-        if approval is None:
+        locked = await lock_call(session, approval_id, run_id=run_id)
+        if locked is None:
             return None
-        run = await lock_call(session, approval)
+        approval, run = locked
         approvers = await decision_log.approvers_of(session, approval.id)
         if approval.status != ApprovalStatus.PENDING:
             return Edit(approval, EditOutcome.TOO_LATE, approvers)
@@ -286,12 +289,25 @@ async def edit_arguments(
         return Edit(approval, EditOutcome.EDITED, [])
 
 
-async def lock_call(session: AsyncSession, approval: Approval) -> Run | None:
-    """Lock the run, then the approval (always in that order), and read the approval anew:
-    every change to a waiting call takes these locks, so they take turns."""
-    run = await session.get(Run, approval.run_id, with_for_update=True)
-    await session.get(Approval, approval.id, with_for_update=True, populate_existing=True)
-    return run
+async def lock_call(
+    session: AsyncSession, approval_id: str, *, run_id: str | None = None
+) -> tuple[Approval, Run | None] | None:
+    """Lock the call's run, then the approval (always in that order), and read the approval
+    anew: every change to a waiting call takes these locks, so they take turns. A caller that
+    read the approval before passes its `run_id` (a call never moves to another run), which
+    spares the read that finds it. None when the approval is gone."""
+    if run_id is None:
+        found = await session.get(Approval, approval_id)
+        if found is None:
+            return None
+        run_id = found.run_id
+    run = await session.get(Run, run_id, with_for_update=True)
+    approval = await session.get(
+        Approval, approval_id, with_for_update=True, populate_existing=True
+    )
+    if approval is None or approval.run_id != run_id:
+        return None
+    return approval, run
 
 
 async def _claim(session: AsyncSession, approval: Approval, by: Claimant | None) -> list[Delivery]:

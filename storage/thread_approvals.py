@@ -66,15 +66,20 @@ async def thread_approval_of(session: AsyncSession, approval: Approval) -> Threa
 
 
 async def give(
-    db: Database, *, approval_id: str, user_id: str, by: Claimant | None = None
+    db: Database,
+    *,
+    approval_id: str,
+    user_id: str,
+    by: Claimant | None = None,
+    run_id: str | None = None,
 ) -> Given | None:
     """Approve the call for its thread: the call's approval (it needs one approver, which the
     config guarantees and this checks again) and the thread approval, in one transaction."""
     async with db.write() as session:
-        approval = await session.get(Approval, approval_id)
-        if approval is None:
+        locked = await lock_call(session, approval_id, run_id=run_id)
+        if locked is None:
             return None
-        run = await lock_call(session, approval)
+        approval, run = locked
         if approval.status != ApprovalStatus.PENDING:
             return Given(approval, GiveOutcome.TOO_LATE)
         if not approval.allow_for_thread or approval.approvals_needed != 1:

@@ -308,6 +308,7 @@ class Approvals:
         result = await edit_arguments(
             self.db,
             approval_id=approval.id,
+            run_id=approval.run_id,
             user_id=user_id,
             arguments=json.dumps(arguments, ensure_ascii=False),
             requirement=requirement,
@@ -537,6 +538,7 @@ class Approvals:
             decision = await decide_approval(
                 self.db,
                 approval_id=approval.id,
+                run_id=approval.run_id,
                 status=status,
                 decided_by=user_id,
                 reason=reason,
@@ -576,7 +578,12 @@ class Approvals:
 
         async def vote(by: Claimant) -> list[Delivery] | None:
             counted = await vote_to_approve(
-                self.db, approval_id=approval.id, user_id=user_id, by=by, claim=True
+                self.db,
+                approval_id=approval.id,
+                run_id=approval.run_id,
+                user_id=user_id,
+                by=by,
+                claim=True,
             )
             if counted is None:
                 return None

@@ -69,7 +69,11 @@ class ThreadApprovals:
             await self._tell(approval.channel_id, click.user_id, approval.thread_ts, verdict.reason)
             return
         given = await thread_approvals.give(
-            self.db, approval_id=approval.id, user_id=click.user_id, by=self.outbox.claimant
+            self.db,
+            approval_id=approval.id,
+            run_id=approval.run_id,
+            user_id=click.user_id,
+            by=self.outbox.claimant,
         )
         if given is None:
             await self._tell(approval.channel_id, click.user_id, approval.thread_ts, NOT_FOUND)
