@@ -14,6 +14,7 @@ from storage import audit, decision_log, outbox
 from storage.database import Database
 from storage.ids import ThreadRef
 from storage.models import (
+    STATE_UNREAD,
     Approval,
     ApprovalDecision,
     ApprovalStatus,
@@ -301,7 +302,8 @@ async def lock_call(
         if found is None:
             return None
         run_id = found.run_id
-    run = await session.get(Run, run_id, with_for_update=True)
+    # The paused state is what a resume reads: a change to the call leaves it unread.
+    run = await session.get(Run, run_id, with_for_update=True, options=[STATE_UNREAD])
     approval = await session.get(
         Approval, approval_id, with_for_update=True, populate_existing=True
     )
@@ -314,7 +316,7 @@ async def _claim(session: AsyncSession, approval: Approval, by: Claimant | None)
     if by is None:
         raise ValueError("a claim needs somebody to deliver what it takes")
     thread_key = ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts).key
-    return await outbox.claim_in(session, thread_key=thread_key, by=by)
+    return await outbox.claim_in(session, thread_key=thread_key, by=by, current=[approval])
 
 
 async def _owe_card(session: AsyncSession, approval: Approval, by: Claimant | None) -> None:

@@ -7,6 +7,7 @@ SDK owns their shape. The migrations create them and never drop them.
 import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import QueryableAttribute, defer
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -207,6 +209,11 @@ class Run(SQLModel, table=True):
     error_ref: str | None = Field(default=None, max_length=32)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, index=True, sa_type=UTCDateTime)
+
+
+# For a read of a run that never touches its paused state (the largest column, sealed when
+# encryption is on): left unread, and an attempt to read it raises instead of a lazy load.
+STATE_UNREAD = defer(cast("QueryableAttribute[Any]", Run.state), raiseload=True)
 
 
 class Approval(SQLModel, table=True):

@@ -9,7 +9,7 @@ their message exists. Each row is claimed before it is sent: by the process that
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -148,10 +148,17 @@ async def claim(db: Database, *, thread_key: str, by: Claimant) -> list[Delivery
         return await claim_in(session, thread_key=thread_key, by=by)
 
 
-async def claim_in(session: AsyncSession, *, thread_key: str, by: Claimant) -> list[Delivery]:
+async def claim_in(
+    session: AsyncSession,
+    *,
+    thread_key: str,
+    by: Claimant,
+    current: Sequence[Approval] = (),
+) -> list[Delivery]:
     """`claim` in the transaction of the change that owes the messages: one transaction less
     between a change and its delivery. The caller must keep this process's other deliveries
-    of the thread out until it has delivered what this returns."""
+    of the thread out until it has delivered what this returns. `current` are approvals this
+    transaction wrote or read under their lock: their cards' messages are known, not read."""
     now, owner = utcnow(), by.owner
     rows = (
         await session.execute(
@@ -160,7 +167,11 @@ async def claim_in(session: AsyncSession, *, thread_key: str, by: Claimant) -> l
             .order_by(OUTBOX.c.id)
         )
     ).all()
-    card_ts = await _card_messages(session, [r.approval_id for r in rows if r.approval_id])
+    card_ts = _known_messages(current)
+    known = {approval.id for approval in current}
+    card_ts |= await _card_messages(
+        session, [r.approval_id for r in rows if r.approval_id and r.approval_id not in known]
+    )
     claimed: list[Delivery] = []
     posts_blocked = False
     unposted: set[tuple[OutboxKind, str]] = set()
@@ -213,8 +224,18 @@ async def _card_messages(
             col(Approval.id).in_(set(approval_ids))
         )
     )
+    return _messages(found.all())
+
+
+def _known_messages(approvals: Sequence[Approval]) -> dict[tuple[OutboxKind, str], str]:
+    return _messages((a.id, a.message_ts, a.mirror_ts) for a in approvals)
+
+
+def _messages(
+    rows: Iterable[tuple[str, str | None, str | None]],
+) -> dict[tuple[OutboxKind, str], str]:
     messages: dict[tuple[OutboxKind, str], str] = {}
-    for approval_id, card_ts, mirror_ts in found.all():
+    for approval_id, card_ts, mirror_ts in rows:
         if card_ts:
             messages[(OutboxKind.CARD, approval_id)] = card_ts
         if mirror_ts:

@@ -17,6 +17,7 @@ from storage import audit, history, outbox
 from storage.database import Database
 from storage.ids import ThreadRef, new_approval_id, new_run_id
 from storage.models import (
+    STATE_UNREAD,
     Approval,
     Job,
     JobStatus,
@@ -67,6 +68,7 @@ async def begin_run(
     with session.no_autoflush:
         waiting = await session.scalar(
             select(Run)
+            .options(STATE_UNREAD)  # a parked message never reads it
             .where(
                 col(Run.thread_key) == job.thread_key,
                 col(Run.status).in_([RunStatus.WAITING, RunStatus.RESUMING]),
@@ -289,7 +291,8 @@ async def pause_run(
             return Paused(rows)
         if by is None:
             raise ValueError("a claim needs somebody to deliver what it takes")
-        return Paused(rows, await outbox.claim_in(session, thread_key=thread_key, by=by))
+        claimed = await outbox.claim_in(session, thread_key=thread_key, by=by, current=rows)
+        return Paused(rows, claimed)
 
 
 async def finish_run(

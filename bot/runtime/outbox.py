@@ -83,10 +83,6 @@ def answer(text: str, *, feedback: Sequence[blocks.Block] = ()) -> list[Owed]:
     return [*owed, post(fallback, [*body, *feedback])]
 
 
-def card(approval_id: str) -> Owed:
-    return Owed(OutboxKind.CARD, approval_id=approval_id)
-
-
 def replace(ts: str, text: str, body: list[blocks.Block]) -> Owed:
     return Owed(OutboxKind.UPDATE, {"ts": ts, "text": text, "blocks": body})
 

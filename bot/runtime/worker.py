@@ -29,7 +29,7 @@ from bot.tracing import Tracing
 from storage.database import Database
 from storage.ids import ThreadRef
 from storage.models import ApprovalStatus, Job, JobKind, JobStatus, Run, RunStatus
-from storage.outbox import Owed
+from storage.outbox import Owed, card_of
 from storage.queue import Step, finish_job, requeue_jobs
 from storage.runs import BegunResume, BegunRun, finish_run
 
@@ -229,7 +229,7 @@ class ThreadWorker:
                 await finish_job(self.db, job_id=message.id, status=JobStatus.DONE)
         await requeue_jobs(self.db, job_ids=[deferred[i].id or 0 for i in refused])
         # The answer goes out first; the cards of the calls that ran then show their output.
-        ran = [owed.card(a.id) for a in approvals if a.status == ApprovalStatus.APPROVED]
+        ran = [card_of(a) for a in approvals if a.status == ApprovalStatus.APPROVED]
         await self.settle(run, thread, outcome, history.new_rows(), then=ran, live=live)
         await self._signalled(thread)
         if not outcome.pending:
