@@ -65,6 +65,8 @@ async def begin_run(
 
     A message parked on a waiting run owes the thread `parked_note`, stored here with it.
     """
+    # No flush before commit: the job's changes then go out in one UPDATE, after the run's
+    # INSERT.
     with session.no_autoflush:
         waiting = await session.scalar(
             select(Run)
@@ -76,15 +78,15 @@ async def begin_run(
             .order_by(col(Run.created_at).desc())
             .limit(1)
         )
-    if waiting is not None:
-        job.status = JobStatus.DEFERRED
-        job.run_id = waiting.id
-        if parked_note is not None:
-            await outbox.add(session, thread_key=job.thread_key, owed=[parked_note], by=by)
-        return BegunRun(waiting, parked=True, history=[])
-    items = await _history_window(session, job.thread_key, history_limit)
-    # Whoever wrote the history this run reads asked for its calls as much as the starter.
-    readers = await _earlier_requesters(session, job.thread_key) if items else []
+        if waiting is not None:
+            job.status = JobStatus.DEFERRED
+            job.run_id = waiting.id
+            if parked_note is not None:
+                await outbox.add(session, thread_key=job.thread_key, owed=[parked_note], by=by)
+            return BegunRun(waiting, parked=True, history=[])
+        items = await _history_window(session, job.thread_key, history_limit)
+        # Whoever wrote the history this run reads asked for its calls as much as the starter.
+        readers = await _earlier_requesters(session, job.thread_key) if items else []
     run = Run(
         id=new_run_id(),
         thread_key=job.thread_key,
