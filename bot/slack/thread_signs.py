@@ -119,7 +119,11 @@ class ThreadSigns:
             return "an approver group"
         try:
             response = await self.client.users_info(user=slack_id)
-        except (SlackApiError, SlackClientError, OSError, TimeoutError):
+        except SlackApiError as exc:
+            if exc.response.get("error") != "user_not_found":
+                return "an approver"
+            response = exc.response  # no such person: that answer stands, so it is kept too
+        except (SlackClientError, OSError, TimeoutError):
             return "an approver"
         user = response.get("user") or {}
         profile = user.get("profile") or {}

@@ -9,7 +9,7 @@ from agents import RunState
 from agents.testing import ScriptedModel, assistant_message, function_call
 
 from tests.fakes.slack_api import FakeSlackAPI
-from tests.integration.conftest import CHANNEL, approval_config, approval_ids, texts
+from tests.integration.conftest import APPROVER, CHANNEL, approval_config, approval_ids, texts
 from tests.integration.test_approvals import THREAD_TS, ask, click
 from tests.running_app import running_bot
 
@@ -84,3 +84,33 @@ async def test_a_restarted_process_resumes_from_the_stored_state(
         await click(bot, approval_ids(card)[0])
     assert len(parses) == 1
     assert texts(slack.messages_in_thread(CHANNEL, THREAD_TS))[-1] == "Refunded."
+
+
+async def test_the_waiting_status_names_approvers_from_one_lookup_each(
+    database_url: str, slack: FakeSlackAPI
+) -> None:
+    """A person's name is asked of Slack once per process, and so is the answer that there
+    is no such person; a failure that may pass is not remembered."""
+    slack.users[APPROVER] = {"name": "ann", "profile": {"display_name": "Ann"}}
+    model = ScriptedModel(
+        [
+            [function_call("delete_customer", {"customer_id": f"c{i}"}, call_id=f"call_{i}")]
+            for i in range(3)
+        ]
+    )
+    config = approval_config(approvers=[APPROVER, "UNOBODY01"])
+    async with running_bot(
+        database_url=database_url, slack=slack, model=model, config=config
+    ) as bot:
+        slack.fail("users.info", status=500)
+        await ask(bot, "delete c0", ts="1700000002.000100")
+        await ask(bot, "delete c1", ts="1700000003.000100")
+        await ask(bot, "delete c2", ts="1700000004.000100")
+    # The first lookup of Ann failed (a fault is not a recorded call) and was asked again.
+    assert [f.call.args["user"] for f in slack.faults] == [APPROVER]
+    assert sorted(c.args["user"] for c in slack.calls_to("users.info")) == [APPROVER, "UNOBODY01"]
+    assert slack.statuses(CHANNEL, "1700000002.000100")[-1] == (
+        "is waiting for approval by an approver"
+    )
+    for ts in ("1700000003.000100", "1700000004.000100"):
+        assert slack.statuses(CHANNEL, ts)[-1] == "is waiting for approval by @Ann, an approver"
