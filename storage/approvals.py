@@ -11,6 +11,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
 from storage import audit, decision_log, outbox
+from storage.card_views import CardView, card_view_in
 from storage.database import Database
 from storage.ids import ThreadRef
 from storage.models import (
@@ -142,7 +143,9 @@ async def decide_approval(
             session, approval, kind=_LOGGED_AS[status], user_id=decided_by, reason=reason
         )
         if claim:
-            return replace(decision, claimed=await _claim(session, approval, by))
+            approvers = await decision_log.approvers_of(session, approval.id)
+            view = await card_view_in(session, approval, approvers)
+            return replace(decision, claimed=await _claim(session, view, by))
         return decision
 
 
@@ -191,7 +194,8 @@ async def vote_to_approve(
             return Vote(approval, VoteOutcome.TOO_LATE, approvers)
         vote = await _vote(session, approval, run, user_id=user_id, by=by)
         if claim and vote.outcome in (VoteOutcome.COUNTED, VoteOutcome.DECIDED):
-            return replace(vote, claimed=await _claim(session, vote.approval, by))
+            view = await card_view_in(session, vote.approval, vote.approvers)
+            return replace(vote, claimed=await _claim(session, view, by))
         return vote
 
 
@@ -312,11 +316,12 @@ async def lock_call(
     return approval, run
 
 
-async def _claim(session: AsyncSession, approval: Approval, by: Claimant | None) -> list[Delivery]:
+async def _claim(session: AsyncSession, view: CardView, by: Claimant | None) -> list[Delivery]:
     if by is None:
         raise ValueError("a claim needs somebody to deliver what it takes")
+    approval = view.approval
     thread_key = ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts).key
-    return await outbox.claim_in(session, thread_key=thread_key, by=by, current=[approval])
+    return await outbox.claim_in(session, thread_key=thread_key, by=by, current=[view])
 
 
 async def _owe_card(session: AsyncSession, approval: Approval, by: Claimant | None) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import Table, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from storage.card_views import CardView
 from storage.database import Database
 from storage.models import Approval, OutboxKind, OutboxMessage, OutboxStatus, utcnow
 from storage.statements import rowcount
@@ -60,6 +61,9 @@ class Delivery:
     attempts: int
     created_at: datetime
     card_ts: str | None  # for a card or its mirror: the ts of that message once posted
+    # For a card or its mirror claimed with the change that owed it: what it shows, as that
+    # transaction left it (None: its delivery reads it).
+    view: CardView | None = None
 
     @property
     def is_post(self) -> bool:
@@ -153,12 +157,13 @@ async def claim_in(
     *,
     thread_key: str,
     by: Claimant,
-    current: Sequence[Approval] = (),
+    current: Sequence[CardView] = (),
 ) -> list[Delivery]:
     """`claim` in the transaction of the change that owes the messages: one transaction less
     between a change and its delivery. The caller must keep this process's other deliveries
-    of the thread out until it has delivered what this returns. `current` are approvals this
-    transaction wrote or read under their lock: their cards' messages are known, not read."""
+    of the thread out until it has delivered what this returns. `current` are the cards of
+    approvals this transaction wrote or read under their lock: their messages are known, not
+    read, and their deliveries carry the view."""
     now, owner = utcnow(), by.owner
     rows = (
         await session.execute(
@@ -167,8 +172,9 @@ async def claim_in(
             .order_by(OUTBOX.c.id)
         )
     ).all()
-    card_ts = _known_messages(current)
-    known = {approval.id for approval in current}
+    views = {view.approval.id: view for view in current}
+    card_ts = _known_messages([view.approval for view in current])
+    known = set(views)
     card_ts |= await _card_messages(
         session, [r.approval_id for r in rows if r.approval_id and r.approval_id not in known]
     )
@@ -176,7 +182,9 @@ async def claim_in(
     posts_blocked = False
     unposted: set[tuple[OutboxKind, str]] = set()
     for row in rows:
-        delivery = _delivery(row, card_ts.get((row.kind, row.approval_id or "")))
+        delivery = _delivery(
+            row, card_ts.get((row.kind, row.approval_id or "")), views.get(row.approval_id or "")
+        )
         if delivery.is_first_post:
             assert row.approval_id is not None
             if (row.kind, row.approval_id) in unposted:
@@ -208,7 +216,7 @@ async def claim_in(
             if rowcount(result) != 1:
                 posts_blocked = posts_blocked or delivery.is_post
                 continue
-            delivery = _delivery(row, delivery.card_ts, attempts=row.attempts + 1)
+            delivery = _delivery(row, delivery.card_ts, delivery.view, attempts=row.attempts + 1)
         claimed.append(delivery)
     return claimed
 
@@ -243,7 +251,9 @@ def _messages(
     return messages
 
 
-def _delivery(row: Any, card_ts: str | None, attempts: int | None = None) -> Delivery:
+def _delivery(
+    row: Any, card_ts: str | None, view: CardView | None = None, attempts: int | None = None
+) -> Delivery:
     """`row` is an `OutboxMessage` or a row of the table read with Core."""
     assert row.id is not None
     return Delivery(
@@ -255,6 +265,7 @@ def _delivery(row: Any, card_ts: str | None, attempts: int | None = None) -> Del
         attempts=row.attempts if attempts is None else attempts,
         created_at=row.created_at,
         card_ts=card_ts,
+        view=view if OutboxKind(row.kind) in (OutboxKind.CARD, OutboxKind.MIRROR) else None,
     )
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from storage import audit, history, outbox
+from storage.card_views import CardView
 from storage.database import Database
 from storage.ids import ThreadRef, new_approval_id, new_run_id
 from storage.models import (
@@ -293,7 +294,9 @@ async def pause_run(
             return Paused(rows)
         if by is None:
             raise ValueError("a claim needs somebody to deliver what it takes")
-        claimed = await outbox.claim_in(session, thread_key=thread_key, by=by, current=rows)
+        # New calls: nobody approved them yet, and no thread approval came of them.
+        views = [CardView(row, [], None) for row in rows]
+        claimed = await outbox.claim_in(session, thread_key=thread_key, by=by, current=views)
         return Paused(rows, claimed)
 
 

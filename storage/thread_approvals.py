@@ -55,16 +55,6 @@ async def get_thread_approval(db: Database, thread_approval_id: str) -> ThreadAp
         return await session.get(ThreadApproval, thread_approval_id)
 
 
-async def thread_approval_of(session: AsyncSession, approval: Approval) -> ThreadApproval | None:
-    """The thread approval a card speaks of: the one this call ran under, or the one its
-    approval gave."""
-    if approval.thread_approval_id is not None:
-        return await session.get(ThreadApproval, approval.thread_approval_id)
-    return await session.scalar(
-        select(ThreadApproval).where(col(ThreadApproval.approval_id) == approval.id).limit(1)
-    )
-
-
 async def give(
     db: Database,
     *,

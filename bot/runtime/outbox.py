@@ -210,7 +210,7 @@ class Outbox:
     async def _send_mirror(self, delivery: Delivery, thread: ThreadRef) -> str | None:
         """The card's copy in the approvals channel: a message of its own there (not in a
         thread), with a link to the thread it was asked in."""
-        view = await card_view(self.db, delivery.approval_id or "")
+        view = delivery.view or await card_view(self.db, delivery.approval_id or "")
         if view is None or not view.approval.mirror_channel_id:
             return None  # retention removed it: nothing left to show
         channel = view.approval.mirror_channel_id
@@ -354,7 +354,7 @@ class Outbox:
     async def _render(self, delivery: Delivery) -> tuple[str, list[blocks.Block]]:
         payload = delivery.payload or {}
         if delivery.kind == OutboxKind.CARD:
-            view = await card_view(self.db, delivery.approval_id or "")
+            view = delivery.view or await card_view(self.db, delivery.approval_id or "")
             if view is None:
                 return blocks.plain("This approval request is no longer stored.")
             return cards.card(view.approval, view.approved_by, view.thread_approval)

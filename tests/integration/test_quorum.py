@@ -10,7 +10,7 @@ import pytest
 from agents.testing import ScriptedModel, assistant_message, function_call
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from bot.config import Config
 from bot.slack.blocks import APPROVE_ACTION, REJECT_ACTION
@@ -258,3 +258,32 @@ async def test_a_rejection_reason_in_the_decision_log_is_encrypted_at_rest(
         assert "swordfish" not in stored
         [entry] = await decision_log.entries(bot.app.db, approval_id)
         assert entry.reason == "the swordfish account is frozen"
+
+
+async def test_a_vote_redraws_its_card_from_its_own_transaction(
+    database_url: str, slack: FakeSlackAPI
+) -> None:
+    """The card a vote owes is claimed and drawn from what the vote's transaction read: its
+    update reads no approval again, and still shows the vote."""
+    async with running_bot(
+        database_url=database_url, slack=slack, config=two_person(), model=refund_then_answer()
+    ) as bot:
+        await ask(bot, "refund order o1")
+        [approval_id] = approval_ids(approval_messages(slack)[0])
+        statements: list[str] = []
+
+        def seen(*args: Any) -> None:
+            statements.append(args[2])
+
+        engine = bot.app.db.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            await click(bot, approval_id, user=APPROVER)
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        [counted] = slack.calls_to("chat.update")
+        assert f"1 of 2 approvals: <@{APPROVER}>" in card_text(counted)
+        reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+        # The click's lookup, then the vote's locks and count: nothing for the card.
+        assert sum("FROM approval_decisions" in s for s in reads) == 1
+        assert sum(s.count("FROM approvals") for s in reads) == 2, reads
