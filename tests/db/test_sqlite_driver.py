@@ -96,3 +96,48 @@ async def test_a_database_named_by_uri_opens_where_the_uri_says(tmp_path: Path) 
         assert (await session.execute(text("SELECT count(*) FROM m"))).scalar_one() == 1
     await database.dispose()
     assert (tmp_path / "by_uri.db").exists()
+
+
+async def test_a_transaction_costs_a_trip_per_statement_and_one_to_end_it(
+    sqlite_db: Database,
+) -> None:
+    """BEGIN goes with the first statement, and the pool's reset after a commit finds nothing
+    to roll back: a read of one statement is two trips, where it was four."""
+    async with sqlite_db.engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        driver = raw.driver_connection
+        assert isinstance(driver, OneTripConnection)
+    before = driver.trips
+    async with sqlite_db.read() as session:
+        await session.execute(text("SELECT count(*) FROM t"))
+    assert driver.trips - before == 2
+    before = driver.trips
+    async with sqlite_db.write() as session:
+        await session.execute(text("INSERT INTO t (v) VALUES ('one')"))
+        await session.execute(text("INSERT INTO t (v) VALUES ('two')"))
+    assert driver.trips - before == 3
+    before = driver.trips
+    async with sqlite_db.write():
+        pass  # began and ended with nothing in it: nothing to send
+    assert driver.trips - before == 0
+    async with sqlite_db.read() as session:
+        assert (await session.execute(text("SELECT count(*) FROM t"))).scalar_one() == 2
+    await sqlite_db.dispose()
+
+
+async def test_a_write_that_fails_after_its_begin_is_rolled_back_whole(
+    sqlite_db: Database,
+) -> None:
+    async def half() -> None:
+        async with sqlite_db.write() as session:
+            await session.execute(text("INSERT INTO t (v) VALUES ('kept?')"))
+            await session.execute(text("INSERT INTO nowhere VALUES (1)"))
+
+    with pytest.raises(OperationalError):
+        await half()
+    async with sqlite_db.write() as session:  # the write lock was let go
+        await session.execute(text("INSERT INTO t (v) VALUES ('after')"))
+    async with sqlite_db.read() as session:
+        rows = (await session.execute(text("SELECT v FROM t"))).scalars().all()
+    assert rows == ["after"]
+    await sqlite_db.dispose()
