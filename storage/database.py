@@ -73,8 +73,17 @@ class Database:
         setattr(self.engine.dialect, CIPHER_ATTRIBUTE, cipher)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
+        # On PostgreSQL a read needs no transaction: under READ COMMITTED each statement sees
+        # a snapshot of its own either way, so a read in autocommit sees the same rows and
+        # spares the BEGIN and ROLLBACK round trips. SQLite's reads keep their transaction:
+        # there it is one snapshot for all of their statements.
+        reads = (
+            self.engine
+            if self.is_sqlite
+            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self._reader = async_sessionmaker(
-            self.engine, expire_on_commit=False, sync_session_class=StorageSession
+            reads, expire_on_commit=False, sync_session_class=StorageSession
         )
         self._writer = async_sessionmaker(
             self.engine.execution_options(**{_WRITE_OPTION: True}),

@@ -139,6 +139,11 @@ class OneTripConnection(aiosqlite.Connection):
     def cursor(self) -> OneTripCursor:  # type: ignore[override]
         return OneTripCursor(self)
 
+    @property
+    def in_transaction(self) -> bool:
+        """As sqlite3's, as of the last trip."""
+        return self._in_transaction
+
     def begin_with_next(self, sql: str) -> None:
         self._begin = sql
 
