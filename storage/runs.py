@@ -300,6 +300,11 @@ async def pause_run(
         return Paused(rows, claimed)
 
 
+@dataclass(frozen=True)
+class Finished:
+    claimed: list[Delivery] | None = None  # with `claim`: what the thread is owed, claimed
+
+
 async def finish_run(
     db: Database,
     *,
@@ -310,11 +315,11 @@ async def finish_run(
     owed: Sequence[Owed] = (),
     by: Claimant | None = None,
     claim: bool = False,
-) -> list[Delivery] | None:
+) -> Finished | None:
     """End a running run, with the thread's new history items and the messages it owes the
     thread (its answer, or the note that it failed). A completed run drops its state; a
-    failed one keeps it. Returns what the thread is owed that `by` may deliver now, claimed in
-    the same transaction, when `claim` (else nothing); None when the run was not running.
+    failed one keeps it. With `claim`, what the thread is owed that `by` may deliver now is
+    claimed in the same transaction. None when the run was not running.
 
     Only a running run ends here: one that recovery already marked interrupted stays so, and
     its items are not kept, as its retry will produce them again.
@@ -334,8 +339,8 @@ async def finish_run(
         await history.append(session, thread_key=thread_key, items=new_history)
         await outbox.add(session, thread_key=thread_key, owed=owed, by=by)
         if not claim or by is None:
-            return []
-        return await outbox.claim_in(session, thread_key=thread_key, by=by)
+            return Finished()
+        return Finished(await outbox.claim_in(session, thread_key=thread_key, by=by))
 
 
 async def add_requesters(db: Database, *, run_id: str, user_ids: Sequence[str]) -> list[str]:

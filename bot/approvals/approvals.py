@@ -40,7 +40,7 @@ from bot.agent.runs import CallDecision, RunOutcome
 from bot.approvals import editing
 from bot.approvals.authorization import Verdict, is_user_group, may_decide
 from bot.approvals.deciding import CallPolicies
-from bot.approvals.pausing import store_pause
+from bot.approvals.pausing import StoredPause, store_pause
 from bot.approvals.policy import CallPolicy, Policy
 from bot.metrics import Metrics
 from bot.runtime.outbox import Outbox
@@ -66,8 +66,8 @@ from storage.approvals import (
 from storage.database import Database
 from storage.ids import ThreadRef
 from storage.models import Approval, ApprovalStatus, Run, utcnow
-from storage.outbox import Claimant, Delivery, Owed
-from storage.runs import Paused, requesters_of
+from storage.outbox import Claimant, Owed
+from storage.runs import requesters_of
 
 log = logging.getLogger(__name__)
 
@@ -171,10 +171,9 @@ class Approvals:
         """Store the pause with one approval per call, with the cards it owes the thread
         (after `before`), then deliver them. Returns the policy's decisions of the calls, or
         nothing when the run was interrupted meanwhile."""
-        stored: list[tuple[list[CallPolicy], Paused]] = []
 
-        async def pause(by: Claimant) -> list[Delivery] | None:
-            paused = await store_pause(
+        async def pause(by: Claimant) -> StoredPause | None:
+            return await store_pause(
                 self.db,
                 self.policies,
                 run=run,
@@ -186,18 +185,13 @@ class Approvals:
                 mirror_to=self.mirror_to,
                 claim=True,
             )
-            if paused is None:
-                return None
-            stored.append(paused)
-            self.metrics.requested(call.tool_name for call in outcome.pending)
-            return paused[1].claimed
 
-        await self.outbox.after(thread.key, pause)
-        if not stored:
+        paused = await self.outbox.after(thread.key, pause)
+        if paused is None:
             return []
-        decided, paused = stored[0]
+        self.metrics.requested(call.tool_name for call in outcome.pending)
         self.on_change(paused.approvals)
-        return decided
+        return paused.decisions
 
     # --- a person clicks -------------------------------------------------------------------
 
@@ -532,9 +526,8 @@ class Approvals:
         self, approval: Approval, status: ApprovalStatus, user_id: str | None, reason: str | None
     ) -> int:
         thread = ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts)
-        decided: list[Decision] = []
 
-        async def decide(by: Claimant) -> list[Delivery] | None:
+        async def decide(by: Claimant) -> Decision | None:
             decision = await decide_approval(
                 self.db,
                 approval_id=approval.id,
@@ -545,16 +538,13 @@ class Approvals:
                 by=by,
                 claim=True,
             )
-            if decision is None:
-                return None
-            decided.append(decision)
-            self._resume_queued(thread, decision.resume_queued)
-            return decision.claimed
+            if decision is not None:
+                self._resume_queued(thread, decision.resume_queued)
+            return decision
 
-        await self.outbox.after(thread.key, decide)
-        if not decided:
+        decision = await self.outbox.after(thread.key, decide)
+        if decision is None:
             return 0
-        decision = decided[0]
         if not decision.won:
             if user_id is not None:
                 await self._tell_already(decision.approval, user_id)
@@ -574,9 +564,8 @@ class Approvals:
         """The vote, and the claim of what it owes the thread, are one transaction; the card
         is delivered right after it, while the resume (if the vote queued it) goes on."""
         thread = ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts)
-        votes: list[Vote] = []
 
-        async def vote(by: Claimant) -> list[Delivery] | None:
+        async def vote(by: Claimant) -> Vote | None:
             counted = await vote_to_approve(
                 self.db,
                 approval_id=approval.id,
@@ -585,17 +574,15 @@ class Approvals:
                 by=by,
                 claim=True,
             )
-            if counted is None:
-                return None
-            votes.append(counted)
-            self._resume_queued(thread, counted.resume_queued)
-            return counted.claimed
+            if counted is not None:
+                self._resume_queued(thread, counted.resume_queued)
+            return counted
 
-        await self.outbox.after(thread.key, vote)
-        if not votes:
+        counted = await self.outbox.after(thread.key, vote)
+        if counted is None:
             await self._tell(approval.channel_id, user_id, approval.thread_ts, NOT_FOUND)
             return
-        await self._counted(approval, user_id, votes[0], delivered=True)
+        await self._counted(approval, user_id, counted, delivered=True)
 
     async def _counted(
         self, approval: Approval, user_id: str, vote: Vote, *, delivered: bool = False

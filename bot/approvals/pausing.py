@@ -6,17 +6,25 @@ here, so the approvals it decides are the same rows with the same rules."""
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from bot.agent.runs import RunOutcome
 from bot.approvals.deciding import CallPolicies
 from bot.approvals.policy import CallPolicy
 from storage.database import Database
 from storage.ids import ThreadRef
-from storage.models import Run
-from storage.outbox import Claimant, Owed
-from storage.runs import NewApproval, Paused, pause_run
+from storage.models import Approval, Run
+from storage.outbox import Claimant, Delivery, Owed
+from storage.runs import NewApproval, pause_run
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoredPause:
+    decisions: list[CallPolicy]  # the policy's, one per call, in the calls' order
+    approvals: list[Approval]  # one per call, in the calls' order
+    claimed: list[Delivery] | None  # with `claim`: what the thread is owed, claimed
 
 
 async def store_pause(
@@ -31,12 +39,10 @@ async def store_pause(
     by: Claimant,
     mirror_to: str | None = None,
     claim: bool = False,
-) -> tuple[list[CallPolicy], Paused] | None:
+) -> StoredPause | None:
     """Each call is decided again here, as the SDK decided it, for the rule and approvers to
     record with it; `mirror_to` is the approvals channel its cards are copied to, if any.
-    Returns those decisions and the stored pause (its approvals in the calls' order, and with
-    `claim` what the thread is owed, claimed for `by`), or None when the run is no longer
-    running (it was interrupted meanwhile)."""
+    None when the run is no longer running (it was interrupted meanwhile)."""
     assert outcome.saved is not None
     decided = [
         await policies.decide(
@@ -85,4 +91,4 @@ async def store_pause(
     except LookupError:
         log.warning("run %s paused after it was marked interrupted", run.id)
         return None
-    return decided, paused
+    return StoredPause(decided, paused.approvals, paused.claimed)

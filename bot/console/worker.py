@@ -106,8 +106,7 @@ class ConsoleWorker:
             )
             if paused is None:
                 return
-            _decided, stored = paused
-            for approval in stored.approvals:
+            for approval in paused.approvals:
                 if not await self.approver.ask(approval):
                     break
             await self._shown(thread.key)

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -87,6 +87,16 @@ def replace(ts: str, text: str, body: list[blocks.Block]) -> Owed:
     return Owed(OutboxKind.UPDATE, {"ts": ts, "text": text, "blocks": body})
 
 
+class Claiming(Protocol):
+    """What a change returns when it claimed, in its own transaction, what it owes a thread."""
+
+    @property
+    def claimed(self) -> list[Delivery] | None: ...
+
+
+ClaimingT = TypeVar("ClaimingT", bound=Claiming)
+
+
 class Transient(Exception):
     """Slack may or may not have taken it: try again, looking for it first."""
 
@@ -116,18 +126,17 @@ class Outbox:
             await self._deliver_held(thread_key)
 
     async def after(
-        self, thread_key: str, change: Callable[[Claimant], Awaitable[list[Delivery] | None]]
-    ) -> bool:
+        self, thread_key: str, change: Callable[[Claimant], Awaitable[ClaimingT | None]]
+    ) -> ClaimingT | None:
         """Commit `change`, which stores what it owes the thread and claims it in the same
-        transaction, then deliver that. This process's other deliveries of the thread wait
-        from before the claim to the end, so none of them can take the same rows. False when
-        the change made none (it returned None)."""
+        transaction, then deliver what it claimed; returns what the change returned. This
+        process's other deliveries of the thread wait from before the claim to the end, so
+        none of them can take the same rows."""
         async with self._locks.hold(thread_key):
-            claimed = await change(self.claimant)
-            if claimed is None:
-                return False
-            await self._deliver_held(thread_key, claimed)
-            return True
+            stored = await change(self.claimant)
+            if stored is not None and stored.claimed is not None:
+                await self._deliver_held(thread_key, stored.claimed)
+            return stored
 
     async def _deliver_held(self, thread_key: str, claimed: list[Delivery] | None = None) -> None:
         """Under the thread's lock: send `claimed`, or what a claim finds now; never raises."""

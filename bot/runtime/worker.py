@@ -273,7 +273,7 @@ class ThreadWorker:
             leftover = await live.finish(outcome.final_text, feedback=self.feedback(run.id))
             said = _owed_text(leftover, answer=True, feedback=self.feedback(run.id))
         owed_now = [*said, *then]
-        if await self.outbox.after(
+        finished = await self.outbox.after(
             thread.key,
             lambda by: finish_run(
                 self.db,
@@ -284,7 +284,8 @@ class ThreadWorker:
                 by=by,
                 claim=True,
             ),
-        ):
+        )
+        if finished is not None:
             self.metrics.ran("answered")
             log.info("run %s answered", run.id)
         else:
