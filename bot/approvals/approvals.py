@@ -27,10 +27,10 @@ approval_steps), owing a DM to each person it tells and a mention in the thread 
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -52,7 +52,6 @@ from bot.tracing import Tracing
 from storage import approval_steps, decision_log
 from storage.approval_steps import Step
 from storage.approvals import (
-    Decision,
     EditOutcome,
     Requirement,
     Vote,
@@ -66,10 +65,23 @@ from storage.approvals import (
 from storage.database import Database
 from storage.ids import ThreadRef
 from storage.models import Approval, ApprovalStatus, Run, utcnow
-from storage.outbox import Claimant, Owed
+from storage.outbox import Claimant, Delivery, Owed
 from storage.runs import requesters_of
 
 log = logging.getLogger(__name__)
+
+
+class _Decided(Protocol):
+    """A stored decision or vote: whether it queued the resume, and what it claimed."""
+
+    @property
+    def resume_queued(self) -> bool: ...
+
+    @property
+    def claimed(self) -> list[Delivery] | None: ...
+
+
+DecidedT = TypeVar("DecidedT", bound=_Decided)
 
 REJECTED_WITHOUT_REASON = "A person reviewing this tool call rejected it. Do not run it."
 NOT_FOUND = "I can't find that approval request here. It may have been removed."
@@ -526,9 +538,9 @@ class Approvals:
         self, approval: Approval, status: ApprovalStatus, user_id: str | None, reason: str | None
     ) -> int:
         thread = ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts)
-
-        async def decide(by: Claimant) -> Decision | None:
-            decision = await decide_approval(
+        decision = await self._stored_then_delivered(
+            thread,
+            lambda by: decide_approval(
                 self.db,
                 approval_id=approval.id,
                 run_id=approval.run_id,
@@ -537,12 +549,8 @@ class Approvals:
                 reason=reason,
                 by=by,
                 claim=True,
-            )
-            if decision is not None:
-                self._resume_queued(thread, decision.resume_queued)
-            return decision
-
-        decision = await self.outbox.after(thread.key, decide)
+            ),
+        )
         if decision is None:
             return 0
         if not decision.won:
@@ -560,25 +568,35 @@ class Approvals:
             self.metrics.jobs_queued.labels(kind="resume").inc()
             self.kick(thread.key)
 
+    async def _stored_then_delivered(
+        self, thread: ThreadRef, store: Callable[[Claimant], Awaitable[DecidedT | None]]
+    ) -> DecidedT | None:
+        """Store a decision or a vote with the claim of what it owes the thread, wake the
+        resume it queued, then deliver the claim (`Outbox.after`)."""
+
+        async def stored(by: Claimant) -> DecidedT | None:
+            decided = await store(by)
+            if decided is not None:
+                self._resume_queued(thread, decided.resume_queued)
+            return decided
+
+        return await self.outbox.after(thread.key, stored)
+
     async def _approve(self, approval: Approval, user_id: str) -> None:
         """The vote, and the claim of what it owes the thread, are one transaction; the card
         is delivered right after it, while the resume (if the vote queued it) goes on."""
         thread = ThreadRef(approval.team_id, approval.channel_id, approval.thread_ts)
-
-        async def vote(by: Claimant) -> Vote | None:
-            counted = await vote_to_approve(
+        counted = await self._stored_then_delivered(
+            thread,
+            lambda by: vote_to_approve(
                 self.db,
                 approval_id=approval.id,
                 run_id=approval.run_id,
                 user_id=user_id,
                 by=by,
                 claim=True,
-            )
-            if counted is not None:
-                self._resume_queued(thread, counted.resume_queued)
-            return counted
-
-        counted = await self.outbox.after(thread.key, vote)
+            ),
+        )
         if counted is None:
             await self._tell(approval.channel_id, user_id, approval.thread_ts, NOT_FOUND)
             return
