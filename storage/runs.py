@@ -238,15 +238,20 @@ async def pause_run(
                     state_schema_version=saved.schema_version,
                     updated_at=now,
                 )
-                .returning(col(Run.generation), col(Run.requesters), col(Run.thread_key))
+                .returning(
+                    col(Run.generation),
+                    col(Run.requesters),
+                    col(Run.thread_key),
+                    # The thread's organization comes back with the run, not in a read of its own.
+                    select(col(Thread.enterprise_id))
+                    .where(col(Thread.key) == col(Run.thread_key))
+                    .scalar_subquery(),
+                )
             )
         ).first()
         if found is None:
             raise LookupError(f"run {run_id} is not running")
-        generation, requesters, thread_key = found
-        org = await session.scalar(
-            select(col(Thread.enterprise_id)).where(col(Thread.key) == thread.key)
-        )
+        generation, requesters, thread_key, org = found
         rows = [
             Approval(
                 id=new_approval_id(),
