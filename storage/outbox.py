@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, delete, insert, or_, select, update
+from sqlalchemy import Table, bindparam, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -165,13 +165,7 @@ async def claim_in(
     approvals this transaction wrote or read under their lock: their messages are known, not
     read, and their deliveries carry the view."""
     now, owner = utcnow(), by.owner
-    rows = (
-        await session.execute(
-            select(OUTBOX)
-            .where(OUTBOX.c.thread_key == thread_key, OUTBOX.c.status == OutboxStatus.PENDING)
-            .order_by(OUTBOX.c.id)
-        )
-    ).all()
+    rows = (await session.execute(_PENDING_IN_THREAD, {"thread_key": thread_key})).all()
     views = {view.approval.id: view for view in current}
     card_ts = _known_messages([view.approval for view in current])
     known = set(views)
@@ -269,6 +263,25 @@ def _delivery(
     )
 
 
+# Every message delivered runs this, and every claim the first read: built once, bound each time.
+# What was said now lives in Slack: a delivered row keeps no copy of it.
+_DELIVERED = (
+    update(OUTBOX)
+    .where(OUTBOX.c.id == bindparam("row_id"))
+    .values(
+        status=OutboxStatus.DELIVERED,
+        delivered_at=bindparam("at"),
+        message_ts=bindparam("ts"),
+        payload=None,
+    )
+)
+_PENDING_IN_THREAD = (
+    select(OUTBOX)
+    .where(OUTBOX.c.thread_key == bindparam("thread_key"), OUTBOX.c.status == OutboxStatus.PENDING)
+    .order_by(OUTBOX.c.id)
+)
+
+
 async def delivered(
     db: Database, *, delivery: Delivery, by: Claimant, message_ts: str | None
 ) -> list[Delivery]:
@@ -278,14 +291,7 @@ async def delivered(
     """
     now = utcnow()
     async with db.write() as session:
-        await session.execute(
-            update(OutboxMessage)
-            .where(col(OutboxMessage.id) == delivery.id)
-            # What was said now lives in Slack: the row keeps no copy of it.
-            .values(
-                status=OutboxStatus.DELIVERED, delivered_at=now, message_ts=message_ts, payload=None
-            )
-        )
+        await session.execute(_DELIVERED, {"row_id": delivery.id, "at": now, "ts": message_ts})
         if not (delivery.is_first_post and message_ts):
             return []
         column = "mirror_ts" if delivery.kind == OutboxKind.MIRROR else "message_ts"

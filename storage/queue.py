@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -24,22 +24,46 @@ from storage.outbox import Claimant, Owed
 from storage.runs import BegunResume, BegunRun, begin_resume, begin_run
 from storage.statements import rowcount
 
+# A worker's step runs these four statements around every job: built once, with their values
+# bound at each execution (building and keying a statement cost as much as running it).
+THREADS: Table = Thread.__table__  # type: ignore[attr-defined]
+JOBS: Table = Job.__table__  # type: ignore[attr-defined]
+_TAKE_LEASE = (
+    update(THREADS)
+    .where(
+        THREADS.c.key == bindparam("thread_key"),
+        or_(
+            THREADS.c.lease_owner.is_(None),
+            THREADS.c.lease_owner == bindparam("owner"),
+            THREADS.c.lease_expires_at < bindparam("now"),
+        ),
+    )
+    .values(lease_owner=bindparam("owner"), lease_expires_at=bindparam("until"))
+)
+_RELEASE_LEASE = (
+    update(THREADS)
+    .where(THREADS.c.key == bindparam("thread_key"), THREADS.c.lease_owner == bindparam("owner"))
+    .values(lease_owner=None, lease_expires_at=None)
+)
+_FINISH_JOB = (
+    update(JOBS)
+    .where(JOBS.c.id == bindparam("job_id"))
+    .values(status=bindparam("status"), finished_at=bindparam("at"))
+)
+_NEXT_QUEUED = (
+    select(Job)
+    .where(col(Job.thread_key) == bindparam("thread_key"), col(Job.status) == JobStatus.QUEUED)
+    .order_by(col(Job.id))
+    .limit(1)
+)
+
 
 async def _take_lease(
     session: AsyncSession, *, thread_key: str, owner: str, ttl: timedelta, now: datetime
 ) -> bool:
     """Hold the thread's lease: free, already ours, or left to expire by a dead owner."""
     result = await session.execute(
-        update(Thread)
-        .where(
-            col(Thread.key) == thread_key,
-            or_(
-                col(Thread.lease_owner).is_(None),
-                col(Thread.lease_owner) == owner,
-                col(Thread.lease_expires_at) < now,
-            ),
-        )
-        .values(lease_owner=owner, lease_expires_at=now + ttl)
+        _TAKE_LEASE, {"thread_key": thread_key, "owner": owner, "now": now, "until": now + ttl}
     )
     return rowcount(result) == 1
 
@@ -56,11 +80,7 @@ async def renew_thread_lease(db: Database, *, thread_key: str, owner: str, ttl: 
 
 async def release_thread_lease(db: Database, *, thread_key: str, owner: str) -> None:
     async with db.write() as session:
-        await session.execute(
-            update(Thread)
-            .where(col(Thread.key) == thread_key, col(Thread.lease_owner) == owner)
-            .values(lease_owner=None, lease_expires_at=None)
-        )
+        await session.execute(_RELEASE_LEASE, {"thread_key": thread_key, "owner": owner})
 
 
 async def release_all_leases(db: Database) -> int:
@@ -85,24 +105,13 @@ async def _next_job(
     now = utcnow()
     if finished is not None:
         await session.execute(
-            update(Job)
-            .where(col(Job.id) == finished[0])
-            .values(status=finished[1], finished_at=now)
+            _FINISH_JOB, {"job_id": finished[0], "status": finished[1], "at": now}
         )
     if not await _take_lease(session, thread_key=thread_key, owner=owner, ttl=ttl, now=now):
         return None
-    job = await session.scalar(
-        select(Job)
-        .where(col(Job.thread_key) == thread_key, col(Job.status) == JobStatus.QUEUED)
-        .order_by(col(Job.id))
-        .limit(1)
-    )
+    job = await session.scalar(_NEXT_QUEUED, {"thread_key": thread_key})
     if job is None:
-        await session.execute(
-            update(Thread)
-            .where(col(Thread.key) == thread_key, col(Thread.lease_owner) == owner)
-            .values(lease_owner=None, lease_expires_at=None)
-        )
+        await session.execute(_RELEASE_LEASE, {"thread_key": thread_key, "owner": owner})
         return None
     job.status = JobStatus.RUNNING
     job.owner = owner
@@ -112,9 +121,7 @@ async def _next_job(
 
 async def finish_job(db: Database, *, job_id: int, status: JobStatus) -> None:
     async with db.write() as session:
-        await session.execute(
-            update(Job).where(col(Job.id) == job_id).values(status=status, finished_at=utcnow())
-        )
+        await session.execute(_FINISH_JOB, {"job_id": job_id, "status": status, "at": utcnow()})
 
 
 async def requeue_jobs(db: Database, *, job_ids: Sequence[int]) -> None:
