@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -102,6 +102,10 @@ def _values(
     }
 
 
+# Core, not the ORM's bulk insert: an entry is a row written once and never loaded back here.
+AUDIT: Table = AuditEntry.__table__  # type: ignore[attr-defined]
+
+
 async def append(
     session: AsyncSession,
     event: AuditEvent,
@@ -116,10 +120,8 @@ async def append(
     `output` is hashed here and never stored: the log proves what a call returned without
     keeping it.
     """
-    await session.execute(
-        insert(AuditEntry),
-        [_values(approval, event, user=user, detail=detail, output=output, at=utcnow())],
-    )
+    entry = _values(approval, event, user=user, detail=detail, output=output, at=utcnow())
+    await session.execute(insert(AUDIT), [entry])
 
 
 async def append_requests(session: AsyncSession, approvals: list[Approval]) -> None:
@@ -131,7 +133,7 @@ async def append_requests(session: AsyncSession, approvals: list[Approval]) -> N
         _values(a, AuditEvent.REQUESTED, user=None, detail=asked(a), output=None, at=at)
         for a in approvals
     ]
-    await session.execute(insert(AuditEntry), rows)
+    await session.execute(insert(AUDIT), rows)
 
 
 @dataclass(frozen=True)

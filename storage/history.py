@@ -16,7 +16,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import TIMESTAMP, Integer, String, Text, column, delete, select, table
+from sqlalchemy import TIMESTAMP, Integer, String, Text, bindparam, column, delete, select, table
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -109,21 +109,27 @@ async def read_newest(db: Database, *, thread_key: str, limit: int | None) -> li
         return await newest(session, thread_key=thread_key, limit=limit)
 
 
-async def append(session: AsyncSession, *, thread_key: str, items: Sequence[str]) -> None:
-    """Two statements however many items: the session row is upserted, the items inserted."""
-    if not items:
-        return
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    touch = (
+def _touch(module: Any) -> Any:
+    return (
         module.insert(agent_sessions)
-        .values(session_id=thread_key)
+        .values(session_id=bindparam("session_id"))
         .on_conflict_do_update(
             index_elements=[agent_sessions.c.session_id],
             set_={"updated_at": sql_text("CURRENT_TIMESTAMP")},
         )
     )
-    await session.execute(touch)
+
+
+# Every answer and pause upserts its thread's session row: built once per dialect, not per call.
+_TOUCH = {False: _touch(sqlite), True: _touch(postgresql)}
+
+
+async def append(session: AsyncSession, *, thread_key: str, items: Sequence[str]) -> None:
+    """Two statements however many items: the session row is upserted, the items inserted."""
+    if not items:
+        return
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    await session.execute(_TOUCH[dialect == "postgresql"], {"session_id": thread_key})
     # executemany: one compiled statement for any number of items, sent as multi-row INSERTs
     await session.execute(
         agent_messages.insert(),
