@@ -121,7 +121,7 @@ def _touch(module: Any) -> Any:
 
 
 # Every answer and pause upserts its thread's session row: built once per dialect, not per call.
-_TOUCH = {False: _touch(sqlite), True: _touch(postgresql)}
+_TOUCH = {"postgresql": _touch(postgresql), "sqlite": _touch(sqlite)}
 
 
 async def append(session: AsyncSession, *, thread_key: str, items: Sequence[str]) -> None:
@@ -129,7 +129,8 @@ async def append(session: AsyncSession, *, thread_key: str, items: Sequence[str]
     if not items:
         return
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    await session.execute(_TOUCH[dialect == "postgresql"], {"session_id": thread_key})
+    touch = _TOUCH["postgresql" if dialect == "postgresql" else "sqlite"]
+    await session.execute(touch, {"session_id": thread_key})
     # executemany: one compiled statement for any number of items, sent as multi-row INSERTs
     await session.execute(
         agent_messages.insert(),

@@ -168,9 +168,8 @@ async def claim_in(
     rows = (await session.execute(_PENDING_IN_THREAD, {"thread_key": thread_key})).all()
     views = {view.approval.id: view for view in current}
     card_ts = _known_messages([view.approval for view in current])
-    known = set(views)
     card_ts |= await _card_messages(
-        session, [r.approval_id for r in rows if r.approval_id and r.approval_id not in known]
+        session, [r.approval_id for r in rows if r.approval_id and r.approval_id not in views]
     )
     claimed: list[Delivery] = []
     posts_blocked = False

@@ -27,7 +27,7 @@ from bot.slack.workspace_scope import speaking_for
 from bot.slack.workspaces import NotInstalled
 from storage import outbox
 from storage.approvals import get_approval
-from storage.card_views import card_view
+from storage.card_views import CardView, card_view
 from storage.database import Database
 from storage.ids import ThreadRef
 from storage.models import ApprovalStatus, OutboxKind
@@ -219,7 +219,7 @@ class Outbox:
     async def _send_mirror(self, delivery: Delivery, thread: ThreadRef) -> str | None:
         """The card's copy in the approvals channel: a message of its own there (not in a
         thread), with a link to the thread it was asked in."""
-        view = delivery.view or await card_view(self.db, delivery.approval_id or "")
+        view = await self._card_view(delivery)
         if view is None or not view.approval.mirror_channel_id:
             return None  # retention removed it: nothing left to show
         channel = view.approval.mirror_channel_id
@@ -360,10 +360,14 @@ class Outbox:
                 return None
         return None
 
+    async def _card_view(self, delivery: Delivery) -> CardView | None:
+        """What a card or mirror shows: as the change that claimed it left it, or read now."""
+        return delivery.view or await card_view(self.db, delivery.approval_id or "")
+
     async def _render(self, delivery: Delivery) -> tuple[str, list[blocks.Block]]:
         payload = delivery.payload or {}
         if delivery.kind == OutboxKind.CARD:
-            view = delivery.view or await card_view(self.db, delivery.approval_id or "")
+            view = await self._card_view(delivery)
             if view is None:
                 return blocks.plain("This approval request is no longer stored.")
             return cards.card(view.approval, view.approved_by, view.thread_approval)
