@@ -184,17 +184,16 @@ def build_app(
         metrics=metrics,
         tracing=tracing,
     )
-    signs = ThreadSigns(posting_client(client))
+    signs = ThreadSigns(posting_client(client), spawn=background.spawn)
 
     def thinking(thread: ThreadRef, message_ts: str) -> None:
         metrics.jobs_queued.labels(kind="message").inc()
-        status = signs.show(
+        signs.signal(
             thread,
             thread_signs.THINKING,
             message_ts=message_ts,
             loading=thread_signs.THINKING_MESSAGES,
         )
-        background.spawn(status, name=f"status {thread.key}")
 
     conversations = Conversations(db, kick=queue.kick, on_queued=thinking)
 

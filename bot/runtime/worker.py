@@ -7,7 +7,6 @@ its state with one approval per call and posts the cards. Failures end the run v
 with a reference id, and never run a decided call again.
 """
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -68,7 +67,6 @@ class ThreadWorker:
         self.context_reader = context_reader
         self.feedback = feedback
         self.surfaces = LiveSurfaces(stream=stream, by_team=stream_by_team)
-        self._signals: dict[str, asyncio.Task[None]] = {}  # each thread's newest status change
         self.pace = pace
 
     def _live(self, thread: ThreadRef, recipient: str | None) -> LiveAnswer:
@@ -83,37 +81,12 @@ class ThreadWorker:
         )
 
     def _signal(self, thread: ThreadRef, status: str, *, loading: Sequence[str] = ()) -> None:
-        """A status change the run does not wait for: each waits for the thread's one before,
-        so they reach Slack in order, and `_signalled` waits for them before the thread's last
-        word on its status, so a late one cannot undo it."""
-        previous = self._signals.get(thread.key)
-        task = asyncio.create_task(self._show_after(previous, thread, status, loading))
-        self._signals[thread.key] = task
-
-        def forget(done: asyncio.Task[None], key: str = thread.key) -> None:
-            if self._signals.get(key) is done:
-                del self._signals[key]
-
-        task.add_done_callback(forget)
-
-    async def _show_after(
-        self,
-        previous: asyncio.Task[None] | None,
-        thread: ThreadRef,
-        status: str,
-        loading: Sequence[str],
-    ) -> None:
-        if previous is not None:
-            await asyncio.wait([previous])
-        try:
-            await self.signs.show(thread, status, message_ts=None, loading=loading)
-        except Exception:
-            log.exception("status of thread %s not shown", thread.key)
+        """A status change the run does not wait for; `_signalled` waits for the thread's
+        before its last word on its status, so a late one cannot undo it."""
+        self.signs.signal(thread, status, loading=loading)
 
     async def _signalled(self, thread: ThreadRef) -> None:
-        last = self._signals.pop(thread.key, None)
-        if last is not None:
-            await asyncio.wait([last])
+        await self.signs.settled(thread)
 
     @contextlib.contextmanager
     def _running(self, kind: str, run_id: str) -> Iterator[None]:
@@ -162,9 +135,10 @@ class ThreadWorker:
             await self._signalled(thread)
             await self.signs.clear(thread, message_ts=job.message_ts)
             return JobStatus.FAILED
+        cleared_by_reply = self._reply_clears_status(thread, live)
         await self.settle(run, thread, outcome, history.new_rows(), live=live)
         await self._signalled(thread)
-        if outcome.pending:
+        if outcome.pending or cleared_by_reply:
             await self.signs.unreact(thread, message_ts=job.message_ts)
         else:
             await self.signs.clear(thread, message_ts=job.message_ts)
@@ -230,11 +204,19 @@ class ThreadWorker:
         await requeue_jobs(self.db, job_ids=[deferred[i].id or 0 for i in refused])
         # The answer goes out first; the cards of the calls that ran then show their output.
         ran = [card_of(a) for a in approvals if a.status == ApprovalStatus.APPROVED]
+        cleared_by_reply = self._reply_clears_status(thread, live)
         await self.settle(run, thread, outcome, history.new_rows(), then=ran, live=live)
         await self._signalled(thread)
-        if not outcome.pending:
+        if not outcome.pending and not cleared_by_reply:
             await self.signs.clear(thread, message_ts=None)
         return JobStatus.DONE
+
+    def _reply_clears_status(self, thread: ThreadRef, live: LiveAnswer) -> bool:
+        """Called once the run is over, before its reply is posted: Slack clears the status
+        when the app replies, so an answer posted whole needs no clearing of its own, unless
+        a status call is still on its way (it could land after the reply and stay). The run
+        signals no status after this point. A streamed answer is cleared as before."""
+        return not live.live and not self.signs.pending(thread)
 
     async def settle(
         self,

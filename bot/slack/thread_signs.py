@@ -1,15 +1,22 @@
 """A thread's sign of life while the agent works: Slack's assistant status, else a reaction.
 
 The status (`assistant.threads.setStatus`) names what is happening and Slack clears it when
-the bot replies. Where Slack refuses it (a channel that is not an assistant thread, a missing
-scope, a workspace without the feature), an :eyes: reaction on the person's message says the
-same and is removed when the run is answered. Signs are a courtesy: a failure here never
+the bot replies. Status changes nobody waits for go out one after another per thread (a late
+one must not undo a later one, nor the clear), and an answer posted whole needs no clearing
+of its own when none is still on its way.
+
+Where Slack refuses a status (a channel that is not an assistant thread, a missing scope, a
+workspace without the feature), an :eyes: reaction on the person's message says the same and
+is removed when the run is answered. Signs are a courtesy: a failure here never
 touches the run, and nothing the model wrote goes into them.
 """
 
+import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from functools import partial
+from typing import Any
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -24,6 +31,12 @@ LOADING_LIMIT = 10
 THINKING = "is thinking…"
 THINKING_MESSAGES = ("Reading the thread…", "Thinking…", "Putting an answer together…")
 REMEMBERED_CHANNELS = 2000
+
+Spawn = Callable[..., "asyncio.Task[None] | None"]  # (coroutine, *, name): the task, or None
+
+
+def _create_task(coro: Coroutine[Any, Any, None], *, name: str) -> "asyncio.Task[None] | None":
+    return asyncio.create_task(coro, name=name)
 
 
 def running(tool_name: str) -> str:
@@ -40,11 +53,62 @@ def _fit(status: str) -> str:
 
 
 class ThreadSigns:
-    def __init__(self, client: AsyncWebClient) -> None:
+    def __init__(self, client: AsyncWebClient, *, spawn: Spawn = _create_task) -> None:
         self.client = client
+        self._spawn = spawn
         # Channels where Slack refused a status: the reaction stands in for it there.
         self._no_status: OrderedDict[str, None] = OrderedDict()
         self._names: dict[str, str] = {}
+        self._last: dict[str, asyncio.Task[None]] = {}  # each thread's newest status change
+
+    def signal(
+        self,
+        thread: ThreadRef,
+        status: str,
+        *,
+        message_ts: str | None = None,
+        loading: Sequence[str] = (),
+    ) -> None:
+        """A status change the caller does not wait for: it waits for the thread's one before,
+        so they reach Slack in order."""
+        previous = self._last.get(thread.key)
+        task = self._spawn(
+            self._show_after(previous, thread, status, message_ts, loading),
+            name=f"status {thread.key}",
+        )
+        if task is None:
+            return
+        self._last[thread.key] = task
+        task.add_done_callback(partial(self._forget, thread.key))
+
+    def pending(self, thread: ThreadRef) -> bool:
+        """Is a status change of this thread still on its way to Slack?"""
+        return thread.key in self._last
+
+    async def settled(self, thread: ThreadRef) -> None:
+        """Every status change signalled so far has had Slack's answer."""
+        last = self._last.get(thread.key)
+        if last is not None:
+            await asyncio.wait([last])
+
+    def _forget(self, key: str, done: "asyncio.Task[None]") -> None:
+        if self._last.get(key) is done:
+            del self._last[key]
+
+    async def _show_after(
+        self,
+        previous: "asyncio.Task[None] | None",
+        thread: ThreadRef,
+        status: str,
+        message_ts: str | None,
+        loading: Sequence[str],
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        try:
+            await self.show(thread, status, message_ts=message_ts, loading=loading)
+        except Exception:
+            log.exception("status of thread %s not shown", thread.key)
 
     async def show(
         self,

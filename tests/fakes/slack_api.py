@@ -366,6 +366,8 @@ class FakeSlackAPI:
         so the core of the fake reads as it did before streaming."""
         self._streams: dict[tuple[str, str], StreamRecord] = {}
         self._statuses: defaultdict[tuple[str, str], list[str]] = defaultdict(list)
+        # What each thread shows now: the latest status, until the app replies there.
+        self._shown: dict[tuple[str, str], str] = {}
         self._loading_messages: dict[tuple[str, str], list[str] | None] = {}
         self._reactions: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
         self._refusals: dict[str, str] = {}
@@ -405,6 +407,14 @@ class FakeSlackAPI:
         """Every status set in the thread, in order; "" is a clear."""
         return list(self._statuses.get((channel, thread_ts), []))
 
+    def status_shown(self, channel: str, thread_ts: str) -> str:
+        """The status the thread shows now: as Slack, the app's reply in the thread clears it."""
+        return self._shown.get((channel, thread_ts), "")
+
+    def _replied(self, channel: str, thread_ts: object) -> None:
+        if thread_ts:
+            self._shown.pop((channel, str(thread_ts)), None)
+
     def loading_messages(self, channel: str, thread_ts: str) -> list[str] | None:
         """The loading_messages of the thread's latest status call (None: it sent none)."""
         return self._loading_messages.get((channel, thread_ts))
@@ -437,6 +447,7 @@ class FakeSlackAPI:
         ts = self._next_ts()
         message = self._message({"text": "", "thread_ts": thread_ts}, ts)
         self.posted[str(channel)].append(message)
+        self._replied(str(channel), thread_ts)
         stream = StreamRecord(
             ts=ts,
             channel=str(channel),
@@ -522,6 +533,7 @@ class FakeSlackAPI:
             )
         key = (str(channel), str(thread_ts))
         self._statuses[key].append(status)
+        self._shown[key] = status
         self._loading_messages[key] = loading
         return {"ok": True}
 
@@ -778,6 +790,7 @@ class FakeSlackAPI:
             channel = self.dm_channel(channel)
             self.dms[str(args["channel"])].append(message)
         self.posted[channel].append(message)
+        self._replied(channel, args.get("thread_ts"))
         return {"ok": True, "channel": channel, "ts": ts, "message": message}
 
     def dm_channel(self, user_id: str) -> str:

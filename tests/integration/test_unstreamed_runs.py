@@ -69,6 +69,45 @@ async def test_an_unstreamed_run_shows_its_tool_calls_in_the_status(
     assert parses == []
 
 
+async def test_an_answer_posted_whole_leaves_clearing_its_status_to_slack(
+    database_url: str, slack: FakeSlackAPI
+) -> None:
+    """Slack clears a thread's status when the app replies: with no status call on its way,
+    the answer's post is the clear, and no call of its own is made."""
+    async with running_bot(
+        database_url=database_url, slack=slack, model=_model(), config=_config()
+    ) as bot:
+        await ask(bot, "refund o1")
+        before = slack.statuses(CHANNEL, THREAD_TS)
+        assert before[-1].startswith("is waiting for approval by")
+        [card] = [c for c in slack.calls_to("chat.postMessage") if approval_ids(c)]
+        await click(bot, approval_ids(card)[0])
+    assert texts(slack.messages_in_thread(CHANNEL, THREAD_TS))[-1] == "Refunded."
+    assert slack.statuses(CHANNEL, THREAD_TS)[len(before) :] == [
+        "is thinking…",
+        "is running refund…",
+    ]
+    assert slack.status_shown(CHANNEL, THREAD_TS) == ""
+
+
+async def test_an_answer_that_overtakes_its_thinking_status_clears_it(
+    database_url: str, slack: FakeSlackAPI
+) -> None:
+    """The mention's "thinking" is still on its way when the answer is posted: it lands after
+    the reply, so the bot clears it itself."""
+    slack.slow("assistant.threads.setStatus", 0.3)
+    async with running_bot(
+        database_url=database_url,
+        slack=slack,
+        model=ScriptedModel([[assistant_message("Hello.")]]),
+        config=_config(),
+    ) as bot:
+        await ask(bot, "hi")
+    assert texts(slack.messages_in_thread(CHANNEL, THREAD_TS))[-1] == "Hello."
+    assert slack.statuses(CHANNEL, THREAD_TS) == ["is thinking…", ""]
+    assert slack.status_shown(CHANNEL, THREAD_TS) == ""
+
+
 async def test_a_restarted_process_resumes_from_the_stored_state(
     database_url: str, slack: FakeSlackAPI, parses: list[str]
 ) -> None:

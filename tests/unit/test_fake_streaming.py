@@ -471,6 +471,26 @@ async def test_statuses_are_kept_per_thread_in_order_with_the_latest_loading_mes
     assert slack.loading_messages("C1", THREAD) == loading
 
 
+async def test_the_apps_reply_in_a_thread_clears_its_status_as_slack_does(
+    slack: FakeSlackAPI,
+) -> None:
+    client = web_client(slack)
+    for thread in (THREAD, "2.0", "3.0"):
+        await client.assistant_threads_setStatus(
+            channel_id="C1", thread_ts=thread, status="is thinking…"
+        )
+    await client.chat_postMessage(channel="C1", text="elsewhere")  # not a reply
+    await client.chat_postMessage(channel="C1", thread_ts="2.0", text="an answer")
+    await client.chat_startStream(
+        channel="C1", thread_ts="3.0", recipient_user_id=USER, recipient_team_id=slack.team_id
+    )
+
+    assert slack.status_shown("C1", THREAD) == "is thinking…"
+    assert slack.status_shown("C1", "2.0") == ""
+    assert slack.status_shown("C1", "3.0") == ""
+    assert slack.statuses("C1", "2.0") == ["is thinking…"]  # the calls made, as before
+
+
 async def test_status_calls_slack_would_refuse_are_refused(slack: FakeSlackAPI) -> None:
     client = web_client(slack)
     eleven = [f"step {i}" for i in range(11)]
