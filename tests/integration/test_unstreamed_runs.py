@@ -55,8 +55,10 @@ async def test_an_unstreamed_run_shows_its_tool_calls_in_the_status(
         assert not slack.streams
         [card] = [c for c in slack.calls_to("chat.postMessage") if approval_ids(c)]
         # The resume's "thinking" reaches Slack late: the run does not wait for it, and the
-        # statuses after it still land in order, the clear last.
-        slack.slow("assistant.threads.setStatus", 0.3)
+        # statuses after it still land in order, the clear last (a reply would not clear a
+        # status that lands after it). Slow enough to be on its way still when the answer
+        # is posted, however loaded the machine.
+        slack.slow("assistant.threads.setStatus", 1.5)
         await click(bot, approval_ids(card)[0])
     assert texts(slack.messages_in_thread(CHANNEL, THREAD_TS))[-1] == "Refunded."
     after_click = slack.statuses(CHANNEL, THREAD_TS)[len(statuses) :]
@@ -95,7 +97,7 @@ async def test_an_answer_that_overtakes_its_thinking_status_clears_it(
 ) -> None:
     """The mention's "thinking" is still on its way when the answer is posted: it lands after
     the reply, so the bot clears it itself."""
-    slack.slow("assistant.threads.setStatus", 0.3)
+    slack.slow("assistant.threads.setStatus", 1.5)  # on its way still, however loaded
     async with running_bot(
         database_url=database_url,
         slack=slack,
