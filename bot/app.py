@@ -142,7 +142,14 @@ def build_app(
     owner = process_owner()
     lease = timedelta(seconds=settings.lease_seconds)
     permalinks = Permalinks(client)
-    outbox = Outbox(db, posting_client(client), owner=owner, claim=lease, permalinks=permalinks)
+    outbox = Outbox(
+        db,
+        posting_client(client),
+        owner=owner,
+        claim=lease,
+        permalinks=permalinks,
+        spawn=background.spawn,
+    )
     queue = ThreadQueue(
         db,
         background,

@@ -28,6 +28,7 @@ CLAIM = timedelta(seconds=60)
 MAX_ATTEMPTS = 12
 FIRST_PAUSE = 5.0  # seconds before a failed delivery is tried again; doubles each time
 DELIVERED_KEPT = timedelta(days=1)
+CARD_KINDS = (OutboxKind.CARD, OutboxKind.MIRROR)
 
 
 @dataclass(frozen=True)
@@ -142,11 +143,22 @@ async def _with_mirrors(session: AsyncSession, owed: Sequence[Owed]) -> list[Owe
     return result
 
 
-async def claim(db: Database, *, thread_key: str, by: Claimant) -> list[Delivery]:
+class Claimed(list[Delivery]):
+    """What a claim took, in order. `held_back`: a card's later version was left where
+    somebody else still holds an earlier one, so that the card never ends on an older look;
+    it is ours to send once that one is gone (`Outbox` tries again soon)."""
+
+    held_back: bool = False
+
+
+async def claim(db: Database, *, thread_key: str, by: Claimant) -> Claimed:
     """Claim what this process may deliver in the thread now, in order.
 
     Rows are ours when we wrote them or when their claim ran out. New posts are taken in
-    order and stop at the first that somebody else holds; updates are taken regardless.
+    order and stop at the first that somebody else holds; updates of other messages are taken
+    regardless, but a card's versions go in order: none while an earlier one is held by
+    somebody else (two processes that each changed the card would otherwise race their
+    updates, and the older look could land last).
     """
     async with db.write() as session:
         return await claim_in(session, thread_key=thread_key, by=by)
@@ -158,7 +170,7 @@ async def claim_in(
     thread_key: str,
     by: Claimant,
     current: Sequence[CardView] = (),
-) -> list[Delivery]:
+) -> Claimed:
     """`claim` in the transaction of the change that owes the messages: one transaction less
     between a change and its delivery. The caller must keep this process's other deliveries
     of the thread out until it has delivered what this returns. `current` are the cards of
@@ -171,23 +183,30 @@ async def claim_in(
     card_ts |= await _card_messages(
         session, [r.approval_id for r in rows if r.approval_id and r.approval_id not in views]
     )
-    claimed: list[Delivery] = []
+    claimed = Claimed()
     posts_blocked = False
     unposted: set[tuple[OutboxKind, str]] = set()
+    held: set[tuple[OutboxKind, str]] = set()  # cards with a version somebody else holds
     for row in rows:
         delivery = _delivery(
             row, card_ts.get((row.kind, row.approval_id or "")), views.get(row.approval_id or "")
         )
+        card = (delivery.kind, row.approval_id or "")
         if delivery.is_first_post:
             assert row.approval_id is not None
-            if (row.kind, row.approval_id) in unposted:
+            if card in unposted:
                 continue  # whoever posts the card sends its later versions (`delivered`)
-            unposted.add((row.kind, row.approval_id))
+            unposted.add(card)
         ours = row.claimed_by == owner or row.next_attempt_at <= now
         if delivery.is_post and (posts_blocked or not ours):
             posts_blocked = True
             continue
+        if card in held:
+            claimed.held_back = claimed.held_back or ours
+            continue
         if not ours:
+            if _is_card(delivery):
+                held.add(card)
             continue
         if row.claimed_by != owner or row.next_attempt_at <= now:
             result = await session.execute(
@@ -208,10 +227,16 @@ async def claim_in(
             )
             if rowcount(result) != 1:
                 posts_blocked = posts_blocked or delivery.is_post
+                if _is_card(delivery):
+                    held.add(card)
                 continue
             delivery = _delivery(row, delivery.card_ts, delivery.view, attempts=row.attempts + 1)
         claimed.append(delivery)
     return claimed
+
+
+def _is_card(delivery: Delivery) -> bool:
+    return delivery.approval_id is not None and delivery.kind in CARD_KINDS
 
 
 async def _card_messages(

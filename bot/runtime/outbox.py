@@ -55,6 +55,9 @@ PERMANENT_ERRORS = frozenset(
     }
 )
 QUICK_RETRIES = (0.2, 0.5, 1.0)
+# Seconds before each new look at a card version held back behind another process's earlier
+# one; after the last, the sweep sends it once its claim runs out.
+HELD_BACK_PAUSES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 SEARCH_PAGES = 20
 
 
@@ -110,8 +113,11 @@ class Outbox:
         owner: str,
         claim: timedelta,
         permalinks: Permalinks | None = None,
+        spawn: Callable[..., "asyncio.Task[None] | None"] | None = None,
     ) -> None:
         self.db = db
+        self._spawn = spawn or (lambda coro, *, name: asyncio.create_task(coro, name=name))
+        self._held_back: set[str] = set()  # threads with a follow-up on its way
         self.permalinks = permalinks or Permalinks(client)
         # No automatic retries here but for rate limits: a post retried blindly after a
         # dropped connection could post twice. Our own retries look first.
@@ -123,7 +129,9 @@ class Outbox:
     async def deliver(self, thread_key: str) -> None:
         """Send what this process may send in the thread now; never raises."""
         async with self._locks.hold(thread_key):
-            await self._deliver_held(thread_key)
+            held_back = await self._deliver_held(thread_key)
+        if held_back:
+            self._follow_up(thread_key)
 
     async def after(
         self, thread_key: str, change: Callable[[Claimant], Awaitable[ClaimingT | None]]
@@ -132,19 +140,41 @@ class Outbox:
         transaction, then deliver what it claimed; returns what the change returned. This
         process's other deliveries of the thread wait from before the claim to the end, so
         none of them can take the same rows."""
+        held_back = False
         async with self._locks.hold(thread_key):
             stored = await change(self.claimant)
             if stored is not None and stored.claimed is not None:
-                await self._deliver_held(thread_key, stored.claimed)
-            return stored
+                held_back = await self._deliver_held(thread_key, stored.claimed)
+        if held_back:
+            self._follow_up(thread_key)
+        return stored
 
-    async def _deliver_held(self, thread_key: str, claimed: list[Delivery] | None = None) -> None:
-        """Under the thread's lock: send `claimed`, or what a claim finds now; never raises."""
+    async def _deliver_held(self, thread_key: str, claimed: list[Delivery] | None = None) -> bool:
+        """Under the thread's lock: send `claimed`, or what a claim finds now; never raises.
+        True when a card's version was held back behind somebody else's earlier one."""
         try:
             with speaking_for(ThreadRef.from_key(thread_key).team_id):
-                await self._deliver(thread_key, claimed)
+                return await self._deliver(thread_key, claimed)
         except Exception:
             log.exception("delivery to thread %s stopped; the sweep goes on", thread_key)
+            return False
+
+    def _follow_up(self, thread_key: str) -> None:
+        """Look again soon, and again, for what was held back: the other process's version
+        is usually sent within a Slack round trip."""
+        if thread_key in self._held_back:
+            return
+        task = self._spawn(self._until_sent(thread_key), name=f"held back {thread_key}")
+        if task is not None:
+            self._held_back.add(thread_key)
+            task.add_done_callback(lambda _: self._held_back.discard(thread_key))
+
+    async def _until_sent(self, thread_key: str) -> None:
+        for pause in HELD_BACK_PAUSES:
+            await asyncio.sleep(pause)
+            async with self._locks.hold(thread_key):
+                if not await self._deliver_held(thread_key):
+                    return
 
     async def sweep(self) -> int:
         threads = await outbox.threads_with_due_messages(self.db)
@@ -153,12 +183,14 @@ class Outbox:
         await outbox.purge_delivered(self.db)
         return len(threads)
 
-    async def _deliver(self, thread_key: str, claimed: list[Delivery] | None = None) -> None:
-        queue = (
+    async def _deliver(self, thread_key: str, claimed: list[Delivery] | None = None) -> bool:
+        taken = (
             claimed
             if claimed is not None
             else await outbox.claim(self.db, thread_key=thread_key, by=self.claimant)
         )
+        held_back = isinstance(taken, outbox.Claimed) and taken.held_back
+        queue = list(taken)
         posts_stopped = False
         done: set[int] = set()
         while queue:
@@ -187,6 +219,7 @@ class Outbox:
             queue[:0] = await outbox.delivered(
                 self.db, delivery=delivery, by=self.claimant, message_ts=ts
             )
+        return held_back
 
     async def _failed(self, delivery: Delivery, error: str, *, permanent: bool) -> None:
         if await outbox.failed(self.db, delivery=delivery, error=error, permanent=permanent):

@@ -1,7 +1,9 @@
 """Two app instances on one PostgreSQL database, both receiving the clicks of one approval."""
 
 import asyncio
+import json
 from collections import Counter
+from typing import Any
 
 import pytest
 from agents.testing import ScriptedModel, assistant_message, function_call
@@ -21,7 +23,7 @@ from tests.integration.conftest import (
     approval_messages,
     texts,
 )
-from tests.running_app import running_bot
+from tests.running_app import RunningBot, running_bot
 
 pytestmark = pytest.mark.postgres
 
@@ -146,3 +148,51 @@ async def test_an_event_sent_to_both_instances_starts_one_run(
         await asyncio.gather(one.settle(), two.settle())
     assert texts(slack.calls_to("chat.postMessage")) == ["one answer"]
     assert sum(len(m.calls) for m in models) == 1
+
+
+async def test_a_card_changed_in_two_instances_ends_on_its_newest_look(
+    pg_url: str, slack: FakeSlackAPI
+) -> None:
+    """Each instance updates the card for its own vote. The first update is slow to reach
+    Slack: the second instance holds its newer look back until the first has landed, so
+    the older look never lands last."""
+    await empty_database(pg_url)
+    voters = [f"UVOTER{i:02d}" for i in range(3)]
+    slack.usergroups[GROUP] = voters
+    config = approval_config(tools={"refund": {"approvals_needed": 3}})
+    model = ScriptedModel(
+        [[function_call("refund", {"order_id": "o8", "amount": 9000}, call_id="call_1")]]
+    )
+    async with (
+        running_bot(database_url=pg_url, slack=slack, config=config, model=model) as one,
+        running_bot(database_url=pg_url, slack=slack, config=config) as two,
+    ):
+        await one.send(
+            one.requests.mention(text="refund o8", user=ASKER, channel=CHANNEL, ts="8.1")
+        )
+        await one.settle()
+        [card] = approval_messages(slack)
+        [approval_id] = approval_ids(card)
+
+        def vote(bot: RunningBot, user: str) -> Any:
+            return bot.send(
+                bot.requests.block_actions(
+                    user=user,
+                    action_id=APPROVE_ACTION,
+                    value=approval_id,
+                    channel=CHANNEL,
+                    message_ts=str(card.args.get("ts") or "8.2"),
+                    thread_ts="8.1",
+                )
+            )
+
+        slack.slow("chat.update", 1.0)  # the first instance's update, "1 of 3"
+        await vote(one, voters[0])
+        await asyncio.sleep(0.2)
+        await vote(two, voters[1])
+        await asyncio.gather(one.settle(), two.settle())
+    updates = [c for c in slack.calls_to("chat.update") if approval_id in json.dumps(c.args)]
+    assert len(updates) == 2
+    newest = json.dumps(updates[-1].args["blocks"])
+    assert f"<@{voters[0]}>" in newest
+    assert f"<@{voters[1]}>" in newest
