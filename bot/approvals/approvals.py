@@ -254,6 +254,10 @@ class Approvals:
     async def edit(self, edit: EditSubmission) -> None:
         """The edit modal was submitted with valid arguments: check everything again, decide
         the edited call, and store it with what it needs now."""
+        with log_context.bound(approval_id=edit.approval_id):
+            await self._edit(edit)
+
+    async def _edit(self, edit: EditSubmission) -> None:
         _from_home.set(edit.from_home)
         approval = await get_approval(self.db, edit.approval_id)
         if approval is None or approval.team_id != edit.team_id:
@@ -389,6 +393,10 @@ class Approvals:
 
     async def reject(self, rejection: Rejection) -> None:
         """The modal was submitted: check everything again, the approval may have moved on."""
+        with log_context.bound(approval_id=rejection.approval_id):
+            await self._reject(rejection)
+
+    async def _reject(self, rejection: Rejection) -> None:
         _from_home.set(rejection.from_home)
         approval = await get_approval(self.db, rejection.approval_id)
         if approval is None or approval.team_id != rejection.team_id:

@@ -7,7 +7,13 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from bot.slack.blocks import APPROVE_ACTION
+from bot.slack.blocks import (
+    APPROVE_ACTION,
+    EDIT_VIEW,
+    REASON_BLOCK,
+    REASON_INPUT,
+    REJECT_VIEW,
+)
 from tests.bot_process import bot_process
 from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack_api import FakeSlackAPI
@@ -17,6 +23,7 @@ from tests.running_app import SIGNING_SECRET
 
 ASKED = "please delete the customer cust-Zq7 named Zebulon"
 ANSWER = "Zebulon is gone for good."
+UNKNOWN_APPROVAL = "ap_0123456789abcdef01234567"
 
 
 async def test_json_lines_carry_the_ids_of_their_run_and_no_content(
@@ -44,6 +51,18 @@ async def test_json_lines_carry_the_ids_of_their_run_and_no_content(
             )
             assert await bot.send(click) == 200
             await slack.wait_for("chat.postMessage", where=lambda c: c.args.get("text") == ANSWER)
+            # Modal submissions carry the id of the approval they name, as clicks do.
+            for callback_id, values in (
+                (REJECT_VIEW, {REASON_BLOCK: {REASON_INPUT: {"type": "plain_text_input"}}}),
+                (EDIT_VIEW, {}),
+            ):
+                submission = requests.view_submission(
+                    user=APPROVER,
+                    callback_id=callback_id,
+                    private_metadata=UNKNOWN_APPROVAL,
+                    values=values,
+                )
+                assert await bot.send(submission) == 200
             bot.process.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(bot.process.wait(), timeout=30) == 0
     assert approval_messages(slack)
@@ -65,6 +84,10 @@ async def test_json_lines_carry_the_ids_of_their_run_and_no_content(
             assert line["channel"] == CHANNEL
             assert line["thread_ts"] == "2.5"
             assert "job_id" in line
+    unknown = [line for line in lines if "of an unknown approval" in line["message"]]
+    unknown += [line for line in lines if "for an unknown approval" in line["message"]]
+    assert len(unknown) == 2
+    assert {line.get("approval_id") for line in unknown} == {UNKNOWN_APPROVAL}
     text = "".join(bot.log)
     # Ids are hex: the customer id is one no id can contain.
     for content in ("Zebulon", "cust-Zq7", ASKED, ANSWER):
