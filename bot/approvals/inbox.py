@@ -14,9 +14,12 @@ calls (user groups resolved), and of them only those who have opened the Home ta
 """
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -34,6 +37,30 @@ from storage.models import Approval
 log = logging.getLogger(__name__)
 
 SCANNED = 500  # calls listed per view at most (twenty are shown, the rest counted)
+
+# The person whose own Home action is under way, and the task doing it: their Home is drawn
+# again when it ends, so a refresh that action's change starts leaves them out (one publish,
+# not two). Tasks started meanwhile (a resume) inherit the variable, hence the task.
+_redrawn_after: ContextVar[tuple[str, str, asyncio.Task[Any] | None] | None] = ContextVar(
+    "redrawn_after", default=None
+)
+
+
+@contextlib.contextmanager
+def redrawn_after(team_id: str, user_id: str) -> Iterator[None]:
+    """Around a Home action whose end publishes this person's Home anyway."""
+    token = _redrawn_after.set((team_id, user_id, asyncio.current_task()))
+    try:
+        yield
+    finally:
+        _redrawn_after.reset(token)
+
+
+def _redrawn_here() -> tuple[str, str] | None:
+    found = _redrawn_after.get()
+    if found is None or found[2] is not asyncio.current_task():
+        return None
+    return found[0], found[1]
 
 
 class HomeInbox:
@@ -98,9 +125,13 @@ class HomeInbox:
     def changed(self, approvals: Sequence[Approval]) -> None:
         """Redraw, after the change committed, the Home views that may list these calls."""
         if approvals:
-            self.background.spawn(self.refresh(list(approvals)), name="home refresh")
+            skip = _redrawn_here()
+            self.background.spawn(self.refresh(list(approvals), skip=skip), name="home refresh")
 
-    async def refresh(self, approvals: Sequence[Approval]) -> None:
+    async def refresh(
+        self, approvals: Sequence[Approval], *, skip: tuple[str, str] | None = None
+    ) -> None:
+        """`skip`: the (team, user) whose Home the action that changed them redraws itself."""
         wanted: defaultdict[str, set[str]] = defaultdict(set)
         for approval in approvals:
             approvers = self.approvals.approvers_of(approval)
@@ -111,5 +142,7 @@ class HomeInbox:
                 else:
                     wanted[approval.team_id].add(approver)
         for team_id, users in wanted.items():
+            if skip is not None and skip[0] == team_id:
+                users.discard(skip[1])
             for user_id in await home_views.opened_by(self.db, team_id=team_id, user_ids=users):
                 await self.publish(team_id, user_id)

@@ -94,6 +94,10 @@ def updates_of(slack: FakeSlackAPI, channel: str, ts: str) -> list[RecordedCall]
     ]
 
 
+def publishes_for(slack: FakeSlackAPI, user: str) -> list[RecordedCall]:
+    return [c for c in slack.calls_to("views.publish") if c.args.get("user_id") == user]
+
+
 def direct_messages(slack: FakeSlackAPI, user: str) -> list[str]:
     return [
         str(c.args["text"]) for c in slack.calls_to("chat.postMessage") if c.args["channel"] == user
@@ -140,7 +144,10 @@ async def test_the_home_inbox_lists_exactly_what_the_viewer_may_decide_and_decid
         assert await open_home(bot, OUTSIDER) != []  # lookup_order is theirs
         assert a1 not in home_ids(slack, OUTSIDER)
 
+        published = len(publishes_for(slack, APPROVER))
         await home_click(bot, a1, user=APPROVER)
+        # One redraw of the clicker's Home: the click's own, not the change's refresh too.
+        assert len(publishes_for(slack, APPROVER)) == published + 1
 
         assert executions == Counter({"delete_customer:c5": 1, "delete_customer:c1": 1})
         approval = await get_approval(bot.app.db, a1)

@@ -12,6 +12,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.response import BoltResponse
 
 from bot.approvals.approvals import Approvals, Click
+from bot.approvals.inbox import redrawn_after
 from bot.approvals.thread_approvals import RevokeClick, ThreadApprovals
 from bot.runtime.interruptions import Interruptions, RetryClick
 from bot.slack.blocks import (
@@ -42,12 +43,15 @@ async def _then_home(
     work: Callable[[Click], Coroutine[Any, Any, None]], click: Click, home: Home
 ) -> None:
     """A Home click, then the clicker's Home drawn again, whatever the click did: the call it
-    named may be gone from the inbox."""
-    try:
+    named may be gone from the inbox. The refresh the click's change starts leaves them out."""
+    if not click.from_home:
         await work(click)
+        return
+    try:
+        with redrawn_after(click.team_id, click.user_id):
+            await work(click)
     finally:
-        if click.from_home:
-            await home(click.team_id, click.user_id)
+        await home(click.team_id, click.user_id)
 
 
 def _from_home(body: dict[str, Any]) -> bool:
