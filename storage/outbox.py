@@ -77,7 +77,7 @@ class Delivery:
     @property
     def is_first_post(self) -> bool:
         """The first post of a card or of its mirror: later versions wait for its message."""
-        return self.kind in (OutboxKind.CARD, OutboxKind.MIRROR) and self.card_ts is None
+        return self.kind in CARD_KINDS and self.card_ts is None
 
 
 def card_of(approval: Approval) -> Owed:
@@ -283,7 +283,7 @@ def _delivery(
         attempts=row.attempts if attempts is None else attempts,
         created_at=row.created_at,
         card_ts=card_ts,
-        view=view if OutboxKind(row.kind) in (OutboxKind.CARD, OutboxKind.MIRROR) else None,
+        view=view if OutboxKind(row.kind) in CARD_KINDS else None,
     )
 
 

@@ -43,7 +43,7 @@ from bot.approvals.deciding import CallPolicies
 from bot.approvals.pausing import StoredPause, store_pause
 from bot.approvals.policy import CallPolicy, Policy
 from bot.metrics import Metrics
-from bot.runtime.outbox import Outbox
+from bot.runtime.outbox import Claiming, Outbox
 from bot.slack import blocks, cards
 from bot.slack.replies import ThreadReplies
 from bot.slack.user_groups import UserGroups
@@ -65,20 +65,17 @@ from storage.approvals import (
 from storage.database import Database
 from storage.ids import ThreadRef
 from storage.models import Approval, ApprovalStatus, Run, utcnow
-from storage.outbox import Claimant, Delivery, Owed
+from storage.outbox import Claimant, Owed
 from storage.runs import requesters_of
 
 log = logging.getLogger(__name__)
 
 
-class _Decided(Protocol):
-    """A stored decision or vote: whether it queued the resume, and what it claimed."""
+class _Decided(Claiming, Protocol):
+    """A stored decision or vote: what it claimed, and whether it queued the resume."""
 
     @property
     def resume_queued(self) -> bool: ...
-
-    @property
-    def claimed(self) -> list[Delivery] | None: ...
 
 
 DecidedT = TypeVar("DecidedT", bound=_Decided)

@@ -2,14 +2,22 @@
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from storage.models import new_ref
 
-__all__ = ["Background", "new_ref"]
+__all__ = ["Background", "Spawn", "new_ref", "spawn_task"]
 
 log = logging.getLogger(__name__)
+
+# What starts work that nobody awaits: `Background.spawn`, or plain `spawn_task` where no
+# Background is at hand. It returns the task, or None when it started nothing.
+Spawn = Callable[..., "asyncio.Task[None] | None"]
+
+
+def spawn_task(coro: Coroutine[Any, Any, None], *, name: str) -> "asyncio.Task[None] | None":
+    return asyncio.create_task(coro, name=name)
 
 
 class Background:

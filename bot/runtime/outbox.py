@@ -20,6 +20,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.approvals.authorization import is_user_group
+from bot.runtime.background import Spawn, spawn_task
 from bot.runtime.thread_locks import ThreadLocks
 from bot.slack import blocks, cards, markdown, mirror_blocks, reminders
 from bot.slack.permalinks import Permalinks
@@ -113,10 +114,10 @@ class Outbox:
         owner: str,
         claim: timedelta,
         permalinks: Permalinks | None = None,
-        spawn: Callable[..., "asyncio.Task[None] | None"] | None = None,
+        spawn: Spawn = spawn_task,
     ) -> None:
         self.db = db
-        self._spawn = spawn or (lambda coro, *, name: asyncio.create_task(coro, name=name))
+        self._spawn = spawn
         self._held_back: set[str] = set()  # threads with a follow-up on its way
         self.permalinks = permalinks or Permalinks(client)
         # No automatic retries here but for rate limits: a post retried blindly after a
@@ -129,9 +130,7 @@ class Outbox:
     async def deliver(self, thread_key: str) -> None:
         """Send what this process may send in the thread now; never raises."""
         async with self._locks.hold(thread_key):
-            held_back = await self._deliver_held(thread_key)
-        if held_back:
-            self._follow_up(thread_key)
+            await self._deliver_held(thread_key)
 
     async def after(
         self, thread_key: str, change: Callable[[Claimant], Awaitable[ClaimingT | None]]
@@ -140,28 +139,29 @@ class Outbox:
         transaction, then deliver what it claimed; returns what the change returned. This
         process's other deliveries of the thread wait from before the claim to the end, so
         none of them can take the same rows."""
-        held_back = False
         async with self._locks.hold(thread_key):
             stored = await change(self.claimant)
             if stored is not None and stored.claimed is not None:
-                held_back = await self._deliver_held(thread_key, stored.claimed)
-        if held_back:
-            self._follow_up(thread_key)
-        return stored
+                await self._deliver_held(thread_key, stored.claimed)
+            return stored
 
     async def _deliver_held(self, thread_key: str, claimed: list[Delivery] | None = None) -> bool:
         """Under the thread's lock: send `claimed`, or what a claim finds now; never raises.
-        True when a card's version was held back behind somebody else's earlier one."""
+        True when a card's version was held back behind somebody else's earlier one: a
+        follow-up then looks again soon."""
         try:
             with speaking_for(ThreadRef.from_key(thread_key).team_id):
-                return await self._deliver(thread_key, claimed)
+                held_back = await self._deliver(thread_key, claimed)
         except Exception:
             log.exception("delivery to thread %s stopped; the sweep goes on", thread_key)
             return False
+        if held_back:
+            self._follow_up(thread_key)
+        return held_back
 
     def _follow_up(self, thread_key: str) -> None:
         """Look again soon, and again, for what was held back: the other process's version
-        is usually sent within a Slack round trip."""
+        is usually sent within a Slack round trip. One follow-up per thread at a time."""
         if thread_key in self._held_back:
             return
         task = self._spawn(self._until_sent(thread_key), name=f"held back {thread_key}")

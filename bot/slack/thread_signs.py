@@ -14,13 +14,13 @@ touches the run, and nothing the model wrote goes into them.
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from functools import partial
-from typing import Any
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.runtime.background import Spawn, spawn_task
 from storage.ids import ThreadRef
 
 log = logging.getLogger(__name__)
@@ -31,12 +31,6 @@ LOADING_LIMIT = 10
 THINKING = "is thinking…"
 THINKING_MESSAGES = ("Reading the thread…", "Thinking…", "Putting an answer together…")
 REMEMBERED_CHANNELS = 2000
-
-Spawn = Callable[..., "asyncio.Task[None] | None"]  # (coroutine, *, name): the task, or None
-
-
-def _create_task(coro: Coroutine[Any, Any, None], *, name: str) -> "asyncio.Task[None] | None":
-    return asyncio.create_task(coro, name=name)
 
 
 def running(tool_name: str) -> str:
@@ -53,7 +47,7 @@ def _fit(status: str) -> str:
 
 
 class ThreadSigns:
-    def __init__(self, client: AsyncWebClient, *, spawn: Spawn = _create_task) -> None:
+    def __init__(self, client: AsyncWebClient, *, spawn: Spawn = spawn_task) -> None:
         self.client = client
         self._spawn = spawn
         # Channels where Slack refused a status: the reaction stands in for it there.
