@@ -42,28 +42,19 @@ class _Outcome:
         self.in_transaction = cursor.connection.in_transaction
 
 
-def _execute(
-    connection: sqlite3.Connection, begin: str | None, sql: str, parameters: Any
+def _statement(
+    connection: sqlite3.Connection, begin: str | None, sql: str, parameters: Any, many: bool
 ) -> _Outcome:
+    """One statement (`executemany` when `many`: no rows come back), after `begin` if any."""
     if begin is not None:
         connection.execute(begin)
     cursor = connection.cursor()
     try:
+        if many:
+            cursor.executemany(sql, parameters)
+            return _Outcome(cursor, [])
         cursor.execute(sql, parameters)
         return _Outcome(cursor, cursor.fetchall() if cursor.description else [])
-    finally:
-        cursor.close()
-
-
-def _execute_many(
-    connection: sqlite3.Connection, begin: str | None, sql: str, parameters: Iterable[Any]
-) -> _Outcome:
-    if begin is not None:
-        connection.execute(begin)
-    cursor = connection.cursor()
-    try:
-        cursor.executemany(sql, parameters)
-        return _Outcome(cursor, [])
     finally:
         cursor.close()
 
@@ -98,11 +89,11 @@ class OneTripCursor:
             self._connection.begin_with_next(sql)
             self.description, self.rowcount, self.lastrowid, self._rows = None, -1, None, []
             return self
-        self._took(await self._connection.statement(_execute, sql, parameters))
+        self._took(await self._connection.statement(sql, parameters, many=False))
         return self
 
     async def executemany(self, sql: str, parameters: Iterable[Any]) -> "OneTripCursor":
-        self._took(await self._connection.statement(_execute_many, sql, list(parameters)))
+        self._took(await self._connection.statement(sql, list(parameters), many=True))
         return self
 
     def _took(self, outcome: _Outcome) -> None:
@@ -147,10 +138,10 @@ class OneTripConnection(aiosqlite.Connection):
     def begin_with_next(self, sql: str) -> None:
         self._begin = sql
 
-    async def statement(self, work: Any, sql: str, parameters: Any) -> _Outcome:
+    async def statement(self, sql: str, parameters: Any, *, many: bool) -> _Outcome:
         begin, self._begin = self._begin, None
         try:
-            outcome: _Outcome = await self._trip(work, begin, sql, parameters)
+            outcome: _Outcome = await self._trip(_statement, begin, sql, parameters, many)
         except BaseException:
             self._in_transaction = self._in_transaction or begin is not None
             raise
