@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.crypto import Cipher, DecryptionError, unseal
 from storage.database import Database
+from storage.statements import dialect_of
 
 ENVELOPE_KEY = "threadgate_sealed"
 ENVELOPE_VERSION = 1
@@ -93,14 +94,22 @@ def _payload(envelope: dict[str, Any]) -> str:
     return payload
 
 
+# Every run reads its window and every answer appends: built once, bound each time.
+_ITEMS = select(agent_messages.c.message_data).where(
+    agent_messages.c.session_id == bindparam("thread_key")
+)
+_ALL_ITEMS = _ITEMS.order_by(agent_messages.c.created_at, agent_messages.c.id)
+_NEWEST_ITEMS = _ITEMS.order_by(
+    agent_messages.c.created_at.desc(), agent_messages.c.id.desc()
+).limit(bindparam("limit", type_=Integer))
+_INSERT_ITEMS = agent_messages.insert()
+
+
 async def newest(session: AsyncSession, *, thread_key: str, limit: int | None) -> list[str]:
     """The thread's newest `limit` items (all of them for None), oldest first."""
-    m = agent_messages.c
-    stmt = select(m.message_data).where(m.session_id == thread_key)
     if limit is None:
-        rows = await session.scalars(stmt.order_by(m.created_at, m.id))
-        return list(rows)
-    rows = await session.scalars(stmt.order_by(m.created_at.desc(), m.id.desc()).limit(limit))
+        return list(await session.scalars(_ALL_ITEMS, {"thread_key": thread_key}))
+    rows = await session.scalars(_NEWEST_ITEMS, {"thread_key": thread_key, "limit": limit})
     return list(rows)[::-1]
 
 
@@ -128,13 +137,10 @@ async def append(session: AsyncSession, *, thread_key: str, items: Sequence[str]
     """Two statements however many items: the session row is upserted, the items inserted."""
     if not items:
         return
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    touch = _TOUCH["postgresql" if dialect == "postgresql" else "sqlite"]
-    await session.execute(touch, {"session_id": thread_key})
+    await session.execute(_TOUCH[dialect_of(session)], {"session_id": thread_key})
     # executemany: one compiled statement for any number of items, sent as multi-row INSERTs
     await session.execute(
-        agent_messages.insert(),
-        [{"session_id": thread_key, "message_data": item} for item in items],
+        _INSERT_ITEMS, [{"session_id": thread_key, "message_data": item} for item in items]
     )
 
 

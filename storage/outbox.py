@@ -24,6 +24,7 @@ from storage.models import Approval, OutboxKind, OutboxMessage, OutboxStatus, ut
 from storage.statements import rowcount
 
 OUTBOX: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
+APPROVALS: Table = Approval.__table__  # type: ignore[attr-defined]
 CLAIM = timedelta(seconds=60)
 MAX_ATTEMPTS = 12
 FIRST_PAUSE = 5.0  # seconds before a failed delivery is tried again; doubles each time
@@ -102,7 +103,7 @@ async def add(
     now = utcnow()
     # Core, not the unit of work: one multi-row INSERT … RETURNING, ids in the rows' order.
     ids = await session.scalars(
-        insert(OUTBOX).returning(OUTBOX.c.id, sort_by_parameter_order=True),
+        _ADD,
         [
             {
                 "thread_key": thread_key,
@@ -245,11 +246,7 @@ async def _card_messages(
     """The posted messages of these cards and of their mirrors, by kind and approval."""
     if not approval_ids:
         return {}
-    found = await session.execute(
-        select(col(Approval.id), col(Approval.message_ts), col(Approval.mirror_ts)).where(
-            col(Approval.id).in_(set(approval_ids))
-        )
-    )
+    found = await session.execute(_CARD_MESSAGES, {"approval_ids": list(set(approval_ids))})
     return _messages(found.all())
 
 
@@ -287,8 +284,10 @@ def _delivery(
     )
 
 
-# Every message delivered runs this, and every claim the first read: built once, bound each time.
-# What was said now lives in Slack: a delivered row keeps no copy of it.
+# Every change that owes a message, every delivery and every claim run these: built once,
+# bound each time (see storage/statements). What was said now lives in Slack: a delivered row
+# keeps no copy of it.
+_ADD = insert(OUTBOX).returning(OUTBOX.c.id, sort_by_parameter_order=True)
 _DELIVERED = (
     update(OUTBOX)
     .where(OUTBOX.c.id == bindparam("row_id"))
@@ -303,6 +302,30 @@ _PENDING_IN_THREAD = (
     select(OUTBOX)
     .where(OUTBOX.c.thread_key == bindparam("thread_key"), OUTBOX.c.status == OutboxStatus.PENDING)
     .order_by(OUTBOX.c.id)
+)
+_CARD_MESSAGES = select(APPROVALS.c.id, APPROVALS.c.message_ts, APPROVALS.c.mirror_ts).where(
+    APPROVALS.c.id.in_(bindparam("approval_ids", expanding=True))
+)
+_CARD_POSTED = {
+    column: update(APPROVALS)
+    .where(APPROVALS.c.id == bindparam("approval_id"))
+    .values({column: bindparam("ts")})
+    for column in ("message_ts", "mirror_ts")
+}
+_WAITING_FOR_CARD = (
+    select(OUTBOX)
+    .where(
+        OUTBOX.c.approval_id == bindparam("approval_id"),
+        OUTBOX.c.kind == bindparam("kind"),
+        OUTBOX.c.status == OutboxStatus.PENDING,
+        OUTBOX.c.id > bindparam("after"),
+    )
+    .order_by(OUTBOX.c.id)
+)
+_CLAIM_WAITING = (
+    update(OUTBOX)
+    .where(OUTBOX.c.id.in_(bindparam("row_ids", expanding=True)))
+    .values(claimed_by=bindparam("owner"), next_attempt_at=bindparam("until"))
 )
 
 
@@ -320,25 +343,23 @@ async def delivered(
             return []
         column = "mirror_ts" if delivery.kind == OutboxKind.MIRROR else "message_ts"
         await session.execute(
-            update(Approval)
-            .where(col(Approval.id) == delivery.approval_id)
-            .values({column: message_ts})
+            _CARD_POSTED[column], {"approval_id": delivery.approval_id, "ts": message_ts}
         )
         waiting = (
-            await session.scalars(
-                select(OutboxMessage)
-                .where(
-                    col(OutboxMessage.approval_id) == delivery.approval_id,
-                    col(OutboxMessage.kind) == delivery.kind,
-                    col(OutboxMessage.status) == OutboxStatus.PENDING,
-                    col(OutboxMessage.id) > delivery.id,
-                )
-                .order_by(col(OutboxMessage.id))
+            await session.execute(
+                _WAITING_FOR_CARD,
+                {"approval_id": delivery.approval_id, "kind": delivery.kind, "after": delivery.id},
             )
         ).all()
-        for row in waiting:
-            row.claimed_by = by.owner
-            row.next_attempt_at = now + by.ttl
+        if waiting:
+            await session.execute(
+                _CLAIM_WAITING,
+                {
+                    "row_ids": [row.id for row in waiting],
+                    "owner": by.owner,
+                    "until": now + by.ttl,
+                },
+            )
         return [_delivery(row, message_ts) for row in waiting]
 
 

@@ -7,9 +7,8 @@ approvals."""
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -32,6 +31,75 @@ from storage.outbox import Claimant, Delivery, Owed
 # How many earlier runs of a thread are asked who wrote what a new run reads; older history
 # is outside any run's window anyway.
 EARLIER_RUNS_READ = 100
+
+# Every run begins, pauses, resumes or ends through these: built once, bound each time (see
+# storage/statements).
+RUNS: Table = Run.__table__  # type: ignore[attr-defined]
+THREADS: Table = Thread.__table__  # type: ignore[attr-defined]
+_WAITING_RUN = (
+    select(Run)
+    .options(STATE_UNREAD)  # a parked message never reads it
+    .where(
+        col(Run.thread_key) == bindparam("thread_key"),
+        col(Run.status).in_([RunStatus.WAITING, RunStatus.RESUMING]),
+    )
+    .order_by(col(Run.created_at).desc())
+    .limit(1)
+)
+_EARLIER_REQUESTERS = (
+    select(RUNS.c.requested_by, RUNS.c.requesters)
+    .where(RUNS.c.thread_key == bindparam("thread_key"))
+    .order_by(RUNS.c.created_at.desc())
+    .limit(EARLIER_RUNS_READ)
+)
+_RESUME = (
+    update(Run)
+    .where(col(Run.id) == bindparam("run_id"), col(Run.status) == RunStatus.RESUMING)
+    .values(status=RunStatus.RUNNING, updated_at=bindparam("at"))
+    .returning(Run)
+)
+_PAUSE_APPROVALS = (
+    select(Approval)
+    .where(
+        col(Approval.run_id) == bindparam("run_id"),
+        col(Approval.generation) == bindparam("pause"),
+    )
+    .order_by(col(Approval.created_at), col(Approval.id))
+)
+_DEFERRED_JOBS = (
+    select(Job)
+    .where(col(Job.run_id) == bindparam("run_id"), col(Job.status) == JobStatus.DEFERRED)
+    .order_by(col(Job.id))
+)
+_PAUSE = (
+    update(RUNS)
+    .where(RUNS.c.id == bindparam("run_id"), RUNS.c.status == RunStatus.RUNNING)
+    .values(
+        generation=RUNS.c.generation + 1,
+        status=RunStatus.WAITING,
+        state=bindparam("saved_state"),
+        sdk_version=bindparam("sdk"),
+        state_schema_version=bindparam("schema"),
+        updated_at=bindparam("at"),
+    )
+    .returning(
+        RUNS.c.generation,
+        RUNS.c.requesters,
+        RUNS.c.thread_key,
+        # The thread's organization comes back with the run, not in a read of its own.
+        select(THREADS.c.enterprise_id).where(THREADS.c.key == RUNS.c.thread_key).scalar_subquery(),
+    )
+)
+_END_RUNNING = (
+    update(RUNS)
+    .where(RUNS.c.id == bindparam("run_id"), RUNS.c.status == RunStatus.RUNNING)
+    .returning(RUNS.c.thread_key)
+)
+_END = _END_RUNNING.values(
+    status=bindparam("new_status"), error_ref=bindparam("error"), updated_at=bindparam("at")
+)
+# A completed run drops its state.
+_COMPLETE = _END.values(state=None)
 
 
 async def get_run(db: Database, run_id: str) -> Run | None:
@@ -69,16 +137,7 @@ async def begin_run(
     # No flush before commit: the job's changes then go out in one UPDATE, after the run's
     # INSERT.
     with session.no_autoflush:
-        waiting = await session.scalar(
-            select(Run)
-            .options(STATE_UNREAD)  # a parked message never reads it
-            .where(
-                col(Run.thread_key) == job.thread_key,
-                col(Run.status).in_([RunStatus.WAITING, RunStatus.RESUMING]),
-            )
-            .order_by(col(Run.created_at).desc())
-            .limit(1)
-        )
+        waiting = await session.scalar(_WAITING_RUN, {"thread_key": job.thread_key})
         if waiting is not None:
             job.status = JobStatus.DEFERRED
             job.run_id = waiting.id
@@ -101,12 +160,7 @@ async def begin_run(
 
 async def _earlier_requesters(session: AsyncSession, thread_key: str) -> list[str]:
     """The people whose words the thread's earlier runs carried, newest runs first."""
-    rows = await session.execute(
-        select(col(Run.requested_by), col(Run.requesters))
-        .where(col(Run.thread_key) == thread_key)
-        .order_by(col(Run.created_at).desc())
-        .limit(EARLIER_RUNS_READ)
-    )
+    rows = await session.execute(_EARLIER_REQUESTERS, {"thread_key": thread_key})
     found: list[str] = []
     for starter, requesters in rows.all():
         found = with_requesters(found, [starter, *(requesters or [])])
@@ -142,26 +196,14 @@ async def begin_resume(
 ) -> BegunResume | None:
     # The run comes back with the UPDATE that hands it over (RETURNING), not read again.
     run = await session.scalar(
-        update(Run)
-        .where(col(Run.id) == run_id, col(Run.status) == RunStatus.RESUMING)
-        .values(status=RunStatus.RUNNING, updated_at=utcnow())
-        .returning(Run),
+        _RESUME,
+        {"run_id": run_id, "at": utcnow()},
         execution_options={"populate_existing": True},
     )
     if run is None:
         return None
-    approvals = await session.scalars(
-        select(Approval)
-        .where(col(Approval.run_id) == run.id, col(Approval.generation) == run.generation)
-        .order_by(col(Approval.created_at), col(Approval.id))
-    )
-    deferred = list(
-        await session.scalars(
-            select(Job)
-            .where(col(Job.run_id) == run.id, col(Job.status) == JobStatus.DEFERRED)
-            .order_by(col(Job.id))
-        )
-    )
+    approvals = await session.scalars(_PAUSE_APPROVALS, {"run_id": run.id, "pause": run.generation})
+    deferred = list(await session.scalars(_DEFERRED_JOBS, {"run_id": run.id}))
     run.requesters = with_requesters(run.requesters, [job.user_id for job in deferred])
     return BegunResume(
         run,
@@ -228,25 +270,14 @@ async def pause_run(
         # of the changed row took two statements.
         found = (
             await session.execute(
-                update(Run)
-                .where(col(Run.id) == run_id, col(Run.status) == RunStatus.RUNNING)
-                .values(
-                    generation=col(Run.generation) + 1,
-                    status=RunStatus.WAITING,
-                    state=saved.state,
-                    sdk_version=saved.sdk_version,
-                    state_schema_version=saved.schema_version,
-                    updated_at=now,
-                )
-                .returning(
-                    col(Run.generation),
-                    col(Run.requesters),
-                    col(Run.thread_key),
-                    # The thread's organization comes back with the run, not in a read of its own.
-                    select(col(Thread.enterprise_id))
-                    .where(col(Thread.key) == col(Run.thread_key))
-                    .scalar_subquery(),
-                )
+                _PAUSE,
+                {
+                    "run_id": run_id,
+                    "saved_state": saved.state,
+                    "sdk": saved.sdk_version,
+                    "schema": saved.schema_version,
+                    "at": now,
+                },
             )
         ).first()
         if found is None:
@@ -329,15 +360,11 @@ async def finish_run(
     Only a running run ends here: one that recovery already marked interrupted stays so, and
     its items are not kept, as its retry will produce them again.
     """
-    values: dict[str, Any] = {"status": status, "error_ref": error_ref, "updated_at": utcnow()}
-    if status == RunStatus.COMPLETED:
-        values["state"] = None
+    ending = _COMPLETE if status == RunStatus.COMPLETED else _END
     async with db.write() as session:
         thread_key = await session.scalar(
-            update(Run)
-            .where(col(Run.id) == run_id, col(Run.status) == RunStatus.RUNNING)
-            .values(**values)
-            .returning(col(Run.thread_key))
+            ending,
+            {"run_id": run_id, "new_status": status, "error": error_ref, "at": utcnow()},
         )
         if thread_key is None:
             return None
