@@ -5,7 +5,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import Table, and_, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
@@ -30,6 +30,52 @@ from storage.models import (
 )
 from storage.outbox import Claimant, Delivery
 from storage.statements import insert_unless_taken, rowcount
+
+# A call's start, its outcome and each decision run these: built once, bound each time (see
+# storage/statements).
+APPROVALS: Table = Approval.__table__  # type: ignore[attr-defined]
+_OF_CALL = (
+    col(Approval.run_id) == bindparam("of_run"),
+    col(Approval.call_id) == bindparam("call"),
+)
+_START_CALL = (
+    update(Approval)
+    .where(
+        *_OF_CALL,
+        col(Approval.status) == ApprovalStatus.APPROVED,
+        col(Approval.executed_at).is_(None),
+    )
+    .values(executed_at=bindparam("at"))
+    .returning(Approval)
+)
+_NEWEST_OF_CALL = (
+    select(Approval).where(*_OF_CALL).order_by(col(Approval.generation).desc()).limit(1)
+)
+_RECORD_OUTCOME = (
+    update(Approval).where(*_OF_CALL).values(outcome=bindparam("output")).returning(Approval)
+)
+_DECIDE = (
+    update(APPROVALS)
+    .where(
+        APPROVALS.c.id == bindparam("approval_id"),
+        APPROVALS.c.status == ApprovalStatus.PENDING,
+    )
+    .values(
+        status=bindparam("decision"),
+        decided_by=bindparam("by"),
+        decided_at=bindparam("at"),
+        reason=bindparam("why"),
+    )
+)
+_STILL_PENDING = (
+    select(func.count())
+    .select_from(APPROVALS)
+    .where(
+        APPROVALS.c.run_id == bindparam("run_id"),
+        APPROVALS.c.generation == bindparam("pause"),
+        APPROVALS.c.status == ApprovalStatus.PENDING,
+    )
+)
 
 
 async def get_approval(db: Database, approval_id: str) -> Approval | None:
@@ -56,26 +102,13 @@ async def claim_execution(db: Database, *, run_id: str, call_id: str) -> Executi
     """
     async with db.write() as session:
         started = await session.scalars(
-            update(Approval)
-            .where(
-                col(Approval.run_id) == run_id,
-                col(Approval.call_id) == call_id,
-                col(Approval.status) == ApprovalStatus.APPROVED,
-                col(Approval.executed_at).is_(None),
-            )
-            .values(executed_at=utcnow())
-            .returning(Approval)
+            _START_CALL, {"of_run": run_id, "call": call_id, "at": utcnow()}
         )
         claimed = sorted(started, key=lambda approval: approval.generation)
         if claimed:
             await audit.append(session, AuditEvent.STARTED, claimed[-1], user=None)
             return ExecutionClaim(True, edited_arguments=claimed[-1].edited_arguments)
-        row = await session.scalar(
-            select(Approval)
-            .where(col(Approval.run_id) == run_id, col(Approval.call_id) == call_id)
-            .order_by(col(Approval.generation).desc())
-            .limit(1)
-        )
+        row = await session.scalar(_NEWEST_OF_CALL, {"of_run": run_id, "call": call_id})
         if row is None or row.status != ApprovalStatus.APPROVED:
             return ExecutionClaim(True)
         return ExecutionClaim(False, recorded=row.outcome)
@@ -84,10 +117,7 @@ async def claim_execution(db: Database, *, run_id: str, call_id: str) -> Executi
 async def record_outcome(db: Database, *, run_id: str, call_id: str, outcome: str) -> None:
     async with db.write() as session:
         recorded = await session.scalars(
-            update(Approval)
-            .where(col(Approval.run_id) == run_id, col(Approval.call_id) == call_id)
-            .values(outcome=outcome)
-            .returning(Approval)
+            _RECORD_OUTCOME, {"of_run": run_id, "call": call_id, "output": outcome}
         )
         for approval in recorded:
             if approval.executed_at is not None:
@@ -345,9 +375,14 @@ async def _decide(
     pending and leave the run waiting forever."""
     decided = {"status": status, "decided_by": decided_by, "decided_at": utcnow(), "reason": reason}
     result = await session.execute(
-        update(Approval)
-        .where(col(Approval.id) == approval.id, col(Approval.status) == ApprovalStatus.PENDING)
-        .values(decided)
+        _DECIDE,
+        {
+            "approval_id": approval.id,
+            "decision": status,
+            "by": decided_by,
+            "at": decided["decided_at"],
+            "why": reason,
+        },
     )
     won = rowcount(result) == 1
     if won:  # the row is what was read under the lock plus what was just written
@@ -360,13 +395,7 @@ async def _decide(
     if not won or run is None or run.status != RunStatus.WAITING:
         return Decision(approval=approval, won=won, resume_queued=False)
     still_pending = await session.scalar(
-        select(func.count())
-        .select_from(Approval)
-        .where(
-            col(Approval.run_id) == run.id,
-            col(Approval.generation) == run.generation,
-            col(Approval.status) == ApprovalStatus.PENDING,
-        )
+        _STILL_PENDING, {"run_id": run.id, "pause": run.generation}
     )
     if still_pending:
         return Decision(approval=approval, won=True, resume_queued=False)

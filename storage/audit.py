@@ -103,7 +103,9 @@ def _values(
 
 
 # Core, not the ORM's bulk insert: an entry is a row written once and never loaded back here.
+# Built once (see storage/statements).
 AUDIT: Table = AuditEntry.__table__  # type: ignore[attr-defined]
+_INSERT = insert(AUDIT)
 
 
 async def append(
@@ -121,7 +123,7 @@ async def append(
     keeping it.
     """
     entry = _values(approval, event, user=user, detail=detail, output=output, at=utcnow())
-    await session.execute(insert(AUDIT), [entry])
+    await session.execute(_INSERT, [entry])
 
 
 async def append_requests(session: AsyncSession, approvals: list[Approval]) -> None:
@@ -133,7 +135,7 @@ async def append_requests(session: AsyncSession, approvals: list[Approval]) -> N
         _values(a, AuditEvent.REQUESTED, user=None, detail=asked(a), output=None, at=at)
         for a in approvals
     ]
-    await session.execute(insert(AUDIT), rows)
+    await session.execute(_INSERT, rows)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ by the same person, a click on a call already decided) leaves no row.
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -19,6 +19,16 @@ from storage import audit
 from storage.database import Database
 from storage.models import Approval, ApprovalDecision, DecisionKind, utcnow
 from storage.statements import insert_unless_taken
+
+# Every vote asks it: built once, bound each time (see storage/statements).
+_APPROVERS = (
+    select(col(ApprovalDecision.user_id))
+    .where(
+        col(ApprovalDecision.approval_id) == bindparam("approval_id"),
+        col(ApprovalDecision.kind) == DecisionKind.APPROVE,
+    )
+    .order_by(col(ApprovalDecision.id))
+)
 
 
 async def record(
@@ -58,14 +68,7 @@ async def record(
 
 async def approvers_of(session: AsyncSession, approval_id: str) -> list[str]:
     """Who has approved the call, in the order they did."""
-    rows = await session.scalars(
-        select(col(ApprovalDecision.user_id))
-        .where(
-            col(ApprovalDecision.approval_id) == approval_id,
-            col(ApprovalDecision.kind) == DecisionKind.APPROVE,
-        )
-        .order_by(col(ApprovalDecision.id))
-    )
+    rows = await session.scalars(_APPROVERS, {"approval_id": approval_id})
     return [user for user in rows if user is not None]
 
 

@@ -3,11 +3,17 @@ that exist, and never publishes one to somebody who has not opened it."""
 
 from collections.abc import Collection
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlmodel import col
 
 from storage.database import Database
 from storage.models import HomeView, utcnow
+
+# Every decision asks it: built once, bound each time (see storage/statements).
+_OPENED_BY = select(col(HomeView.user_id)).where(
+    col(HomeView.team_id) == bindparam("team_id"),
+    col(HomeView.user_id).in_(bindparam("user_ids", expanding=True)),
+)
 
 
 async def published(db: Database, *, team_id: str, user_id: str) -> None:
@@ -25,8 +31,6 @@ async def opened_by(db: Database, *, team_id: str, user_ids: Collection[str]) ->
         return []
     async with db.read() as session:
         rows = await session.scalars(
-            select(col(HomeView.user_id)).where(
-                col(HomeView.team_id) == team_id, col(HomeView.user_id).in_(set(user_ids))
-            )
+            _OPENED_BY, {"team_id": team_id, "user_ids": list(set(user_ids))}
         )
         return sorted(rows)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -137,16 +137,16 @@ async def cover(db: Database, call: CoveredCall, *, by: Claimant | None) -> Cove
     now = utcnow()
     thread = call.thread
     async with db.read() as session:
-        existing = await session.scalar(_call_row(call))
+        existing = await session.scalar(_CALL_ROW, _call_of(call))
         if existing is not None:
             return _already_asked(existing)
-        if await session.scalar(_active_thread_approval(call, now)) is None:
+        if await session.scalar(*_active_thread_approval(call, now)) is None:
             return None
     async with db.write() as session:
-        existing = await session.scalar(_call_row(call))
+        existing = await session.scalar(_CALL_ROW, _call_of(call))
         if existing is not None:
             return _already_asked(existing)
-        thread_approval = await session.scalar(_active_thread_approval(call, now).with_for_update())
+        thread_approval = await session.scalar(*_active_thread_approval(call, now, lock=True))
         if thread_approval is None:
             return None
         run = await session.get(Run, call.run_id)
@@ -199,36 +199,62 @@ def _already_asked(existing: Approval) -> Cover | None:
     return Cover(existing, existing.thread_approval_id, new=False)
 
 
-def _call_row(call: CoveredCall) -> Select[Approval]:
-    return (
-        select(Approval)
-        .where(col(Approval.run_id) == call.run_id, col(Approval.call_id) == call.call_id)
-        .order_by(col(Approval.generation).desc())
-        .limit(1)
-    )
+# Every call that needs approval asks these first: built once, bound each time (see
+# storage/statements).
+_CALL_ROW = (
+    select(Approval)
+    .where(col(Approval.run_id) == bindparam("run_id"), col(Approval.call_id) == bindparam("call"))
+    .order_by(col(Approval.generation).desc())
+    .limit(1)
+)
 
 
-def _active_thread_approval(call: CoveredCall, now: datetime) -> Select[ThreadApproval]:
-    thread = call.thread
-    rule = (
-        col(ThreadApproval.rule_index).is_(None)
-        if call.rule_index is None
-        else col(ThreadApproval.rule_index) == call.rule_index
-    )
+def _call_of(call: CoveredCall) -> dict[str, str]:
+    return {"run_id": call.run_id, "call": call.call_id}
+
+
+def _thread_approvals(rule: ColumnElement[bool]) -> Select[ThreadApproval]:
     return (
         select(ThreadApproval)
         .where(
-            col(ThreadApproval.team_id) == thread.team_id,
-            col(ThreadApproval.channel_id) == thread.channel_id,
-            col(ThreadApproval.thread_ts) == thread.thread_ts,
-            col(ThreadApproval.tool_name) == call.tool_name,
+            col(ThreadApproval.team_id) == bindparam("team_id"),
+            col(ThreadApproval.channel_id) == bindparam("channel_id"),
+            col(ThreadApproval.thread_ts) == bindparam("thread_ts"),
+            col(ThreadApproval.tool_name) == bindparam("tool"),
             rule,
             col(ThreadApproval.revoked_at).is_(None),
-            col(ThreadApproval.expires_at) > now,
+            col(ThreadApproval.expires_at) > bindparam("now"),
         )
         .order_by(col(ThreadApproval.created_at).desc())
         .limit(1)
     )
+
+
+# By whether the call's tool table (no rule) or a rule decided it, and whether it locks.
+_ACTIVE = {
+    ruled: (query, query.with_for_update())
+    for ruled, query in (
+        (False, _thread_approvals(col(ThreadApproval.rule_index).is_(None))),
+        (True, _thread_approvals(col(ThreadApproval.rule_index) == bindparam("rule"))),
+    )
+}
+
+
+def _active_thread_approval(
+    call: CoveredCall, now: datetime, *, lock: bool = False
+) -> tuple[Select[ThreadApproval], dict[str, object]]:
+    """The query for an active thread approval that covers the call, and its values."""
+    plain, locking = _ACTIVE[call.rule_index is not None]
+    thread = call.thread
+    values: dict[str, object] = {
+        "team_id": thread.team_id,
+        "channel_id": thread.channel_id,
+        "thread_ts": thread.thread_ts,
+        "tool": call.tool_name,
+        "rule": call.rule_index,
+        "now": now,
+    }
+    return (locking if lock else plain), values
 
 
 class RevokeOutcome(StrEnum):
